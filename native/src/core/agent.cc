@@ -1,0 +1,165 @@
+#include "agent.h"
+
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <atomic>
+#include <memory>
+
+#include "ledger.h"
+#include "probes.h"
+#include "sampler.h"
+#include "server.h"
+
+namespace leakscope {
+
+const char* const kAgentVersion = "0.1.0";
+void* g_forwarded_malloc = nullptr;
+
+namespace {
+
+struct Agent {
+  AgentConfig config;
+  std::unique_ptr<AllocatorProbe> probe;
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<Server> server;
+};
+
+// Never destroyed: the agent's threads use it until the process is gone.
+Agent* g_agent = nullptr;
+
+uint64_t env_number(const char* name, uint64_t fallback) {
+  const char* text = getenv(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  const unsigned long long v = strtoull(text, &end, 10);
+  return end != nullptr && *end == '\0' ? uint64_t(v) : fallback;
+}
+
+// Children started with exec must not inherit the agent unless asked:
+// drop our library from LD_PRELOAD now, before the program copies environ.
+void remove_self_from_ld_preload() {
+  const char* current = getenv("LD_PRELOAD");
+  if (current == nullptr) return;
+  std::string kept;
+  std::string list = current;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find_first_of(": ", start);
+    if (end == std::string::npos) end = list.size();
+    const std::string entry = list.substr(start, end - start);
+    const size_t slash = entry.rfind('/');
+    const std::string base = slash == std::string::npos ? entry : entry.substr(slash + 1);
+    if (!entry.empty() && base.rfind("libleakscope", 0) != 0) {
+      if (!kept.empty()) kept += ':';
+      kept += entry;
+    }
+    start = end + 1;
+  }
+  if (kept.empty()) unsetenv("LD_PRELOAD"); else setenv("LD_PRELOAD", kept.c_str(), 1);
+}
+
+struct InternalStart {
+  void* (*routine)(void*);
+  void* arg;
+};
+
+std::atomic<int> g_agent_tids[4];
+
+void* internal_trampoline(void* raw) {
+  t_state.internal = 1;
+  t_state.busy = 1;
+  for (auto& slot : g_agent_tids) {
+    int expected = 0;
+    if (slot.compare_exchange_strong(expected, current_tid())) break;
+  }
+  InternalStart start = *static_cast<InternalStart*>(raw);
+  delete static_cast<InternalStart*>(raw);
+  return start.routine(start.arg);
+}
+
+// Runs on the sampler thread.
+void* sampler_main(void*) {
+  pthread_setname_np(pthread_self(), "leakscope-smpl");
+  while (true) {
+    g_agent->sampler->tick();
+    timespec second{1, 0};
+    while (nanosleep(&second, &second) != 0) {
+    }
+  }
+  return nullptr;
+}
+
+// Runs on the server thread.
+void* server_main(void*) {
+  pthread_setname_np(pthread_self(), "leakscope-srv");
+  g_agent->server->serve();
+  return nullptr;
+}
+
+}  // namespace
+
+bool is_agent_thread(int tid) {
+  for (const auto& slot : g_agent_tids)
+    if (slot.load() == tid) return true;
+  return false;
+}
+
+AgentConfig config_from_env() {
+  AgentConfig config;
+  const char* interval = getenv("LEAKSCOPE_SAMPLE_INTERVAL");
+  if (interval != nullptr && strcmp(interval, "exact") == 0) config.sample_interval = 0;
+  else config.sample_interval = env_number("LEAKSCOPE_SAMPLE_INTERVAL", config.sample_interval);
+  if (const char* dir = getenv("LEAKSCOPE_SOCKET_DIR")) config.socket_dir = dir;
+  config.follow_children = env_number("LEAKSCOPE_FOLLOW_CHILDREN", 0) != 0;
+  config.history_seconds = uint32_t(env_number("LEAKSCOPE_HISTORY_SECONDS", config.history_seconds));
+  return config;
+}
+
+bool start_internal_thread(void* (*routine)(void*), void* arg) {
+  if (g_real_pthread_create == nullptr) return false;
+  auto* start = new InternalStart{routine, arg};
+  pthread_t thread;
+  if (g_real_pthread_create(&thread, nullptr, internal_trampoline, start) != 0) {
+    delete start;
+    return false;
+  }
+  pthread_detach(thread);
+  return true;
+}
+
+void agent_start(const AgentConfig& config) {
+  if (g_agent != nullptr) return;
+  ThreadState& ts = t_state;
+  const uint8_t was_busy = ts.busy;
+  ts.busy = 1;  // the agent's own set-up is not the program's
+  if (!config.follow_children) remove_self_from_ld_preload();
+  ledger_init(config.sample_interval);
+  g_agent = new Agent{config, detect_allocator(g_forwarded_malloc), nullptr, nullptr};
+  g_agent->sampler = std::make_unique<Sampler>(*g_agent->probe, config.history_seconds);
+  g_agent->server = std::make_unique<Server>(g_agent->config, *g_agent->sampler, *g_agent->probe, wall_ms());
+  g_accounting.store(true);
+  std::string error;
+  start_internal_thread(sampler_main, nullptr);
+  if (g_agent->server->listen(&error)) start_internal_thread(server_main, nullptr);
+  else fprintf(stderr, "leakscope: agent not reachable, %s\n", error.c_str());
+  ts.busy = was_busy;
+}
+
+void agent_stop() {
+  if (g_agent != nullptr && g_agent->server) g_agent->server->remove_socket_file();
+}
+
+void agent_after_fork_child() {
+  // The child has none of the agent's threads; it forwards and counts
+  // nothing, and must not answer on the parent's socket.
+  g_accounting.store(false);
+  if (g_agent != nullptr && g_agent->server) g_agent->server->close_in_child();
+  for (auto& slot : g_agent_tids) slot.store(0);
+}
+
+}  // namespace leakscope

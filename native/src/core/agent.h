@@ -1,0 +1,44 @@
+// The agent's life cycle, independent of how it got into the process (the
+// LD_PRELOAD shim today; injection and the Node addon use the same calls).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <pthread.h>
+
+namespace leakscope {
+
+struct AgentConfig {
+  std::string mode = "preload";
+  uint64_t sample_interval = 65536;  // LEAKSCOPE_SAMPLE_INTERVAL; 0 = exact
+  std::string socket_dir;            // LEAKSCOPE_SOCKET_DIR or /tmp/leakscope-<uid>
+  bool follow_children = false;      // LEAKSCOPE_FOLLOW_CHILDREN=1
+  uint32_t history_seconds = 900;    // LEAKSCOPE_HISTORY_SECONDS
+};
+
+extern const char* const kAgentVersion;
+
+// Reads LEAKSCOPE_* from the environment. Runs before the agent's threads.
+AgentConfig config_from_env();
+// Starts accounting, the sampler thread and the server thread.
+void agent_start(const AgentConfig& config);
+// At process exit: removes the socket file of this process.
+void agent_stop();
+// In a forked child: hooks forward only, inherited sockets are closed.
+void agent_after_fork_child();
+
+// Starts an agent-internal thread with the real pthread_create; its own
+// allocations are never accounted.
+bool start_internal_thread(void* (*routine)(void*), void* arg);
+
+// True for the agent's own sampler and server threads.
+bool is_agent_thread(int tid);
+
+// Set by the interposition layer: the real pthread_create it resolved.
+using PthreadCreateFn = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
+extern PthreadCreateFn g_real_pthread_create;
+// Set by the interposition layer: the malloc its hooks forward to.
+extern void* g_forwarded_malloc;
+
+}  // namespace leakscope

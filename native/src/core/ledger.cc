@@ -1,0 +1,193 @@
+#include "ledger.h"
+
+#include <cmath>
+#include <initializer_list>
+#include <ctime>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ownership.h"
+
+namespace leakscope {
+
+__thread ThreadState t_state __attribute__((tls_model("initial-exec")));
+Ledger g_ledger;
+std::atomic<bool> g_accounting{false};
+
+namespace {
+
+inline uint64_t load(const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); }
+// Single-writer increment: the owner thread is the only writer of the field.
+inline void bump(std::atomic<uint64_t>& a, uint64_t by) {
+  a.store(a.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
+
+uint64_t next_random(ThreadState& ts) {
+  // xorshift64*: no syscall, no lock, good enough to space samples.
+  uint64_t x = ts.rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  ts.rng = x;
+  return x * 0x2545F4914F6CDD1Dull;
+}
+
+// Bytes until the next sample: exponential with the configured mean, so that
+// sampling is a Poisson process over allocated bytes (as tcmalloc and
+// heapprofd do) and every byte has the same chance to be sampled.
+int64_t next_sample_distance(ThreadState& ts) {
+  const uint64_t mean = g_ledger.sample_interval;
+  if (mean == 0) return 0;
+  const double u = (double(next_random(ts) >> 11) + 1.0) / 9007199254740993.0;  // (0,1]
+  const double d = -std::log(u) * double(mean);
+  return d < 1.0 ? 1 : int64_t(d);
+}
+
+// The bytes a sampled block stands for: size / P(sampled). Unbiased for any
+// mix of block sizes.
+uint64_t sample_weight(size_t usable) {
+  const uint64_t mean = g_ledger.sample_interval;
+  if (mean == 0) return usable;
+  const double p = 1.0 - std::exp(-double(usable) / double(mean));
+  return p <= 0.0 ? usable : uint64_t(double(usable) / p + 0.5);
+}
+
+__attribute__((noinline)) void take_sample(ThreadState& ts, void* block, size_t usable) {
+  ts.bytes_until_sample = next_sample_distance(ts);
+  const uint64_t weight = sample_weight(usable);
+  if (!g_ownership.insert(uintptr_t(block), OwnerRecord{ts.slot_index, ts.generation, weight})) {
+    g_ledger.dropped_events.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  g_ledger.sampled_blocks.fetch_add(1, std::memory_order_relaxed);
+  ts.slot->sampled_live_bytes.fetch_add(int64_t(weight), std::memory_order_relaxed);
+}
+
+__attribute__((noinline)) void settle_sample(ThreadState& ts, const OwnerRecord& owner) {
+  g_ledger.sampled_blocks.fetch_sub(1, std::memory_order_relaxed);
+  ThreadSlot& slot = g_ledger.slots[owner.slot_index];
+  const bool owner_alive = slot.generation.load(std::memory_order_relaxed) == owner.generation &&
+                           slot.state.load(std::memory_order_relaxed) >= kSlotLive;
+  if (!owner_alive) {
+    g_ledger.exited.sampled_live_bytes.fetch_sub(int64_t(owner.weight_bytes), std::memory_order_relaxed);
+    if (owner.slot_index != ts.slot_index || owner.generation != ts.generation)
+      g_ledger.exited.remote_freed_bytes.fetch_add(owner.weight_bytes, std::memory_order_relaxed);
+    return;
+  }
+  slot.sampled_live_bytes.fetch_sub(int64_t(owner.weight_bytes), std::memory_order_relaxed);
+  if (&slot != ts.slot) {
+    slot.remote_freed_bytes.fetch_add(owner.weight_bytes, std::memory_order_relaxed);
+    slot.remote_freed_count.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+// The owner entered the allocator: whatever was remote-freed before now has
+// had its chance to be collected (mimalloc collects on the owner's calls).
+inline void note_owner_entered(ThreadSlot& slot) {
+  const uint64_t remote = slot.remote_freed_bytes.load(std::memory_order_relaxed);
+  if (remote != slot.reclaim_mark.load(std::memory_order_relaxed))
+    slot.reclaim_mark.store(remote, std::memory_order_relaxed);
+}
+
+inline ThreadSlot* slot_of(ThreadState& ts) {
+  ThreadSlot* slot = ts.slot;
+  if (__builtin_expect(slot == nullptr, 0)) slot = claim_slot(ts, 0, 0);
+  return slot;
+}
+
+}  // namespace
+
+int32_t current_tid() { return int32_t(syscall(SYS_gettid)); }
+
+uint64_t wall_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
+void ledger_init(uint64_t sample_interval) { g_ledger.sample_interval = sample_interval; }
+
+void on_alloc(ThreadState& ts, void* block, size_t usable) {
+  ThreadSlot* slot = slot_of(ts);
+  if (slot == nullptr) return;
+  bump(slot->alloc_count, 1);
+  bump(slot->alloc_bytes, usable);
+  note_owner_entered(*slot);
+  ts.bytes_until_sample -= int64_t(usable);
+  if (__builtin_expect(ts.bytes_until_sample <= 0, 0)) take_sample(ts, block, usable);
+}
+
+void on_free(ThreadState& ts, void* block, size_t usable) {
+  ThreadSlot* slot = slot_of(ts);
+  if (slot == nullptr) return;
+  bump(slot->free_count, 1);
+  bump(slot->free_bytes, usable);
+  note_owner_entered(*slot);
+  OwnerRecord owner;
+  if (__builtin_expect(g_ownership.take(uintptr_t(block), &owner), 0)) settle_sample(ts, owner);
+}
+
+ThreadSlot* claim_slot(ThreadState& ts, uintptr_t start_routine, int32_t creator_tid) {
+  if (ts.slot != nullptr) return ts.slot;
+  uint32_t index = g_ledger.high_water.fetch_add(1, std::memory_order_relaxed);
+  if (index >= kMaxThreadSlots) {
+    g_ledger.high_water.store(kMaxThreadSlots, std::memory_order_relaxed);
+    // Reuse a slot the sampler freed after its thread vanished.
+    index = kMaxThreadSlots;
+    for (uint32_t i = 0; i < kMaxThreadSlots; ++i) {
+      uint32_t expected = kSlotFree;
+      if (g_ledger.slots[i].state.compare_exchange_strong(expected, kSlotClaiming)) {
+        index = i;
+        break;
+      }
+    }
+    if (index == kMaxThreadSlots) {
+      g_ledger.dropped_events.fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+  } else {
+    g_ledger.slots[index].state.store(kSlotClaiming, std::memory_order_relaxed);
+  }
+  ThreadSlot& slot = g_ledger.slots[index];
+  const int32_t tid = current_tid();
+  slot.tid.store(tid, std::memory_order_relaxed);
+  slot.creator_tid.store(creator_tid, std::memory_order_relaxed);
+  slot.start_routine.store(start_routine, std::memory_order_relaxed);
+  slot.created_ms.store(wall_ms(), std::memory_order_relaxed);
+  slot.exited_ms.store(0, std::memory_order_relaxed);
+  slot.state.store(kSlotLive, std::memory_order_release);
+  ts.slot_index = index;
+  ts.generation = slot.generation.load(std::memory_order_relaxed);
+  ts.rng = (uint64_t(uint32_t(tid)) << 32 | index) * 0x9E3779B97F4A7C15ull | 1;
+  ts.bytes_until_sample = next_sample_distance(ts);
+  ts.slot = &slot;
+  return &slot;
+}
+
+void mark_thread_exited(ThreadState& ts) {
+  if (ts.slot == nullptr) return;
+  ts.slot->exited_ms.store(wall_ms(), std::memory_order_relaxed);
+  ts.slot->state.store(kSlotExited, std::memory_order_release);
+}
+
+void recycle_slot(uint32_t index) {
+  ThreadSlot& slot = g_ledger.slots[index];
+  ExitedTotals& ex = g_ledger.exited;
+  ex.alloc_count.fetch_add(load(slot.alloc_count));
+  ex.alloc_bytes.fetch_add(load(slot.alloc_bytes));
+  ex.free_count.fetch_add(load(slot.free_count));
+  ex.free_bytes.fetch_add(load(slot.free_bytes));
+  ex.remote_freed_bytes.fetch_add(load(slot.remote_freed_bytes));
+  // Blocks of this thread still live are settled against `exited` from now
+  // on, since their records carry the old generation.
+  ex.sampled_live_bytes.fetch_add(slot.sampled_live_bytes.load());
+  ex.threads.fetch_add(1);
+  for (auto* a : {&slot.alloc_count, &slot.alloc_bytes, &slot.free_count, &slot.free_bytes,
+                  &slot.reclaim_mark, &slot.remote_freed_bytes, &slot.remote_freed_count})
+    a->store(0, std::memory_order_relaxed);
+  slot.sampled_live_bytes.store(0, std::memory_order_relaxed);
+  slot.generation.store((slot.generation.load() + 1) & 0xFFF);  // 12 bits, as packed
+  slot.state.store(kSlotFree, std::memory_order_release);
+}
+
+}  // namespace leakscope

@@ -1,0 +1,96 @@
+// Per-thread heap ledger: exact allocation counters per thread and the
+// sampled ownership of blocks, from which remote-freed and unreclaimed bytes
+// follow. The functions marked "hot path" run inside every malloc and free of
+// the target: no lock, no syscall, no clock read, no allocation there.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace leakscope {
+
+constexpr uint32_t kMaxThreadSlots = 4096;
+
+enum SlotState : uint32_t { kSlotFree = 0, kSlotClaiming = 1, kSlotLive = 2, kSlotExited = 3 };
+
+// One per thread that entered the allocator (or was started through
+// pthread_create). The owner writes the first cache line alone; other threads
+// write the second one only when they free one of the owner's sampled blocks.
+struct alignas(64) ThreadSlot {
+  // Owner-written: relaxed load + store, no locked instruction.
+  std::atomic<uint64_t> alloc_count{0};
+  std::atomic<uint64_t> alloc_bytes{0};
+  std::atomic<uint64_t> free_count{0};
+  std::atomic<uint64_t> free_bytes{0};
+  // remote_freed_bytes as the owner last saw it on entering the allocator;
+  // what has been remote-freed since is what the owner has not reclaimed.
+  std::atomic<uint64_t> reclaim_mark{0};
+
+  // Written by any thread, on sampled blocks only.
+  alignas(64) std::atomic<uint64_t> remote_freed_bytes{0};
+  std::atomic<uint64_t> remote_freed_count{0};
+  std::atomic<int64_t> sampled_live_bytes{0};
+
+  // Registry data, written when the slot is claimed or the thread exits.
+  alignas(64) std::atomic<uint32_t> state{kSlotFree};
+  std::atomic<uint32_t> generation{0};
+  std::atomic<int32_t> tid{0};
+  std::atomic<int32_t> creator_tid{0};
+  std::atomic<uintptr_t> start_routine{0};
+  std::atomic<uint64_t> created_ms{0};
+  std::atomic<uint64_t> exited_ms{0};
+};
+
+// The calling thread's view of the ledger. Initial-exec TLS: reaching it is a
+// fixed offset from %fs, no __tls_get_addr call that could allocate.
+struct ThreadState {
+  ThreadSlot* slot;
+  int64_t bytes_until_sample;
+  uint64_t rng;
+  uint32_t slot_index;
+  uint32_t generation;
+  uint8_t busy;      // inside a hook already: forward without accounting
+  uint8_t internal;  // one of the agent's own threads: never accounted
+};
+
+extern __thread ThreadState t_state __attribute__((tls_model("initial-exec")));
+
+// Totals of threads whose slots were recycled after they exited.
+struct ExitedTotals {
+  std::atomic<uint64_t> alloc_count{0}, alloc_bytes{0}, free_count{0}, free_bytes{0};
+  std::atomic<uint64_t> remote_freed_bytes{0};
+  std::atomic<int64_t> sampled_live_bytes{0};
+  std::atomic<uint32_t> threads{0};
+};
+
+struct Ledger {
+  ThreadSlot slots[kMaxThreadSlots];
+  std::atomic<uint32_t> high_water{0};
+  ExitedTotals exited;
+  std::atomic<uint64_t> dropped_events{0};
+  std::atomic<uint64_t> sampled_blocks{0};
+  // Mean bytes between samples; 0 samples every block (exact mode).
+  uint64_t sample_interval = 0;
+};
+
+extern Ledger g_ledger;
+extern std::atomic<bool> g_accounting;  // false: hooks forward, nothing more
+
+// Hot path: called by the hooks after the real allocator returned `block`.
+void on_alloc(ThreadState& ts, void* block, size_t usable);
+// Hot path: called by the hooks before the real allocator frees `block`.
+void on_free(ThreadState& ts, void* block, size_t usable);
+
+// Cold path: the first accounted call of a thread claims its slot.
+ThreadSlot* claim_slot(ThreadState& ts, uintptr_t start_routine, int32_t creator_tid);
+// Runs on the exiting thread (pthread key destructor).
+void mark_thread_exited(ThreadState& ts);
+// Runs on the sampler thread: folds slots of vanished threads into `exited`.
+void recycle_slot(uint32_t index);
+
+void ledger_init(uint64_t sample_interval);
+int32_t current_tid();
+uint64_t wall_ms();
+
+}  // namespace leakscope

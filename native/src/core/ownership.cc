@@ -1,0 +1,62 @@
+#include "ownership.h"
+
+namespace leakscope {
+
+OwnershipTable g_ownership;
+
+// value = weight (40 bits) | generation (12 bits) | slot index (12 bits)
+uint64_t OwnershipTable::pack(const OwnerRecord& r) {
+  uint64_t weight = r.weight_bytes > 0xFFFFFFFFFFull ? 0xFFFFFFFFFFull : r.weight_bytes;
+  return (weight << 24) | (uint64_t(r.generation & 0xFFF) << 12) | (r.slot_index & 0xFFF);
+}
+
+OwnerRecord OwnershipTable::unpack(uint64_t v) {
+  return OwnerRecord{uint32_t(v & 0xFFF), uint32_t((v >> 12) & 0xFFF), v >> 24};
+}
+
+bool OwnershipTable::insert(uintptr_t block, const OwnerRecord& owner) {
+  const uint64_t h = hash(block);
+  std::atomic<uint16_t>& counter = filter_[h >> (64 - kFilterBits)];
+  if (counter.load(std::memory_order_relaxed) == 0xFFFF) return false;
+  // Count in the filter before the key is visible: a free that finds the key
+  // must never have seen a zero counter for it.
+  counter.fetch_add(1, std::memory_order_relaxed);
+  const uint32_t mask = (1u << kSlotBits) - 1;
+  uint32_t index = uint32_t(h >> (64 - kSlotBits));
+  for (uint32_t probe = 0; probe < kMaxProbe; ++probe, index = (index + 1) & mask) {
+    Entry& e = entries_[index];
+    uintptr_t seen = e.key.load(std::memory_order_relaxed);
+    if (seen != kEmpty && seen != kTombstone) continue;
+    // The value is written after the key is claimed; nobody reads it before
+    // the allocation that owns `block` has returned to the program.
+    if (e.key.compare_exchange_strong(seen, block, std::memory_order_acq_rel)) {
+      e.value.store(pack(owner), std::memory_order_release);
+      return true;
+    }
+  }
+  counter.fetch_sub(1, std::memory_order_relaxed);
+  return false;
+}
+
+bool OwnershipTable::take(uintptr_t block, OwnerRecord* owner) {
+  const uint64_t h = hash(block);
+  std::atomic<uint16_t>& counter = filter_[h >> (64 - kFilterBits)];
+  if (counter.load(std::memory_order_relaxed) == 0) return false;
+  const uint32_t mask = (1u << kSlotBits) - 1;
+  uint32_t index = uint32_t(h >> (64 - kSlotBits));
+  for (uint32_t probe = 0; probe < kMaxProbe; ++probe, index = (index + 1) & mask) {
+    Entry& e = entries_[index];
+    uintptr_t seen = e.key.load(std::memory_order_acquire);
+    if (seen == kEmpty) return false;
+    if (seen != block) continue;
+    // Only the thread freeing `block` can be here: the allocator cannot hand
+    // the address out again before the free that follows this call.
+    *owner = unpack(e.value.load(std::memory_order_acquire));
+    e.key.store(kTombstone, std::memory_order_release);
+    counter.fetch_sub(1, std::memory_order_relaxed);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace leakscope

@@ -1,0 +1,48 @@
+// Sampled block ownership: which thread allocated a sampled block, and the
+// bytes it stands for. A bounded open-addressing table with a counting filter
+// in front, so that the common free (of an unsampled block) costs one load
+// from a 128 KiB array. Lock-free; when the table is full the sample is
+// dropped and counted.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace leakscope {
+
+struct OwnerRecord {
+  uint32_t slot_index;
+  uint32_t generation;
+  uint64_t weight_bytes;
+};
+
+class OwnershipTable {
+ public:
+  static constexpr uint32_t kSlotBits = 19;   // 512 Ki entries, 8 MiB at most
+  static constexpr uint32_t kFilterBits = 16; // 64 Ki counters, 128 KiB
+  static constexpr uint32_t kMaxProbe = 16;
+
+  // Any thread, sample path only.
+  bool insert(uintptr_t block, const OwnerRecord& owner);
+  // Hot path (every free): false, after one filter load, for unsampled blocks.
+  bool take(uintptr_t block, OwnerRecord* owner);
+
+ private:
+  struct Entry {
+    std::atomic<uintptr_t> key;
+    std::atomic<uint64_t> value;
+  };
+  static constexpr uintptr_t kEmpty = 0;
+  static constexpr uintptr_t kTombstone = 1;
+
+  static uint64_t hash(uintptr_t block) { return (block >> 4) * 0x9E3779B97F4A7C15ull; }
+  static uint64_t pack(const OwnerRecord& r);
+  static OwnerRecord unpack(uint64_t v);
+
+  Entry entries_[1u << kSlotBits];
+  std::atomic<uint16_t> filter_[1u << kFilterBits];
+};
+
+extern OwnershipTable g_ownership;
+
+}  // namespace leakscope

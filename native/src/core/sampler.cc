@@ -1,0 +1,171 @@
+#include "sampler.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "agent.h"
+#include "ledger.h"
+#include "proc.h"
+
+namespace leakscope {
+
+namespace {
+
+uint64_t relaxed(const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); }
+
+// The slot of a live thread, or nullptr.
+const ThreadSlot* slot_for_tid(const std::map<int, uint32_t>& index, int tid) {
+  auto it = index.find(tid);
+  return it == index.end() ? nullptr : &g_ledger.slots[it->second];
+}
+
+std::map<int, uint32_t> slots_by_tid() {
+  std::map<int, uint32_t> index;
+  const uint32_t used = std::min(g_ledger.high_water.load(), kMaxThreadSlots);
+  for (uint32_t i = 0; i < used; ++i) {
+    const uint32_t state = g_ledger.slots[i].state.load(std::memory_order_acquire);
+    if (state == kSlotLive || state == kSlotExited) index[g_ledger.slots[i].tid.load()] = i;
+  }
+  return index;
+}
+
+}  // namespace
+
+Sampler::Sampler(AllocatorProbe& probe, uint32_t history_seconds)
+    : probe_(probe), history_capacity_(std::max<uint32_t>(history_seconds, 60)),
+      ticks_per_second_(sysconf(_SC_CLK_TCK)) {
+  history_.reserve(history_capacity_);
+}
+
+LedgerTotals Sampler::ledger_totals() {
+  LedgerTotals t;
+  const uint32_t used = std::min(g_ledger.high_water.load(), kMaxThreadSlots);
+  for (uint32_t i = 0; i < used; ++i) {
+    const ThreadSlot& s = g_ledger.slots[i];
+    t.alloc_count += relaxed(s.alloc_count);
+    t.alloc_bytes += relaxed(s.alloc_bytes);
+    t.free_count += relaxed(s.free_count);
+    t.free_bytes += relaxed(s.free_bytes);
+  }
+  const ExitedTotals& ex = g_ledger.exited;
+  t.alloc_count += relaxed(ex.alloc_count);
+  t.alloc_bytes += relaxed(ex.alloc_bytes);
+  t.free_count += relaxed(ex.free_count);
+  t.free_bytes += relaxed(ex.free_bytes);
+  return t;
+}
+
+void Sampler::tick() {
+  const uint64_t now = wall_ms();
+  probe_.tick(now);
+  std::lock_guard<std::mutex> lock(mutex);
+  recycle_vanished_slots(now);
+  refresh_threads(now);
+  const LedgerTotals totals = ledger_totals();
+  HistorySample sample{now, self_rss_bytes(), int64_t(totals.alloc_bytes - totals.free_bytes), 0,
+                       uint32_t(threads_.size())};
+  if (history_.size() < history_capacity_) {
+    history_.push_back(sample);
+  } else {
+    history_[history_next_] = sample;
+    history_next_ = (history_next_ + 1) % history_capacity_;
+  }
+}
+
+void Sampler::recycle_vanished_slots(uint64_t now_ms) {
+  const uint32_t used = std::min(g_ledger.high_water.load(), kMaxThreadSlots);
+  for (uint32_t i = 0; i < used; ++i) {
+    ThreadSlot& slot = g_ledger.slots[i];
+    const uint32_t state = slot.state.load(std::memory_order_acquire);
+    if (state != kSlotLive && state != kSlotExited) continue;
+    // Gone from /proc means the kernel finished the thread: no code of it
+    // can touch the slot any more.
+    if (task_exists(slot.tid.load())) continue;
+    if (slot.exited_ms.load() == 0) slot.exited_ms.store(now_ms);
+    recycle_slot(i);
+  }
+}
+
+void Sampler::refresh_threads(uint64_t now_ms) {
+  const std::map<int, uint32_t> index = slots_by_tid();
+  std::map<int, ThreadRecord> next;
+  for (int tid : self_task_ids()) {
+    TaskStat stat;
+    if (!read_task_stat(tid, &stat)) continue;
+    ThreadRecord record;
+    auto previous = threads_.find(tid);
+    if (previous != threads_.end()) record = previous->second;
+    const ThreadSlot* slot = slot_for_tid(index, tid);
+    const uint64_t ops = slot ? relaxed(slot->alloc_count) + relaxed(slot->free_count) : 0;
+    if (previous == threads_.end()) {
+      record.first_seen_ms = now_ms;
+      record.last_active_ms = now_ms;
+    } else if (stat.cpu_ticks != record.cpu_ticks || ops != record.ops) {
+      record.last_active_ms = now_ms;
+    }
+    record.name = stat.name;
+    record.state = stat.state;
+    record.cpu_ticks = stat.cpu_ticks;
+    record.ops = ops;
+    next[tid] = record;
+  }
+  threads_.swap(next);
+}
+
+void Sampler::write_threads(JsonWriter& out) {
+  const uint64_t now = wall_ms();
+  std::lock_guard<std::mutex> lock(mutex);
+  refresh_threads(now);
+  const std::map<int, uint32_t> index = slots_by_tid();
+  out.begin_array();
+  for (const auto& [tid, record] : threads_) {
+    const ThreadSlot* slot = slot_for_tid(index, tid);
+    out.begin_object()
+        .field("tid", tid)
+        .field("name", record.name)
+        .field("state", std::string(1, record.state))
+        .field("cpu_ms", record.cpu_ticks * 1000 / uint64_t(ticks_per_second_))
+        .field("idle_ms", now - record.last_active_ms)
+        .field("observed_ms", now - record.first_seen_ms)
+        .field("agent_thread", is_agent_thread(tid));
+    if (slot != nullptr) {
+      const uint64_t remote = relaxed(slot->remote_freed_bytes);
+      const uint64_t mark = relaxed(slot->reclaim_mark);
+      out.field("start_routine", symbolize(slot->start_routine.load()))
+          .field("creator_tid", int64_t(slot->creator_tid.load()))
+          .field("created_ms", relaxed(slot->created_ms));
+      out.key("heap").begin_object()
+          .field("alloc_count", relaxed(slot->alloc_count))
+          .field("allocated_bytes", relaxed(slot->alloc_bytes))
+          .field("free_count", relaxed(slot->free_count))
+          .field("freed_bytes", relaxed(slot->free_bytes))
+          .field("live_bytes", std::max<int64_t>(0, slot->sampled_live_bytes.load()))
+          .field("remote_freed_count", relaxed(slot->remote_freed_count))
+          .field("remote_freed_bytes", remote)
+          .field("unreclaimed_bytes", remote > mark ? remote - mark : uint64_t(0))
+          .end_object();
+    }
+    out.end_object();
+  }
+  out.end_array();
+}
+
+void Sampler::write_history(JsonWriter& out) {
+  std::lock_guard<std::mutex> lock(mutex);
+  out.begin_array();
+  const size_t n = history_.size();
+  for (size_t k = 0; k < n; ++k) {
+    const HistorySample& s = history_[(history_next_ + k) % n];
+    out.begin_object()
+        .field("t_ms", s.t_ms)
+        .field("rss_bytes", s.rss_bytes)
+        .field("live_bytes", s.live_bytes)
+        .field("tasks_live", s.tasks_live)
+        .field("threads", s.threads)
+        .end_object();
+  }
+  out.end_array();
+}
+
+}  // namespace leakscope

@@ -1,0 +1,62 @@
+// The sampler: once a second it reads the process's RSS, each thread's state
+// and CPU time, and the ledger, and keeps a history ring. Its data is read by
+// the server thread under `mutex`.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "json.h"
+#include "probes.h"
+
+namespace leakscope {
+
+struct HistorySample {
+  uint64_t t_ms;
+  uint64_t rss_bytes;
+  int64_t live_bytes;
+  uint64_t tasks_live;
+  uint32_t threads;
+};
+
+struct ThreadRecord {
+  std::string name;
+  char state = '?';
+  uint64_t cpu_ticks = 0;
+  uint64_t ops = 0;  // allocator calls seen in the ledger
+  uint64_t first_seen_ms = 0;
+  uint64_t last_active_ms = 0;  // CPU time or allocator calls last moved
+};
+
+struct LedgerTotals {
+  uint64_t alloc_count = 0, alloc_bytes = 0, free_count = 0, free_bytes = 0;
+};
+
+class Sampler {
+ public:
+  Sampler(AllocatorProbe& probe, uint32_t history_seconds);
+  // Runs on the sampler thread, once a second.
+  void tick();
+  // Runs on the server thread: threads and history as of now.
+  void write_threads(JsonWriter& out);
+  void write_history(JsonWriter& out);
+  static LedgerTotals ledger_totals();
+
+  std::mutex mutex;
+
+ private:
+  void refresh_threads(uint64_t now_ms);  // mutex held
+  void recycle_vanished_slots(uint64_t now_ms);
+
+  AllocatorProbe& probe_;
+  std::map<int, ThreadRecord> threads_;
+  std::vector<HistorySample> history_;
+  size_t history_next_ = 0;
+  uint32_t history_capacity_;
+  long ticks_per_second_;
+};
+
+}  // namespace leakscope

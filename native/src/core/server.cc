@@ -1,0 +1,253 @@
+#include "server.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "agent.h"
+#include "ledger.h"
+#include "probes.h"
+#include "proc.h"
+#include "sampler.h"
+
+namespace leakscope {
+
+std::string socket_directory(const AgentConfig& config) {
+  if (!config.socket_dir.empty()) return config.socket_dir;
+  return "/tmp/leakscope-" + std::to_string(geteuid());
+}
+
+Server::Server(const AgentConfig& config, Sampler& sampler, AllocatorProbe& probe, uint64_t started_ms)
+    : config_(config), sampler_(sampler), probe_(probe), started_ms_(started_ms), owner_pid_(getpid()) {}
+
+bool Server::listen(std::string* error) {
+  const std::string dir = socket_directory(config_);
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    *error = "cannot create " + dir + ": " + strerror(errno);
+    return false;
+  }
+  // Another user could have made the directory first and wait for our
+  // socket in it: use it only if it is ours and private.
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    *error = dir + " is not a directory private to uid " + std::to_string(geteuid());
+    return false;
+  }
+  path_ = dir + "/" + std::to_string(getpid()) + ".sock";
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path_.size() >= sizeof address.sun_path) {
+    *error = "socket path too long: " + path_;
+    return false;
+  }
+  memcpy(address.sun_path, path_.c_str(), path_.size() + 1);
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error = std::string("socket: ") + strerror(errno);
+    return false;
+  }
+  unlink(path_.c_str());  // a stale file of an earlier process with our pid
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || chmod(path_.c_str(), 0600) != 0 ||
+      ::listen(fd, 8) != 0) {
+    *error = "cannot listen on " + path_ + ": " + strerror(errno);
+    close(fd);
+    return false;
+  }
+  listen_fd_.store(fd);
+  return true;
+}
+
+void Server::remove_socket_file() {
+  if (!path_.empty() && getpid() == owner_pid_) unlink(path_.c_str());
+}
+
+void Server::close_in_child() {
+  const int client = client_fd_.exchange(-1);
+  if (client >= 0) close(client);
+  const int listener = listen_fd_.exchange(-1);
+  if (listener >= 0) close(listener);
+}
+
+void Server::serve() {
+  while (true) {
+    const int listener = listen_fd_.load();
+    if (listener < 0) return;
+    pollfd fds[2] = {{listener, POLLIN, 0}, {client_fd_.load(), POLLIN, 0}};
+    const int n = poll(fds, fds[1].fd >= 0 ? 2 : 1, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds[0].revents & POLLIN) accept_client();
+    if (fds[1].fd >= 0 && fds[1].revents) read_client();
+  }
+}
+
+bool Server::send_line(int fd, const std::string& line) {
+  std::string framed = line + "\n";
+  size_t sent = 0;
+  while (sent < framed.size()) {
+    // MSG_NOSIGNAL: a client that went away must not SIGPIPE the target.
+    const ssize_t n = send(fd, framed.data() + sent, framed.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    sent += size_t(n);
+  }
+  return true;
+}
+
+namespace {
+std::string error_line(double id, const std::string& message) {
+  JsonWriter out;
+  out.begin_object().field("v", Server::kProtocolVersion);
+  if (std::isfinite(id)) out.field("id", id); else out.key("id").null();
+  out.field("ok", false).field("error", message).end_object();
+  return out.str();
+}
+}  // namespace
+
+void Server::accept_client() {
+  const int fd = accept4(listen_fd_.load(), nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) return;
+  timeval timeout{5, 0};  // a client that stops reading cannot hold us
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  ucred peer{};
+  socklen_t length = sizeof peer;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
+      (peer.uid != geteuid() && peer.uid != 0)) {
+    send_line(fd, error_line(NAN, "permission denied: only uid " + std::to_string(geteuid()) + " or root may attach"));
+    close(fd);
+    return;
+  }
+  if (client_fd_.load() >= 0) {
+    send_line(fd, error_line(NAN, "busy: another leakscope client (pid " + std::to_string(client_pid_) +
+                                      ") is attached to this process; detach it first"));
+    close(fd);
+    return;
+  }
+  client_fd_.store(fd);
+  client_pid_ = peer.pid;
+  pending_.clear();
+}
+
+void Server::drop_client() {
+  const int fd = client_fd_.exchange(-1);
+  if (fd >= 0) close(fd);
+  pending_.clear();
+  client_pid_ = 0;
+}
+
+void Server::read_client() {
+  char buf[16384];
+  const ssize_t n = recv(client_fd_.load(), buf, sizeof buf, 0);
+  if (n <= 0) {
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    drop_client();
+    return;
+  }
+  pending_.append(buf, size_t(n));
+  size_t newline;
+  while (client_fd_.load() >= 0 && (newline = pending_.find('\n')) != std::string::npos) {
+    const std::string line = pending_.substr(0, newline);
+    pending_.erase(0, newline + 1);
+    handle_line(line);
+  }
+  if (pending_.size() > kMaxRequestBytes) {
+    send_line(client_fd_.load(), error_line(NAN, "request longer than " + std::to_string(kMaxRequestBytes) + " bytes"));
+    drop_client();
+  }
+}
+
+void Server::handle_line(const std::string& line) {
+  Request request;
+  std::string error;
+  const int fd = client_fd_.load();
+  if (!parse_request(line, &request, &error)) {
+    if (!send_line(fd, error_line(NAN, "malformed request: " + error))) drop_client();
+    return;
+  }
+  const double id = request.numbers.count("id") ? request.numbers["id"] : NAN;
+  const double version = request.numbers.count("v") ? request.numbers["v"] : NAN;
+  if (version != kProtocolVersion) {
+    if (!send_line(fd, error_line(id, "unsupported protocol version: this agent speaks v" + std::to_string(kProtocolVersion))))
+      drop_client();
+    return;
+  }
+  const std::string op = request.strings.count("op") ? request.strings["op"] : "";
+  JsonWriter out;
+  out.begin_object().field("v", kProtocolVersion);
+  if (std::isfinite(id)) out.field("id", id);
+  if (op == "hello") {
+    out.field("ok", true).key("result").begin_object()
+        .field("pid", int64_t(getpid()))
+        .field("mode", config_.mode)
+        .field("agent_version", kAgentVersion)
+        .field("sample_interval_bytes", g_ledger.sample_interval)
+        .field("started_ms", started_ms_)
+        .end_object();
+  } else if (op == "snapshot") {
+    out.field("ok", true).key("result");
+    write_snapshot(out);
+  } else if (op == "reclaim") {
+    out.field("ok", true).key("result");
+    write_reclaim(out);
+  } else {
+    if (!send_line(fd, error_line(id, "unknown op '" + op + "' (expected hello, snapshot or reclaim)"))) drop_client();
+    return;
+  }
+  out.end_object();
+  if (!send_line(fd, out.str())) drop_client();
+}
+
+void Server::write_snapshot(JsonWriter& out) {
+  const LedgerTotals totals = Sampler::ledger_totals();
+  out.begin_object()
+      .field("pid", int64_t(getpid()))
+      .field("command", self_command_line())
+      .field("mode", config_.mode)
+      .field("agent_version", kAgentVersion)
+      .field("sample_interval_bytes", g_ledger.sample_interval)
+      .field("dropped_events", g_ledger.dropped_events.load())
+      .field("sampled_blocks", g_ledger.sampled_blocks.load())
+      .field("started_ms", started_ms_)
+      .field("now_ms", wall_ms());
+  out.key("process").begin_object().field("rss_bytes", self_rss_bytes()).end_object();
+  out.key("ledger").begin_object()
+      .field("alloc_count", totals.alloc_count)
+      .field("allocated_bytes", totals.alloc_bytes)
+      .field("free_count", totals.free_count)
+      .field("freed_bytes", totals.free_bytes)
+      .field("exited_threads", uint64_t(g_ledger.exited.threads.load()))
+      .end_object();
+  out.key("allocator").begin_object().field("name", probe_.name()).field("version", probe_.version());
+  probe_.write_stats(out);
+  out.end_object();
+  out.key("threads");
+  sampler_.write_threads(out);
+  out.key("history");
+  sampler_.write_history(out);
+  out.end_object();
+}
+
+void Server::write_reclaim(JsonWriter& out) {
+  const uint64_t before = self_rss_bytes();
+  const uint64_t start = wall_ms();
+  const bool done = probe_.reclaim();
+  const uint64_t after = self_rss_bytes();
+  out.begin_object()
+      .field("allocator", probe_.name())
+      .field("action", probe_.reclaim_action())
+      .field("performed", done)
+      .field("before_rss_bytes", before)
+      .field("after_rss_bytes", after)
+      .field("duration_ms", wall_ms() - start)
+      .end_object();
+}
+
+}  // namespace leakscope

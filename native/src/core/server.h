@@ -1,0 +1,59 @@
+// The agent's server: one Unix socket per process in a per-user 0700
+// directory, newline-delimited JSON requests and replies (docs/protocol.md),
+// one client at a time. Runs on its own thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "json.h"
+
+namespace leakscope {
+
+class Sampler;
+class AllocatorProbe;
+struct AgentConfig;
+
+class Server {
+ public:
+  Server(const AgentConfig& config, Sampler& sampler, AllocatorProbe& probe, uint64_t started_ms);
+  // Creates the directory and the socket; false (and `error`) when the
+  // directory is not ours alone or the socket cannot be bound.
+  bool listen(std::string* error);
+  // Runs on the server thread until the process exits.
+  void serve();
+  // Any thread: the socket file goes away (process exit); fds are closed in
+  // a forked child so that the parent keeps its clients.
+  void remove_socket_file();
+  void close_in_child();
+
+  static constexpr int kProtocolVersion = 1;
+  static constexpr size_t kMaxRequestBytes = 64 * 1024;
+
+ private:
+  void accept_client();
+  void read_client();
+  void drop_client();
+  void handle_line(const std::string& line);
+  std::string reply(const std::string& op, double id, bool* ok, std::string* error);
+  void write_snapshot(JsonWriter& out);
+  void write_reclaim(JsonWriter& out);
+  bool send_line(int fd, const std::string& line);
+
+  const AgentConfig& config_;
+  Sampler& sampler_;
+  AllocatorProbe& probe_;
+  uint64_t started_ms_;
+  std::string path_;
+  std::atomic<int> listen_fd_{-1};
+  std::atomic<int> client_fd_{-1};
+  int client_pid_ = 0;
+  int owner_pid_ = 0;
+  std::string pending_;
+};
+
+// /tmp/leakscope-<uid>, or LEAKSCOPE_SOCKET_DIR.
+std::string socket_directory(const AgentConfig& config);
+
+}  // namespace leakscope
