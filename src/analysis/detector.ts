@@ -1,0 +1,36 @@
+// What every detector in findings/ is: an id, named default thresholds, and
+// a pure check over an observation and its history.
+import type { Finding, Observation } from '../model/snapshot.js';
+
+/** Threads, arenas (and tasks) idle at least this long count as asleep. */
+export const DEFAULT_IDLE_THRESHOLD_MS = 30_000;
+
+export interface Thresholds {
+  readonly idleMs: number;
+}
+
+export const DEFAULT_THRESHOLDS: Thresholds = { idleMs: DEFAULT_IDLE_THRESHOLD_MS };
+
+export type CheckResult =
+  | { readonly status: 'ok' }
+  | { readonly status: 'undecided'; readonly reason: string }
+  | { readonly status: 'found'; readonly findings: readonly Finding[] };
+
+export interface Detector {
+  readonly id: string;
+  check(observation: Observation, thresholds: Thresholds): CheckResult;
+}
+
+export const OK: CheckResult = { status: 'ok' };
+
+export function undecided(reason: string): CheckResult {
+  return { status: 'undecided', reason };
+}
+
+export function found(findings: readonly Finding[]): CheckResult {
+  return findings.length === 0 ? OK : { status: 'found', findings };
+}
+
+export function threadLabel(t: { tid: number; name: string }): string {
+  return `${t.name} (tid ${t.tid})`;
+}

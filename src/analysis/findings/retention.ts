@@ -1,0 +1,69 @@
+// retention: RSS far above live bytes while live bytes are flat. The
+// program freed the memory; the allocator kept it. Not a leak. The
+// allocator-specific findings say where; this one says how much in all.
+import { formatBytes, formatDuration } from '../../format.js';
+import type { AllocatorName, Observation } from '../../model/snapshot.js';
+import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
+import { trendOf } from '../trend.js';
+
+export const id = 'retention';
+export const MIN_RETAINED_BYTES = 64 * 1024 * 1024;
+/** RSS at least this many times live bytes. */
+export const MIN_RSS_TO_LIVE = 2;
+export const MIN_SAMPLES = 3;
+/** The window over which live bytes must be flat. */
+export const FLAT_WINDOW_SAMPLES = 30;
+/** "Flat": live bytes moved less than this share, or less than FLAT_TOLERANCE_BYTES. */
+export const FLAT_TOLERANCE_FRACTION = 0.05;
+export const FLAT_TOLERANCE_BYTES = 4 * 1024 * 1024;
+
+const WHERE: Readonly<Record<AllocatorName, string>> = {
+  glibc: 'free chunks inside glibc arenas (see arena-fragmentation)',
+  mimalloc: 'mimalloc pages waiting for their owner threads (see sleeping-owner)',
+  jemalloc: 'jemalloc dirty pages and thread caches (see idle-dirty-pages)',
+  tcmalloc: 'tcmalloc page heap and thread caches',
+  unknown: 'the allocator',
+};
+
+const REMEDIES: Readonly<Record<AllocatorName, string>> = {
+  glibc: "Run 'leakscope reclaim <pid>' (malloc_trim) to see how much comes back; MALLOC_ARENA_MAX=2 keeps it lower.",
+  mimalloc: 'Follow the sleeping-owner findings: the owner threads must run, or free on the allocating thread.',
+  jemalloc: "Run 'leakscope reclaim <pid>' (arena purge); MALLOC_CONF=background_thread:true keeps it lower.",
+  tcmalloc: 'Release memory with MallocExtension::ReleaseFreeMemory(), or lower TCMALLOC_RELEASE_RATE.',
+  unknown: 'Check what the allocator offers to release free memory.',
+};
+
+export function summary(retained: number): string {
+  return `${formatBytes(retained)} of RSS is not live data: the allocator keeps memory the program freed`;
+}
+
+export function message(o: Observation, live: number, retained: number, flatMs: number): string {
+  return (
+    `RSS is ${formatBytes(o.process.rss_bytes)} but only ${formatBytes(live)} is live (allocated and not freed), ` +
+    `and live bytes have been flat for ${formatDuration(flatMs)}. The other ${formatBytes(retained)} is held by ` +
+    `${WHERE[o.allocator.name]}. This is retention, not a leak.`
+  );
+}
+
+export function check(o: Observation, _thresholds: Thresholds): CheckResult {
+  const live = o.allocator.live_bytes;
+  if (live === null) return undecided('needs the agent: live bytes come from its ledger');
+  const window = o.history.slice(-FLAT_WINDOW_SAMPLES);
+  const trend = trendOf(window.flatMap((h) => (h.live_bytes === null ? [] : [{ t_ms: h.t_ms, value: h.live_bytes }])));
+  if (!trend || trend.samples < MIN_SAMPLES) return undecided(`needs ${MIN_SAMPLES} s of history`);
+  const flat = trend.max - trend.min <= Math.max(FLAT_TOLERANCE_BYTES, FLAT_TOLERANCE_FRACTION * trend.max);
+  const retained = o.process.rss_bytes - live;
+  if (!flat || retained < MIN_RETAINED_BYTES || o.process.rss_bytes < MIN_RSS_TO_LIVE * live) return OK;
+  return found([
+    {
+      id,
+      severity: 'info',
+      summary: summary(retained),
+      message: message(o, live, retained, trend.spanMs),
+      subject: { kind: 'process', id: String(o.pid), label: `pid ${o.pid}` },
+      value: retained,
+      unit: 'bytes',
+      remedy: REMEDIES[o.allocator.name].replace('<pid>', String(o.pid)),
+    },
+  ]);
+}

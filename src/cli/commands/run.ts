@@ -1,0 +1,63 @@
+// leakscope run: start a program with the agent preloaded.
+import { spawn } from 'node:child_process';
+import { LeakscopeError } from '../../errors.js';
+import { agentLibraryPath, allocatorLibraryPath, type PreloadAllocator } from '../../paths.js';
+
+export interface RunOptions {
+  readonly allocator: PreloadAllocator;
+  readonly sampleInterval?: string;
+  readonly followExec: boolean;
+  readonly quiet: boolean;
+}
+
+export function parseAllocator(text: string): PreloadAllocator {
+  if (text === 'glibc' || text === 'jemalloc' || text === 'mimalloc') return text;
+  throw new LeakscopeError(`unknown allocator '${text}' (expected glibc, jemalloc or mimalloc)`);
+}
+
+export function parseSampleInterval(text: string): string {
+  if (text === 'exact' || /^\d+$/.test(text)) return text;
+  throw new LeakscopeError(`--sample-interval takes a number of bytes or 'exact', not '${text}'`);
+}
+
+/** The environment the program starts with: our agent first, so that the allocator after it is what it forwards to. */
+export function runEnvironment(options: RunOptions, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const preload = [agentLibraryPath(), allocatorLibraryPath(options.allocator), base.LD_PRELOAD].filter((p): p is string => !!p);
+  const env: NodeJS.ProcessEnv = { ...base, LD_PRELOAD: preload.join(':') };
+  if (options.sampleInterval !== undefined) env.LEAKSCOPE_SAMPLE_INTERVAL = options.sampleInterval;
+  if (options.followExec) env.LEAKSCOPE_FOLLOW_CHILDREN = '1';
+  return env;
+}
+
+const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+
+export function runCommand(command: readonly string[], options: RunOptions): Promise<number> {
+  const [file, ...args] = command;
+  if (!file) throw new LeakscopeError("nothing to run: give a command after '--', e.g. leakscope run -- ./server");
+  const env = runEnvironment(options);
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: 'inherit', env });
+    const forward = (signal: NodeJS.Signals) => child.kill(signal);
+    for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
+    child.once('spawn', () => {
+      if (!options.quiet) process.stderr.write(`leakscope: agent loaded into pid ${child.pid}; inspect it with 'leakscope snapshot ${child.pid}'\n`);
+    });
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      reject(
+        new LeakscopeError(
+          error.code === 'ENOENT' ? `command not found: ${file}` : error.code === 'EACCES' ? `permission denied: ${file}` : `cannot start ${file}: ${error.message}`,
+          127,
+        ),
+      );
+    });
+    child.once('exit', (code, signal) => {
+      for (const s of FORWARDED_SIGNALS) process.off(s, forward);
+      resolve(code ?? 128 + (signal ? signalNumber(signal) : 0));
+    });
+  });
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGTERM: 15 };
+  return numbers[signal] ?? 0;
+}

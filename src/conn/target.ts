@@ -1,0 +1,56 @@
+// Finding out about a pid before we talk to it: does it exist, may we look
+// at it, whose is it, where would its agent's socket be.
+import { promises as fs } from 'node:fs';
+import { LeakscopeError } from '../errors.js';
+
+export function parsePid(text: string): number {
+  if (!/^\d+$/.test(text) || Number(text) <= 0 || Number(text) > 4194304)
+    throw new LeakscopeError(`'${text}' is not a process id (expected a positive integer)`);
+  return Number(text);
+}
+
+export interface TargetIdentity {
+  readonly pid: number;
+  readonly uid: number;
+  readonly name: string;
+}
+
+function describeFsError(error: unknown, pid: number, what: string): LeakscopeError {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ESRCH') return new LeakscopeError(`no process with pid ${pid} (it may have exited)`);
+  if (code === 'EACCES' || code === 'EPERM')
+    return new LeakscopeError(`permission denied reading ${what} of pid ${pid}: run leakscope as the process's user or as root`);
+  return new LeakscopeError(`cannot read ${what} of pid ${pid}: ${(error as Error).message}`);
+}
+
+export async function readProcFile(pid: number, file: string): Promise<string> {
+  try {
+    return await fs.readFile(`/proc/${pid}/${file}`, 'utf8');
+  } catch (error) {
+    throw describeFsError(error, pid, `/proc/${pid}/${file}`);
+  }
+}
+
+export async function identifyTarget(pid: number): Promise<TargetIdentity> {
+  const status = await readProcFile(pid, 'status');
+  const uid = /^Uid:\s+(\d+)/m.exec(status);
+  const name = /^Name:\s+(.*)$/m.exec(status);
+  const state = /^State:\s+(\S)/m.exec(status);
+  if (state?.[1] === 'Z') throw new LeakscopeError(`pid ${pid} is a zombie: it has exited and waits for its parent`);
+  return { pid, uid: uid ? Number(uid[1]) : -1, name: name?.[1] ?? '?' };
+}
+
+/** Where the agent of a process owned by `uid` puts its socket. */
+export function socketPath(pid: number, uid: number, env: NodeJS.ProcessEnv = process.env): string {
+  const dir = env.LEAKSCOPE_SOCKET_DIR || `/tmp/leakscope-${uid}`;
+  return `${dir}/${pid}.sock`;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

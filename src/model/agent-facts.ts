@@ -1,0 +1,199 @@
+// What the agent reports (docs/protocol.md), and how it becomes an
+// Observation. The agent reports facts in its allocator's own terms; the
+// shape users see is decided here.
+import { parseMallocInfo } from './malloc-info.js';
+import {
+  type AgentMode,
+  type AllocatorInfo,
+  type AllocatorName,
+  type Arena,
+  NO_TASKS,
+  type Observation,
+  SNAPSHOT_SCHEMA,
+  type ThreadInfo,
+} from './snapshot.js';
+
+export interface AgentThreadFacts {
+  tid: number;
+  name: string;
+  state: string;
+  cpu_ms: number;
+  idle_ms: number;
+  observed_ms: number;
+  agent_thread: boolean;
+  start_routine?: string;
+  creator_tid?: number;
+  created_ms?: number;
+  heap?: {
+    alloc_count: number;
+    allocated_bytes: number;
+    free_count: number;
+    freed_bytes: number;
+    live_bytes: number;
+    remote_freed_count: number;
+    remote_freed_bytes: number;
+    unreclaimed_bytes: number;
+  };
+}
+
+export interface JemallocArenaFacts {
+  index: number;
+  threads: number;
+  active_bytes: number;
+  dirty_bytes: number;
+  muzzy_bytes: number;
+  allocated_bytes: number;
+  tcache_bytes: number;
+  operations: number;
+  dirty_decay_ms: number;
+  last_active_ms?: number;
+}
+
+export interface AgentFacts {
+  pid: number;
+  command: string;
+  mode: AgentMode;
+  agent_version: string;
+  sample_interval_bytes: number;
+  dropped_events: number;
+  sampled_blocks: number;
+  started_ms: number;
+  now_ms: number;
+  process: { rss_bytes: number };
+  ledger: { alloc_count: number; allocated_bytes: number; free_count: number; freed_bytes: number; exited_threads: number };
+  allocator: { name: string; version: string } & Record<string, unknown>;
+  threads: AgentThreadFacts[];
+  history: { t_ms: number; rss_bytes: number; live_bytes: number; tasks_live: number; threads: number }[];
+}
+
+export interface ReclaimResult {
+  allocator: string;
+  action: string;
+  performed: boolean;
+  before_rss_bytes: number;
+  after_rss_bytes: number;
+  duration_ms: number;
+}
+
+const ALLOCATORS: readonly AllocatorName[] = ['glibc', 'jemalloc', 'mimalloc', 'tcmalloc', 'unknown'];
+
+export function allocatorName(name: string): AllocatorName {
+  return (ALLOCATORS as readonly string[]).includes(name) ? (name as AllocatorName) : 'unknown';
+}
+
+const RECLAIM_ACTIONS: Readonly<Record<AllocatorName, string | null>> = {
+  glibc: 'malloc_trim(0)',
+  jemalloc: 'mallctl("arena.<all>.purge")',
+  mimalloc: 'mi_collect(true)',
+  tcmalloc: null,
+  unknown: null,
+};
+
+function scalarStats(raw: Record<string, unknown>): Record<string, number | boolean | string> {
+  const stats: Record<string, number | boolean | string> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (key === 'name' || key === 'version' || key === 'arenas' || key === 'malloc_info_xml') continue;
+    if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'string') stats[key] = value;
+    else if (value && typeof value === 'object' && !Array.isArray(value))
+      for (const [inner, v] of Object.entries(value as Record<string, unknown>))
+        if (typeof v === 'number') stats[`${key}.${inner}`] = v;
+  }
+  return stats;
+}
+
+function glibcArenas(raw: Record<string, unknown>): Arena[] {
+  const xml = typeof raw.malloc_info_xml === 'string' ? raw.malloc_info_xml : '';
+  const info = parseMallocInfo(xml);
+  if (!info) return [];
+  return info.arenas.map((a) => {
+    const free = a.fast_free_bytes + a.rest_free_bytes;
+    return {
+      index: a.index,
+      mapped_bytes: a.system_bytes,
+      in_use_bytes: Math.max(0, a.system_bytes - free),
+      free_bytes: free,
+      dirty_bytes: null,
+      threads: null,
+      idle_ms: null,
+    };
+  });
+}
+
+function jemallocArenas(raw: Record<string, unknown>, nowMs: number): Arena[] {
+  const arenas = Array.isArray(raw.arenas) ? (raw.arenas as JemallocArenaFacts[]) : [];
+  return arenas.map((a) => ({
+    index: a.index,
+    mapped_bytes: a.active_bytes + a.dirty_bytes + a.muzzy_bytes,
+    in_use_bytes: a.allocated_bytes,
+    free_bytes: a.dirty_bytes + a.muzzy_bytes,
+    dirty_bytes: a.dirty_bytes,
+    threads: a.threads,
+    idle_ms: a.last_active_ms === undefined ? null : Math.max(0, nowMs - a.last_active_ms),
+  }));
+}
+
+function threadFromFacts(t: AgentThreadFacts): ThreadInfo {
+  return {
+    tid: t.tid,
+    name: t.name,
+    state: t.state,
+    cpu_ms: t.cpu_ms,
+    idle_ms: t.idle_ms,
+    start_routine: t.start_routine ? t.start_routine : null,
+    creator_tid: t.creator_tid ? t.creator_tid : null,
+    agent_thread: t.agent_thread,
+    heap: t.heap
+      ? {
+          alloc_count: t.heap.alloc_count,
+          allocated_bytes: t.heap.allocated_bytes,
+          free_count: t.heap.free_count,
+          freed_bytes: t.heap.freed_bytes,
+          live_bytes: t.heap.live_bytes,
+          remote_freed_bytes: t.heap.remote_freed_bytes,
+          unreclaimed_bytes: t.heap.unreclaimed_bytes,
+        }
+      : null,
+  };
+}
+
+export function observationFromFacts(facts: AgentFacts): Observation {
+  const name = allocatorName(facts.allocator.name);
+  const raw = facts.allocator as Record<string, unknown>;
+  const arenas = name === 'glibc' ? glibcArenas(raw) : name === 'jemalloc' ? jemallocArenas(raw, facts.now_ms) : [];
+  const ledger = facts.ledger;
+  const allocator: AllocatorInfo = {
+    name,
+    version: facts.allocator.version || null,
+    live_bytes: ledger.allocated_bytes - ledger.freed_bytes,
+    allocated_bytes: ledger.allocated_bytes,
+    freed_bytes: ledger.freed_bytes,
+    alloc_count: ledger.alloc_count,
+    free_count: ledger.free_count,
+    arenas,
+    background_thread: typeof raw.background_thread === 'boolean' ? raw.background_thread : null,
+    reclaim_action: RECLAIM_ACTIONS[name],
+    stats: scalarStats(raw),
+  };
+  const notes: string[] = [];
+  if (facts.sample_interval_bytes > 0)
+    notes.push(`per-thread live, remote-freed and unreclaimed bytes are estimates from sampling every ~${facts.sample_interval_bytes} bytes`);
+  if (facts.dropped_events > 0) notes.push(`the agent dropped ${facts.dropped_events} events (ownership table full)`);
+  return {
+    schema: SNAPSHOT_SCHEMA,
+    pid: facts.pid,
+    command: facts.command,
+    taken_at: new Date(facts.now_ms).toISOString(),
+    agent: {
+      mode: facts.mode,
+      version: facts.agent_version,
+      sample_bytes: facts.sample_interval_bytes,
+      dropped_events: facts.dropped_events,
+      notes,
+    },
+    process: { rss_bytes: facts.process.rss_bytes, threads: facts.threads.length },
+    allocator,
+    threads: facts.threads.map(threadFromFacts),
+    tasks: NO_TASKS,
+    history: facts.history.map((h) => ({ ...h })),
+  };
+}

@@ -1,0 +1,154 @@
+// The snapshot contract, `leakscope.snapshot/1` (docs/snapshot.md,
+// docs/snapshot.schema.json). Add fields; never rename one.
+
+export const SNAPSHOT_SCHEMA = 'leakscope.snapshot/1';
+
+export type AgentMode = 'preload' | 'inject' | 'node' | 'proc';
+export type AllocatorName = 'glibc' | 'jemalloc' | 'mimalloc' | 'tcmalloc' | 'unknown';
+export type Severity = 'info' | 'warn' | 'error';
+
+export interface AgentInfo {
+  readonly mode: AgentMode;
+  readonly version: string | null;
+  /** Mean bytes between ownership samples; 0 = every block (exact mode); null without an agent. */
+  readonly sample_bytes: number | null;
+  readonly dropped_events: number;
+  /** What this snapshot cannot see, in words (e.g. no agent: /proc only). */
+  readonly notes: readonly string[];
+}
+
+export interface ProcessInfo {
+  readonly rss_bytes: number;
+  readonly threads: number;
+}
+
+/** One glibc arena or jemalloc arena, in the allocator's own numbers. */
+export interface Arena {
+  readonly index: number;
+  /** Bytes the arena has from the system (glibc: heap size; jemalloc: active + dirty + muzzy pages). */
+  readonly mapped_bytes: number;
+  /** Bytes in blocks handed out. */
+  readonly in_use_bytes: number;
+  /** Bytes free inside the arena (glibc: free chunks incl. top; jemalloc: dirty + muzzy pages). */
+  readonly free_bytes: number;
+  /** jemalloc: dirty pages waiting to be purged. */
+  readonly dirty_bytes: number | null;
+  /** Threads bound to the arena (jemalloc). */
+  readonly threads: number | null;
+  /** Time since the arena last served an allocation or a free (jemalloc). */
+  readonly idle_ms: number | null;
+}
+
+export interface AllocatorInfo {
+  readonly name: AllocatorName;
+  readonly version: string | null;
+  /** Bytes allocated and not yet freed, from the agent's ledger; null without an agent. */
+  readonly live_bytes: number | null;
+  readonly allocated_bytes: number | null;
+  readonly freed_bytes: number | null;
+  readonly alloc_count: number | null;
+  readonly free_count: number | null;
+  readonly arenas: readonly Arena[];
+  /** jemalloc: background purging threads on. */
+  readonly background_thread: boolean | null;
+  /** What `leakscope reclaim` calls for this allocator. */
+  readonly reclaim_action: string | null;
+  /** The allocator's own statistics, as it states them. */
+  readonly stats: Readonly<Record<string, number | boolean | string>>;
+}
+
+export interface ThreadHeap {
+  readonly alloc_count: number;
+  readonly allocated_bytes: number;
+  readonly free_count: number;
+  readonly freed_bytes: number;
+  /** Sampled estimate of this thread's blocks still live. */
+  readonly live_bytes: number;
+  /** This thread's blocks freed by other threads (sampled estimate). */
+  readonly remote_freed_bytes: number;
+  /** Remote-freed since this thread last entered the allocator. */
+  readonly unreclaimed_bytes: number;
+}
+
+export interface ThreadInfo {
+  readonly tid: number;
+  readonly name: string;
+  /** Kernel state letter: R running, S sleeping, D disk, T stopped, Z zombie. */
+  readonly state: string;
+  readonly cpu_ms: number;
+  /** No CPU progress and no allocator call for this long; null when unknown (/proc only). */
+  readonly idle_ms: number | null;
+  readonly start_routine: string | null;
+  readonly creator_tid: number | null;
+  readonly agent_thread: boolean;
+  /** Null when the thread never entered the allocator under the agent, or without an agent. */
+  readonly heap: ThreadHeap | null;
+}
+
+export interface TaskSite {
+  readonly site: string;
+  readonly kind: string;
+  readonly live: number;
+  readonly idle: number;
+  readonly oldest_idle_ms: number;
+}
+
+export interface Tasks {
+  readonly live: number;
+  readonly by_state: Readonly<Record<string, number>>;
+  readonly sites: readonly TaskSite[];
+  readonly items: readonly unknown[];
+}
+
+export interface HistorySample {
+  readonly t_ms: number;
+  readonly rss_bytes: number;
+  readonly live_bytes: number | null;
+  readonly tasks_live: number;
+  readonly threads: number;
+}
+
+export type SubjectKind = 'process' | 'thread' | 'arena' | 'site';
+
+export interface Subject {
+  readonly kind: SubjectKind;
+  readonly id: string;
+  readonly label: string;
+}
+
+export interface Finding {
+  readonly id: string;
+  readonly severity: Severity;
+  readonly summary: string;
+  readonly message: string;
+  readonly subject: Subject;
+  readonly value: number;
+  readonly unit: 'bytes' | 'count' | 'bytes_per_s' | 'ms';
+  readonly remedy: string;
+}
+
+/** A detector that could not decide yet (too little history, no agent). */
+export interface PendingCheck {
+  readonly id: string;
+  readonly reason: string;
+}
+
+export interface Snapshot {
+  readonly schema: typeof SNAPSHOT_SCHEMA;
+  readonly pid: number;
+  readonly command: string;
+  readonly taken_at: string;
+  readonly agent: AgentInfo;
+  readonly process: ProcessInfo;
+  readonly allocator: AllocatorInfo;
+  readonly threads: readonly ThreadInfo[];
+  readonly tasks: Tasks;
+  readonly history: readonly HistorySample[];
+  readonly findings: readonly Finding[];
+  readonly pending_checks: readonly PendingCheck[];
+}
+
+/** A snapshot before the detectors ran. */
+export type Observation = Omit<Snapshot, 'findings' | 'pending_checks'>;
+
+export const NO_TASKS: Tasks = { live: 0, by_state: {}, sites: [], items: [] };

@@ -1,0 +1,38 @@
+// Where leakscope's own built files and the allocators it can preload are.
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LeakscopeError } from './errors.js';
+
+/** The repository (or installed package) root: dist/src/paths.js is two levels down. */
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export function agentLibraryPath(): string {
+  const candidates = [process.env.LEAKSCOPE_AGENT_LIB, resolve(PACKAGE_ROOT, 'build/lib/libleakscope.so')].filter(
+    (p): p is string => !!p,
+  );
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new LeakscopeError(`the leakscope agent is not built (tried ${candidates.join(', ')}); run 'npm install'`);
+  return found;
+}
+
+export type PreloadAllocator = 'glibc' | 'jemalloc' | 'mimalloc';
+
+const ALLOCATOR_LIBRARIES: Readonly<Record<Exclude<PreloadAllocator, 'glibc'>, readonly string[]>> = {
+  jemalloc: ['/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib64/libjemalloc.so.2', '/usr/lib/libjemalloc.so.2'],
+  mimalloc: ['/usr/lib/x86_64-linux-gnu/libmimalloc.so.2', '/usr/lib64/libmimalloc.so.2', '/usr/lib/libmimalloc.so.2'],
+};
+
+const APT_PACKAGE = { jemalloc: 'libjemalloc2', mimalloc: 'libmimalloc2.0' } as const;
+
+/** The shared library that provides `allocator`, or null for glibc (already there). */
+export function allocatorLibraryPath(allocator: PreloadAllocator): string | null {
+  if (allocator === 'glibc') return null;
+  const candidates = ALLOCATOR_LIBRARIES[allocator];
+  const found = candidates.find((p) => existsSync(p));
+  if (!found)
+    throw new LeakscopeError(
+      `${allocator} is not installed (tried ${candidates.join(', ')}); install it, e.g. 'apt-get install ${APT_PACKAGE[allocator]}'`,
+    );
+  return found;
+}
