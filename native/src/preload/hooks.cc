@@ -25,7 +25,6 @@ struct RealAllocator {
   void (*free)(void*);
   void* (*calloc)(size_t, size_t);
   void* (*realloc)(void*, size_t);
-  void* (*reallocarray)(void*, size_t, size_t);
   int (*posix_memalign)(void**, size_t, size_t);
   void* (*aligned_alloc)(size_t, size_t);
   void* (*memalign)(size_t, size_t);
@@ -62,6 +61,40 @@ void resolve(F& slot, const char* name) {
   slot = reinterpret_cast<F>(dlsym(RTLD_NEXT, name));
 }
 
+size_t page_size() {
+  static size_t page = size_t(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+// The memalign family through posix_memalign, for allocators that leave
+// some of it out (Debian's jemalloc has no pvalloc): the next definition
+// would then be glibc's, and its blocks would reach the other allocator's
+// free. The program dies of that even without leakscope; under it, it
+// does not.
+void* via_posix_memalign(size_t alignment, size_t size) {
+  size_t aligned = sizeof(void*);
+  while (aligned < alignment) aligned <<= 1;
+  void* block = nullptr;
+  return real.posix_memalign(&block, aligned, size) == 0 ? block : nullptr;
+}
+void* fallback_aligned_alloc(size_t alignment, size_t size) { return via_posix_memalign(alignment, size); }
+void* fallback_memalign(size_t alignment, size_t size) { return via_posix_memalign(alignment, size); }
+void* fallback_valloc(size_t size) { return via_posix_memalign(page_size(), size); }
+void* fallback_pvalloc(size_t size) {
+  const size_t page = page_size();
+  return via_posix_memalign(page, size == 0 ? page : (size + page - 1) & ~(page - 1));
+}
+
+bool same_object(void* a, void* b) {
+  Dl_info ia{}, ib{};
+  return a != nullptr && b != nullptr && dladdr(a, &ia) != 0 && dladdr(b, &ib) != 0 && ia.dli_fbase == ib.dli_fbase;
+}
+
+template <typename F>
+void keep_if_same_allocator(F& slot, F fallback, void* allocator_malloc) {
+  if (!same_object(reinterpret_cast<void*>(slot), allocator_malloc)) slot = fallback;
+}
+
 void resolve_real() {
   int expected = 0;
   if (!resolve_state.compare_exchange_strong(expected, 1)) {
@@ -74,7 +107,6 @@ void resolve_real() {
   resolve(r.free, "free");
   resolve(r.calloc, "calloc");
   resolve(r.realloc, "realloc");
-  resolve(r.reallocarray, "reallocarray");
   resolve(r.posix_memalign, "posix_memalign");
   resolve(r.aligned_alloc, "aligned_alloc");
   resolve(r.memalign, "memalign");
@@ -82,6 +114,13 @@ void resolve_real() {
   resolve(r.pvalloc, "pvalloc");
   resolve(r.malloc_usable_size, "malloc_usable_size");
   resolve(g_real_pthread_create, "pthread_create");
+  if (r.posix_memalign != nullptr && same_object(reinterpret_cast<void*>(r.posix_memalign), reinterpret_cast<void*>(r.malloc))) {
+    void* allocator = reinterpret_cast<void*>(r.malloc);
+    keep_if_same_allocator(r.aligned_alloc, fallback_aligned_alloc, allocator);
+    keep_if_same_allocator(r.memalign, fallback_memalign, allocator);
+    keep_if_same_allocator(r.valloc, fallback_valloc, allocator);
+    keep_if_same_allocator(r.pvalloc, fallback_pvalloc, allocator);
+  }
   real = r;
   g_forwarded_malloc = reinterpret_cast<void*>(r.malloc);
   resolve_state.store(2);
@@ -237,10 +276,6 @@ __attribute__((visibility("default"))) void* valloc(size_t size) {
 
 __attribute__((visibility("default"))) void* pvalloc(size_t size) {
   if (resolving()) return nullptr;
-  if (real.pvalloc == nullptr) {  // an allocator without pvalloc: round up, as glibc does
-    const size_t page = size_t(sysconf(_SC_PAGESIZE));
-    return valloc((size + page - 1) & ~(page - 1));
-  }
   ThreadState& ts = t_state;
   if (!enter(ts)) return real.pvalloc(size);
   return account_alloc(ts, real.pvalloc(size));

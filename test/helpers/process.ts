@@ -1,0 +1,122 @@
+// Starting fixtures under the agent and running the CLI, for tests. Every
+// process a test starts is killed when the test ends.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { ExecutionContext } from 'ava';
+import { PACKAGE_ROOT } from '../../src/paths.js';
+import type { Snapshot } from '../../src/model/snapshot.js';
+
+export const CLI = resolve(PACKAGE_ROOT, 'bin/leakscope.js');
+export const FIXTURES = resolve(PACKAGE_ROOT, 'build/fixtures');
+
+export interface FixtureOptions {
+  readonly allocator?: 'glibc' | 'jemalloc' | 'mimalloc';
+  readonly sampleInterval?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Start it bare, without leakscope run. */
+  readonly withoutAgent?: boolean;
+}
+
+export interface Fixture<Truth> {
+  readonly pid: number;
+  readonly truth: Truth;
+  readonly child: ChildProcess;
+  alive(): boolean;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts build/fixtures/NAME and resolves with the ground truth it prints. */
+export async function startFixture<Truth extends { pid: number }>(
+  t: ExecutionContext,
+  name: string,
+  args: readonly string[] = [],
+  options: FixtureOptions = {},
+): Promise<Fixture<Truth>> {
+  const binary = resolve(FIXTURES, name);
+  const runArgs = ['run', '-q', '--allocator', options.allocator ?? 'glibc'];
+  if (options.sampleInterval) runArgs.push('--sample-interval', options.sampleInterval);
+  const [file, argv] = options.withoutAgent ? [binary, [...args]] : [process.execPath, [CLI, ...runArgs, '--', binary, ...args]];
+  const child = spawn(file, argv, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (chunk) => (stderr += String(chunk)));
+  let pid = 0;
+  t.teardown(() => {
+    if (pid) safeKill(pid, 'SIGKILL');
+    child.kill('SIGKILL');
+  });
+  const truth = await new Promise<Truth>((resolveTruth, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} printed no ground truth in 30 s; stderr: ${stderr}`)), 30_000);
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      if (!line.startsWith('{"ready":true')) return;
+      clearTimeout(timer);
+      resolveTruth(JSON.parse(line) as Truth);
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${code}) before it was ready; stderr: ${stderr}`));
+    });
+  });
+  pid = truth.pid;
+  return { pid, truth, child, alive: () => isAlive(truth.pid) };
+}
+
+export function safeKill(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export function runCli(args: readonly string[], options: { env?: NodeJS.ProcessEnv; asUser?: number } = {}): Promise<CliResult> {
+  const [file, argv] =
+    options.asUser === undefined
+      ? [process.execPath, [CLI, ...args]]
+      : ['setpriv', [`--reuid=${options.asUser}`, `--regid=${options.asUser}`, '--clear-groups', process.execPath, CLI, ...args]];
+  return new Promise((resolveResult) => {
+    const child = spawn(file, argv, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += String(chunk)));
+    child.stderr.on('data', (chunk) => (stderr += String(chunk)));
+    child.once('close', (code) => resolveResult({ code, stdout, stderr }));
+  });
+}
+
+export async function snapshotOf(pid: number, extra: readonly string[] = []): Promise<Snapshot> {
+  const result = await runCli(['snapshot', String(pid), '--json', ...extra]);
+  if (result.code !== 0) throw new Error(`snapshot ${pid} failed (${result.code}): ${result.stderr}`);
+  return JSON.parse(result.stdout) as Snapshot;
+}
+
+/** Takes snapshots until `accept` holds; the last snapshot if it never does. */
+export async function snapshotUntil(
+  pid: number,
+  accept: (s: Snapshot) => boolean,
+  options: { extra?: readonly string[]; timeoutMs?: number } = {},
+): Promise<Snapshot> {
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  for (;;) {
+    const snapshot = await snapshotOf(pid, options.extra);
+    if (accept(snapshot) || Date.now() > deadline) return snapshot;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+export const MiB = 1024 * 1024;
