@@ -49,8 +49,11 @@ export function buildProgram(): Command {
   const program = new Command('leakscope')
     .description('Tell a real memory leak from allocator retention in a running process, by pid.')
     .version(VERSION)
-    .showHelpAfterError('(leakscope --help lists the commands)')
-    .enablePositionalOptions();
+    .enablePositionalOptions()
+    .configureOutput({
+      // Usage errors read like every other error: one line, our prefix.
+      outputError: (text, write) => write(`leakscope: ${text.replace(/^error: /, '').replace(/\n+$/, '')}\n`),
+    });
 
   program
     .command('run')

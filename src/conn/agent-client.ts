@@ -27,12 +27,14 @@ export class AgentClient {
   private pending: Pending | null = null;
   private closedError: LeakscopeError | null = null;
   private nextId = 1;
+  private readonly greeting: Promise<string>;
 
   private constructor(
     private readonly socket: net.Socket,
     readonly pid: number,
     private readonly timeoutMs: number,
   ) {
+    this.greeting = this.awaitLine('the greeting');
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => this.onData(chunk));
     socket.on('error', (error) => this.fail(new LeakscopeError(`connection to the agent in pid ${pid} failed: ${error.message}`)));
@@ -61,22 +63,32 @@ export class AgentClient {
     });
   }
 
+  /** The agent's first line: who it is, or why it turned us away. */
+  async hello(): Promise<HelloResult> {
+    return parseReply<HelloResult>(await this.greeting, null, this.pid);
+  }
+
   async request<T>(op: AgentOp): Promise<T> {
+    await this.greeting;
     if (this.closedError) throw this.closedError;
     if (this.pending) throw new LeakscopeError('internal: one request at a time');
     const id = this.nextId++;
-    const line = await new Promise<string>((resolve, reject) => {
+    const reply = this.awaitLine(`'${op}'`);
+    this.socket.write(`${JSON.stringify({ v: PROTOCOL_VERSION, id, op })}\n`);
+    return parseReply<T>(await reply, id, this.pid);
+  }
+
+  private awaitLine(what: string): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending = null;
-        reject(new LeakscopeError(`the agent in pid ${this.pid} did not answer '${op}' within ${this.timeoutMs} ms`));
+        reject(new LeakscopeError(`the agent in pid ${this.pid} did not answer ${what} within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
       this.pending = {
         resolve: (text) => (clearTimeout(timer), resolve(text)),
         reject: (error) => (clearTimeout(timer), reject(error)),
       };
-      this.socket.write(`${JSON.stringify({ v: PROTOCOL_VERSION, id, op })}\n`);
     });
-    return parseReply<T>(line, id, this.pid);
   }
 
   close(): void {
@@ -97,18 +109,7 @@ export class AgentClient {
       this.buffered = this.buffered.slice(newline + 1);
       const pending = this.pending;
       this.pending = null;
-      if (pending) pending.resolve(line);
-      else this.onUnsolicited(line);
-    }
-  }
-
-  // The agent speaks first only to refuse us (busy, permission denied):
-  // that reason, not the close that follows, is what the user needs.
-  private onUnsolicited(line: string): void {
-    try {
-      parseReply(line, Number.NaN, this.pid);
-    } catch (error) {
-      this.closedError ??= error as LeakscopeError;
+      pending?.resolve(line);
     }
   }
 
@@ -120,7 +121,8 @@ export class AgentClient {
   }
 }
 
-export function parseReply<T>(line: string, id: number, pid: number): T {
+/** `id` null: the greeting, which answers no request. */
+export function parseReply<T>(line: string, id: number | null, pid: number): T {
   let reply: unknown;
   try {
     reply = JSON.parse(line);
@@ -132,7 +134,7 @@ export function parseReply<T>(line: string, id: number, pid: number): T {
   if (r.v !== PROTOCOL_VERSION)
     throw new LeakscopeError(`the agent in pid ${pid} speaks protocol v${String(r.v)}; this leakscope speaks v${PROTOCOL_VERSION}`);
   if (r.ok !== true) throw new LeakscopeError(`pid ${pid}: ${typeof r.error === 'string' ? r.error : 'the agent refused the request'}`);
-  if (r.id !== id) throw new LeakscopeError(`the agent in pid ${pid} answered request ${String(r.id)}, expected ${id}`);
+  if ((r.id ?? null) !== id) throw new LeakscopeError(`the agent in pid ${pid} answered request ${String(r.id)}, expected ${id}`);
   if (typeof r.result !== 'object' || r.result === null) throw new LeakscopeError(`the agent in pid ${pid} sent a reply without a result`);
   return r.result as T;
 }

@@ -46,7 +46,7 @@ export async function connect(pid: number, options: ConnectOptions = {}): Promis
     throw new LeakscopeError(`cannot reach the agent of pid ${pid} at ${path}: ${(error as Error).message}`);
   }
   try {
-    const hello = await client.request<HelloResult>('hello');
+    const hello = await client.hello();
     if (hello.pid !== pid) throw new LeakscopeError(`the socket for pid ${pid} is served by pid ${hello.pid}; remove ${path}`);
     return { kind: 'agent', client, hello };
   } catch (error) {

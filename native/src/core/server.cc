@@ -134,6 +134,13 @@ void Server::accept_client() {
   client_fd_.store(fd);
   client_pid_ = peer.pid;
   pending_.clear();
+  // The agent speaks first, so a client learns it was admitted (or why
+  // not) before it writes anything.
+  JsonWriter greeting;
+  greeting.begin_object().field("v", kProtocolVersion).key("id").null().field("ok", true).key("result");
+  write_hello(greeting);
+  greeting.end_object();
+  if (!send_line(fd, greeting.str())) drop_client();
 }
 
 void Server::drop_client() {
@@ -184,13 +191,8 @@ void Server::handle_line(const std::string& line) {
   out.begin_object().field("v", kProtocolVersion);
   if (std::isfinite(id)) out.field("id", id);
   if (op == "hello") {
-    out.field("ok", true).key("result").begin_object()
-        .field("pid", int64_t(getpid()))
-        .field("mode", config_.mode)
-        .field("agent_version", kAgentVersion)
-        .field("sample_interval_bytes", g_ledger.sample_interval)
-        .field("started_ms", started_ms_)
-        .end_object();
+    out.field("ok", true).key("result");
+    write_hello(out);
   } else if (op == "snapshot") {
     out.field("ok", true).key("result");
     write_snapshot(out);
@@ -203,6 +205,17 @@ void Server::handle_line(const std::string& line) {
   }
   out.end_object();
   if (!send_line(fd, out.str())) drop_client();
+}
+
+void Server::write_hello(JsonWriter& out) {
+  out.begin_object()
+      .field("pid", int64_t(getpid()))
+      .field("mode", config_.mode)
+      .field("agent_version", kAgentVersion)
+      .field("protocol", kProtocolVersion)
+      .field("sample_interval_bytes", g_ledger.sample_interval)
+      .field("started_ms", started_ms_)
+      .end_object();
 }
 
 void Server::write_snapshot(JsonWriter& out) {

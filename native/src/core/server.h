@@ -37,6 +37,7 @@ class Server {
   void drop_client();
   void handle_line(const std::string& line);
   std::string reply(const std::string& op, double id, bool* ok, std::string* error);
+  void write_hello(JsonWriter& out);
   void write_snapshot(JsonWriter& out);
   void write_reclaim(JsonWriter& out);
   bool send_line(int fd, const std::string& line);
