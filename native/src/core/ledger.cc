@@ -17,10 +17,6 @@ std::atomic<bool> g_accounting{false};
 namespace {
 
 inline uint64_t load(const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); }
-// Single-writer increment: the owner thread is the only writer of the field.
-inline void bump(std::atomic<uint64_t>& a, uint64_t by) {
-  a.store(a.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
-}
 
 uint64_t next_random(ThreadState& ts) {
   // xorshift64*: no syscall, no lock, good enough to space samples.
@@ -52,7 +48,9 @@ uint64_t sample_weight(size_t usable) {
   return p <= 0.0 ? usable : uint64_t(double(usable) / p + 0.5);
 }
 
-__attribute__((noinline)) void take_sample(ThreadState& ts, void* block, size_t usable) {
+}  // namespace
+
+void take_sample(ThreadState& ts, void* block, size_t usable) {
   ts.bytes_until_sample = next_sample_distance(ts);
   const uint64_t weight = sample_weight(usable);
   if (!g_ownership.insert(uintptr_t(block), OwnerRecord{ts.slot_index, ts.generation, weight})) {
@@ -63,7 +61,9 @@ __attribute__((noinline)) void take_sample(ThreadState& ts, void* block, size_t 
   ts.slot->sampled_live_bytes.fetch_add(int64_t(weight), std::memory_order_relaxed);
 }
 
-__attribute__((noinline)) void settle_sample(ThreadState& ts, const OwnerRecord& owner) {
+namespace {
+
+void settle_sample(ThreadState& ts, const OwnerRecord& owner) {
   g_ledger.sampled_blocks.fetch_sub(1, std::memory_order_relaxed);
   ThreadSlot& slot = g_ledger.slots[owner.slot_index];
   const bool owner_alive = slot.generation.load(std::memory_order_relaxed) == owner.generation &&
@@ -81,20 +81,6 @@ __attribute__((noinline)) void settle_sample(ThreadState& ts, const OwnerRecord&
   }
 }
 
-// The owner entered the allocator: whatever was remote-freed before now has
-// had its chance to be collected (mimalloc collects on the owner's calls).
-inline void note_owner_entered(ThreadSlot& slot) {
-  const uint64_t remote = slot.remote_freed_bytes.load(std::memory_order_relaxed);
-  if (remote != slot.reclaim_mark.load(std::memory_order_relaxed))
-    slot.reclaim_mark.store(remote, std::memory_order_relaxed);
-}
-
-inline ThreadSlot* slot_of(ThreadState& ts) {
-  ThreadSlot* slot = ts.slot;
-  if (__builtin_expect(slot == nullptr, 0)) slot = claim_slot(ts, 0, 0);
-  return slot;
-}
-
 }  // namespace
 
 int32_t current_tid() { return int32_t(syscall(SYS_gettid)); }
@@ -107,24 +93,11 @@ uint64_t wall_ms() {
 
 void ledger_init(uint64_t sample_interval) { g_ledger.sample_interval = sample_interval; }
 
-void on_alloc(ThreadState& ts, void* block, size_t usable) {
-  ThreadSlot* slot = slot_of(ts);
-  if (slot == nullptr) return;
-  bump(slot->alloc_count, 1);
-  bump(slot->alloc_bytes, usable);
-  note_owner_entered(*slot);
-  ts.bytes_until_sample -= int64_t(usable);
-  if (__builtin_expect(ts.bytes_until_sample <= 0, 0)) take_sample(ts, block, usable);
-}
-
-void on_free(ThreadState& ts, void* block, size_t usable) {
-  ThreadSlot* slot = slot_of(ts);
-  if (slot == nullptr) return;
-  bump(slot->free_count, 1);
-  bump(slot->free_bytes, usable);
-  note_owner_entered(*slot);
+bool settle_if_sampled(ThreadState& ts, void* block) {
   OwnerRecord owner;
-  if (__builtin_expect(g_ownership.take(uintptr_t(block), &owner), 0)) settle_sample(ts, owner);
+  if (__builtin_expect(!g_ownership.take(uintptr_t(block), &owner), 1)) return false;
+  settle_sample(ts, owner);
+  return true;
 }
 
 ThreadSlot* claim_slot(ThreadState& ts, uintptr_t start_routine, int32_t creator_tid) {
@@ -183,7 +156,7 @@ void recycle_slot(uint32_t index) {
   ex.sampled_live_bytes.fetch_add(slot.sampled_live_bytes.load());
   ex.threads.fetch_add(1);
   for (auto* a : {&slot.alloc_count, &slot.alloc_bytes, &slot.free_count, &slot.free_bytes,
-                  &slot.reclaim_mark, &slot.remote_freed_bytes, &slot.remote_freed_count})
+                  &slot.remote_freed_bytes, &slot.remote_freed_count})
     a->store(0, std::memory_order_relaxed);
   slot.sampled_live_bytes.store(0, std::memory_order_relaxed);
   slot.generation.store((slot.generation.load() + 1) & 0xFFF);  // 12 bits, as packed

@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "ownership.h"
+
 namespace leakscope {
 
 constexpr uint32_t kMaxThreadSlots = 4096;
@@ -23,9 +25,6 @@ struct alignas(64) ThreadSlot {
   std::atomic<uint64_t> alloc_bytes{0};
   std::atomic<uint64_t> free_count{0};
   std::atomic<uint64_t> free_bytes{0};
-  // remote_freed_bytes as the owner last saw it on entering the allocator;
-  // what has been remote-freed since is what the owner has not reclaimed.
-  std::atomic<uint64_t> reclaim_mark{0};
 
   // Written by any thread, on sampled blocks only.
   alignas(64) std::atomic<uint64_t> remote_freed_bytes{0};
@@ -78,9 +77,13 @@ extern Ledger g_ledger;
 extern std::atomic<bool> g_accounting;  // false: hooks forward, nothing more
 
 // Hot path: called by the hooks after the real allocator returned `block`.
-void on_alloc(ThreadState& ts, void* block, size_t usable);
+inline void on_alloc(ThreadState& ts, void* block, size_t usable);
 // Hot path: called by the hooks before the real allocator frees `block`.
-void on_free(ThreadState& ts, void* block, size_t usable);
+inline void on_free(ThreadState& ts, void* block, size_t usable);
+
+// The rare parts of the hot path, out of line.
+void take_sample(ThreadState& ts, void* block, size_t usable);
+bool settle_if_sampled(ThreadState& ts, void* block);
 
 // Cold path: the first accounted call of a thread claims its slot.
 ThreadSlot* claim_slot(ThreadState& ts, uintptr_t start_routine, int32_t creator_tid);
@@ -92,5 +95,35 @@ void recycle_slot(uint32_t index);
 void ledger_init(uint64_t sample_interval);
 int32_t current_tid();
 uint64_t wall_ms();
+
+namespace detail {
+// Single-writer increment: the owner thread is the only writer of the field,
+// so no locked instruction is needed.
+inline void bump(std::atomic<uint64_t>& a, uint64_t by) {
+  a.store(a.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
+inline ThreadSlot* slot_of(ThreadState& ts) {
+  ThreadSlot* slot = ts.slot;
+  if (__builtin_expect(slot == nullptr, 0)) slot = claim_slot(ts, 0, 0);
+  return slot;
+}
+}  // namespace detail
+
+inline void on_alloc(ThreadState& ts, void* block, size_t usable) {
+  ThreadSlot* slot = detail::slot_of(ts);
+  if (slot == nullptr) return;
+  detail::bump(slot->alloc_count, 1);
+  detail::bump(slot->alloc_bytes, usable);
+  ts.bytes_until_sample -= int64_t(usable);
+  if (__builtin_expect(ts.bytes_until_sample <= 0, 0)) take_sample(ts, block, usable);
+}
+
+inline void on_free(ThreadState& ts, void* block, size_t usable) {
+  ThreadSlot* slot = detail::slot_of(ts);
+  if (slot == nullptr) return;
+  detail::bump(slot->free_count, 1);
+  detail::bump(slot->free_bytes, usable);
+  if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) settle_if_sampled(ts, block);
+}
 
 }  // namespace leakscope

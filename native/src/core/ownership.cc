@@ -16,8 +16,8 @@ OwnerRecord OwnershipTable::unpack(uint64_t v) {
 
 bool OwnershipTable::insert(uintptr_t block, const OwnerRecord& owner) {
   const uint64_t h = hash(block);
-  std::atomic<uint16_t>& counter = filter_[h >> (64 - kFilterBits)];
-  if (counter.load(std::memory_order_relaxed) == 0xFFFF) return false;
+  std::atomic<uint8_t>& counter = filter_[h >> (64 - kFilterBits)];
+  if (counter.load(std::memory_order_relaxed) == 0xFF) return false;  // saturated: drop the sample
   // Count in the filter before the key is visible: a free that finds the key
   // must never have seen a zero counter for it.
   counter.fetch_add(1, std::memory_order_relaxed);
@@ -40,7 +40,7 @@ bool OwnershipTable::insert(uintptr_t block, const OwnerRecord& owner) {
 
 bool OwnershipTable::take(uintptr_t block, OwnerRecord* owner) {
   const uint64_t h = hash(block);
-  std::atomic<uint16_t>& counter = filter_[h >> (64 - kFilterBits)];
+  std::atomic<uint8_t>& counter = filter_[h >> (64 - kFilterBits)];
   if (counter.load(std::memory_order_relaxed) == 0) return false;
   const uint32_t mask = (1u << kSlotBits) - 1;
   uint32_t index = uint32_t(h >> (64 - kSlotBits));

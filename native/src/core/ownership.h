@@ -1,7 +1,7 @@
 // Sampled block ownership: which thread allocated a sampled block, and the
 // bytes it stands for. A bounded open-addressing table with a counting filter
 // in front, so that the common free (of an unsampled block) costs one load
-// from a 128 KiB array. Lock-free; when the table is full the sample is
+// from a 32 KiB array that stays in L1. Lock-free; when the table is full the sample is
 // dropped and counted.
 #pragma once
 
@@ -19,12 +19,17 @@ struct OwnerRecord {
 class OwnershipTable {
  public:
   static constexpr uint32_t kSlotBits = 19;   // 512 Ki entries, 8 MiB at most
-  static constexpr uint32_t kFilterBits = 16; // 64 Ki counters, 128 KiB
+  static constexpr uint32_t kFilterBits = 15; // 32 Ki one-byte counters
   static constexpr uint32_t kMaxProbe = 16;
 
   // Any thread, sample path only.
   bool insert(uintptr_t block, const OwnerRecord& owner);
-  // Hot path (every free): false, after one filter load, for unsampled blocks.
+  // Hot path (every free): one load from the filter; false means `block`
+  // was certainly not sampled.
+  bool might_hold(uintptr_t block) const {
+    return filter_[hash(block) >> (64 - kFilterBits)].load(std::memory_order_relaxed) != 0;
+  }
+  // Removes `block` and tells its owner; false when it was not sampled.
   bool take(uintptr_t block, OwnerRecord* owner);
 
  private:
@@ -40,7 +45,7 @@ class OwnershipTable {
   static OwnerRecord unpack(uint64_t v);
 
   Entry entries_[1u << kSlotBits];
-  std::atomic<uint16_t> filter_[1u << kFilterBits];
+  std::atomic<uint8_t> filter_[1u << kFilterBits];
 };
 
 extern OwnershipTable g_ownership;

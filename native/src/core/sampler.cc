@@ -98,12 +98,16 @@ void Sampler::refresh_threads(uint64_t now_ms) {
     if (previous != threads_.end()) record = previous->second;
     const ThreadSlot* slot = slot_for_tid(index, tid);
     const uint64_t ops = slot ? relaxed(slot->alloc_count) + relaxed(slot->free_count) : 0;
+    const uint64_t remote = slot ? relaxed(slot->remote_freed_bytes) : 0;
     if (previous == threads_.end()) {
       record.first_seen_ms = now_ms;
       record.last_active_ms = now_ms;
-    } else if (stat.cpu_ticks != record.cpu_ticks || ops != record.ops) {
-      record.last_active_ms = now_ms;
+    } else {
+      if (stat.cpu_ticks != record.cpu_ticks || ops != record.ops) record.last_active_ms = now_ms;
+      if (ops != record.ops) record.reclaim_mark = record.remote_at_refresh;
     }
+    if (remote < record.reclaim_mark) record.reclaim_mark = 0;  // the slot was recycled
+    record.remote_at_refresh = remote;
     record.name = stat.name;
     record.state = stat.state;
     record.cpu_ticks = stat.cpu_ticks;
@@ -131,7 +135,7 @@ void Sampler::write_threads(JsonWriter& out) {
         .field("agent_thread", is_agent_thread(tid));
     if (slot != nullptr) {
       const uint64_t remote = relaxed(slot->remote_freed_bytes);
-      const uint64_t mark = relaxed(slot->reclaim_mark);
+      const uint64_t mark = record.reclaim_mark;
       out.field("start_routine", symbolize(slot->start_routine.load()))
           .field("creator_tid", int64_t(slot->creator_tid.load()))
           .field("created_ms", relaxed(slot->created_ms));

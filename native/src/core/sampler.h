@@ -29,6 +29,12 @@ struct ThreadRecord {
   uint64_t ops = 0;  // allocator calls seen in the ledger
   uint64_t first_seen_ms = 0;
   uint64_t last_active_ms = 0;  // CPU time or allocator calls last moved
+  // Remote-freed bytes at the previous refresh, and the part of them the
+  // owner has had the chance to reclaim: an owner that entered the
+  // allocator since the previous refresh reclaimed what was freed before it.
+  // (Kept here, not on the hot path; exact to one refresh interval.)
+  uint64_t remote_at_refresh = 0;
+  uint64_t reclaim_mark = 0;
 };
 
 struct LedgerTotals {

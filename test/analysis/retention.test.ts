@@ -1,0 +1,36 @@
+import test from 'ava';
+import { DEFAULT_THRESHOLDS } from '../../src/analysis/detector.js';
+import { check } from '../../src/analysis/findings/retention.js';
+import { history, MiB, observation } from '../helpers/observation.js';
+
+test('fires when RSS is far above flat live bytes, naming where the allocator keeps it', (t) => {
+  const o = observation((d) => {
+    d.allocator.name = 'mimalloc';
+    d.allocator.live_bytes = 10 * MiB;
+    d.process.rss_bytes = 150 * MiB;
+    d.history = history(5, () => 10 * MiB);
+  });
+  const result = check(o, DEFAULT_THRESHOLDS);
+  if (result.status !== 'found') return t.fail(result.status);
+  t.is(result.findings[0]?.value, 140 * MiB);
+  t.regex(result.findings[0]!.message, /mimalloc pages waiting for their owner threads/);
+});
+
+test('quiet while live bytes move, or when RSS is mostly live', (t) => {
+  const moving = observation((d) => {
+    d.allocator.live_bytes = 10 * MiB;
+    d.process.rss_bytes = 150 * MiB;
+    d.history = history(5, (s) => s * 20 * MiB);
+  });
+  t.is(check(moving, DEFAULT_THRESHOLDS).status, 'ok');
+  const live = observation((d) => {
+    d.allocator.live_bytes = 100 * MiB;
+    d.process.rss_bytes = 180 * MiB;
+    d.history = history(5, () => 100 * MiB);
+  });
+  t.is(check(live, DEFAULT_THRESHOLDS).status, 'ok');
+});
+
+test('undecided without history', (t) => {
+  t.is(check(observation(), DEFAULT_THRESHOLDS).status, 'undecided');
+});

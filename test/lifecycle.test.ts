@@ -1,0 +1,50 @@
+// The target lives through everything leakscope does to it, and through its
+// own fork and exec; leakscope leaves nothing of its own behind.
+import { readdirSync, readFileSync } from 'node:fs';
+import test from 'ava';
+import { runCli, snapshotOf, startFixture } from './helpers/process.js';
+
+test('fork and exec: the child works, the exec’d program has no agent, the parent is still served', async (t) => {
+  const fixture = await startFixture<{ pid: number; fork_child_exit: number; exec_child_agent_maps: number }>(t, 'fork_exec');
+  t.is(fixture.truth.fork_child_exit, 7);
+  t.is(fixture.truth.exec_child_agent_maps, 0);
+  const snapshot = await snapshotOf(fixture.pid);
+  t.is(snapshot.agent.mode, 'preload');
+  t.is(snapshot.pid, fixture.pid);
+  t.true(fixture.alive());
+});
+
+test('leakscope run maps the agent and the chosen allocator into the target', async (t) => {
+  const fixture = await startFixture<{ pid: number }>(t, 'exact_ledger', [], { allocator: 'mimalloc', sampleInterval: 'exact' });
+  const environ = readFileSync(`/proc/${fixture.pid}/environ`, 'utf8');
+  // /proc/PID/environ shows the environment as it was at exec; the live one is what children get.
+  t.regex(environ, /LD_PRELOAD=[^\0]*libleakscope\.so/);
+  const maps = readFileSync(`/proc/${fixture.pid}/maps`, 'utf8');
+  t.regex(maps, /libleakscope\.so/);
+  t.regex(maps, /libmimalloc/);
+});
+
+test('repeated snapshots and reclaims leave the target running and the CLI leaves no process behind', async (t) => {
+  const fixture = await startFixture<{ pid: number }>(t, 'arena_burst', ['16']);
+  const fdsBefore = readdirSync(`/proc/${fixture.pid}/fd`).length;
+  const threadsBefore = readdirSync(`/proc/${fixture.pid}/task`).length;
+  for (let i = 0; i < 5; i++) {
+    t.is((await runCli(['snapshot', String(fixture.pid), '--json'])).code, 0);
+    t.is((await runCli(['reclaim', String(fixture.pid)])).code, 0);
+  }
+  t.true(fixture.alive());
+  // The agent closes every client connection: no fd or thread grows in the target.
+  t.is(readdirSync(`/proc/${fixture.pid}/fd`).length, fdsBefore);
+  t.is(readdirSync(`/proc/${fixture.pid}/task`).length, threadsBefore);
+  const children = readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]?.split(' ')[1] === String(process.pid);
+      } catch {
+        return false;
+      }
+    });
+  // Our own children: only fixtures started by this file's tests (each a `leakscope run`).
+  for (const child of children) t.regex(readFileSync(`/proc/${child}/cmdline`, 'utf8'), /leakscope\.js\0run\0/);
+});
