@@ -1,6 +1,6 @@
 // What every detector in findings/ is: an id, named default thresholds, and
 // a pure check over an observation and its history.
-import type { Finding, Observation } from '../model/snapshot.js';
+import type { Finding, Observation, Subject } from '../model/snapshot.js';
 
 /** Threads, arenas (and tasks) idle at least this long count as asleep. */
 export const DEFAULT_IDLE_THRESHOLD_MS = 30_000;
@@ -33,4 +33,9 @@ export function found(findings: readonly Finding[]): CheckResult {
 
 export function threadLabel(t: { tid: number; name: string }): string {
   return `${t.name} (tid ${t.tid})`;
+}
+
+/** The whole process, as the subject of a finding. */
+export function processSubject(o: Observation): Subject {
+  return { kind: 'process', id: String(o.pid), label: `pid ${o.pid}` };
 }

@@ -31,6 +31,15 @@ test('quiet while live bytes move, or when RSS is mostly live', (t) => {
   t.is(check(live, DEFAULT_THRESHOLDS).status, 'ok');
 });
 
+test('a burst that has passed does not hide retention now', (t) => {
+  const o = observation((d) => {
+    d.allocator.live_bytes = 10 * MiB;
+    d.process.rss_bytes = 150 * MiB;
+    d.history = history(20, (s) => (s === 3 ? 130 * MiB : 10 * MiB));
+  });
+  t.is(check(o, DEFAULT_THRESHOLDS).status, 'found');
+});
+
 test('undecided without history', (t) => {
   t.is(check(observation(), DEFAULT_THRESHOLDS).status, 'undecided');
 });

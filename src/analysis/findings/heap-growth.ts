@@ -3,7 +3,7 @@
 // whatever the allocator does.
 import { formatBytes, formatDuration } from '../../format.js';
 import type { Observation, ThreadInfo } from '../../model/snapshot.js';
-import { type CheckResult, found, OK, type Thresholds, threadLabel, undecided } from '../detector.js';
+import { type CheckResult, found, OK, processSubject, type Thresholds, threadLabel, undecided } from '../detector.js';
 import { type Trend, trendOf } from '../trend.js';
 
 export const id = 'heap-growth';
@@ -56,7 +56,7 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
       severity: 'error',
       summary: summary(trend),
       message: message(trend, topThread),
-      subject: { kind: 'process', id: String(o.pid), label: `pid ${o.pid}` },
+      subject: processSubject(o),
       value: Math.round(trend.slopePerS),
       unit: 'bytes_per_s',
       remedy: REMEDY,

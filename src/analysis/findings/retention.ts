@@ -3,7 +3,7 @@
 // allocator-specific findings say where; this one says how much in all.
 import { formatBytes, formatDuration } from '../../format.js';
 import type { AllocatorName, Observation } from '../../model/snapshot.js';
-import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
+import { type CheckResult, found, OK, processSubject, type Thresholds, undecided } from '../detector.js';
 import { trendOf } from '../trend.js';
 
 export const id = 'retention';
@@ -11,8 +11,9 @@ export const MIN_RETAINED_BYTES = 64 * 1024 * 1024;
 /** RSS at least this many times live bytes. */
 export const MIN_RSS_TO_LIVE = 2;
 export const MIN_SAMPLES = 3;
-/** The window over which live bytes must be flat. */
-export const FLAT_WINDOW_SAMPLES = 30;
+/** The window over which live bytes must be flat: the state now, so that a
+ *  burst a minute ago does not hide retention for as long as it stays in view. */
+export const FLAT_WINDOW_SAMPLES = 5;
 /** "Flat": live bytes moved less than this share, or less than FLAT_TOLERANCE_BYTES. */
 export const FLAT_TOLERANCE_FRACTION = 0.05;
 export const FLAT_TOLERANCE_BYTES = 4 * 1024 * 1024;
@@ -60,7 +61,7 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
       severity: 'info',
       summary: summary(retained),
       message: message(o, live, retained, trend.spanMs),
-      subject: { kind: 'process', id: String(o.pid), label: `pid ${o.pid}` },
+      subject: processSubject(o),
       value: retained,
       unit: 'bytes',
       remedy: REMEDIES[o.allocator.name].replace('<pid>', String(o.pid)),

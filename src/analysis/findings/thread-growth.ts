@@ -2,7 +2,7 @@
 // are started and never finish.
 import { formatDuration } from '../../format.js';
 import type { Observation } from '../../model/snapshot.js';
-import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
+import { type CheckResult, found, OK, processSubject, type Thresholds, undecided } from '../detector.js';
 import { type Trend, trendOf } from '../trend.js';
 
 export const id = 'thread-growth';
@@ -50,7 +50,7 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
       severity: 'warn',
       summary: summary(trend),
       message: message(trend, common),
-      subject: { kind: 'process', id: String(o.pid), label: `pid ${o.pid}` },
+      subject: processSubject(o),
       value: added,
       unit: 'count',
       remedy: remedy(common),
