@@ -81,18 +81,10 @@ export function allocatorName(name: string): AllocatorName {
   return (ALLOCATORS as readonly string[]).includes(name) ? (name as AllocatorName) : 'unknown';
 }
 
-const RECLAIM_ACTIONS: Readonly<Record<AllocatorName, string | null>> = {
-  glibc: 'malloc_trim(0)',
-  jemalloc: 'mallctl("arena.<all>.purge")',
-  mimalloc: 'mi_collect(true)',
-  tcmalloc: null,
-  unknown: null,
-};
-
 function scalarStats(raw: Record<string, unknown>): Record<string, number | boolean | string> {
   const stats: Record<string, number | boolean | string> = {};
   for (const [key, value] of Object.entries(raw)) {
-    if (key === 'name' || key === 'version' || key === 'arenas' || key === 'malloc_info_xml') continue;
+    if (['name', 'version', 'reclaim_action', 'arenas', 'malloc_info_xml'].includes(key)) continue;
     if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'string') stats[key] = value;
     else if (value && typeof value === 'object' && !Array.isArray(value))
       for (const [inner, v] of Object.entries(value as Record<string, unknown>))
@@ -171,7 +163,8 @@ export function observationFromFacts(facts: AgentFacts): Observation {
     free_count: ledger.free_count,
     arenas,
     background_thread: typeof raw.background_thread === 'boolean' ? raw.background_thread : null,
-    reclaim_action: RECLAIM_ACTIONS[name],
+    // The probe's own words; "none" when the allocator has no such call.
+    reclaim_action: typeof raw.reclaim_action === 'string' && raw.reclaim_action !== 'none' ? raw.reclaim_action : null,
     stats: scalarStats(raw),
   };
   const notes: string[] = [];

@@ -68,12 +68,7 @@ void settle_sample(ThreadState& ts, const OwnerRecord& owner) {
   ThreadSlot& slot = g_ledger.slots[owner.slot_index];
   const bool owner_alive = slot.generation.load(std::memory_order_relaxed) == owner.generation &&
                            slot.state.load(std::memory_order_relaxed) >= kSlotLive;
-  if (!owner_alive) {
-    g_ledger.exited.sampled_live_bytes.fetch_sub(int64_t(owner.weight_bytes), std::memory_order_relaxed);
-    if (owner.slot_index != ts.slot_index || owner.generation != ts.generation)
-      g_ledger.exited.remote_freed_bytes.fetch_add(owner.weight_bytes, std::memory_order_relaxed);
-    return;
-  }
+  if (!owner_alive) return;  // the owner exited: nobody is left to hold its frees
   slot.sampled_live_bytes.fetch_sub(int64_t(owner.weight_bytes), std::memory_order_relaxed);
   if (&slot != ts.slot) {
     slot.remote_freed_bytes.fetch_add(owner.weight_bytes, std::memory_order_relaxed);
@@ -150,10 +145,8 @@ void recycle_slot(uint32_t index) {
   ex.alloc_bytes.fetch_add(load(slot.alloc_bytes));
   ex.free_count.fetch_add(load(slot.free_count));
   ex.free_bytes.fetch_add(load(slot.free_bytes));
-  ex.remote_freed_bytes.fetch_add(load(slot.remote_freed_bytes));
-  // Blocks of this thread still live are settled against `exited` from now
-  // on, since their records carry the old generation.
-  ex.sampled_live_bytes.fetch_add(slot.sampled_live_bytes.load());
+  // Records of this thread's blocks still live carry the old generation:
+  // their frees are settled against nobody.
   ex.threads.fetch_add(1);
   for (auto* a : {&slot.alloc_count, &slot.alloc_bytes, &slot.free_count, &slot.free_bytes,
                   &slot.remote_freed_bytes, &slot.remote_freed_count})

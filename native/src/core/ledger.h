@@ -58,8 +58,6 @@ extern __thread ThreadState t_state __attribute__((tls_model("initial-exec")));
 // Totals of threads whose slots were recycled after they exited.
 struct ExitedTotals {
   std::atomic<uint64_t> alloc_count{0}, alloc_bytes{0}, free_count{0}, free_bytes{0};
-  std::atomic<uint64_t> remote_freed_bytes{0};
-  std::atomic<int64_t> sampled_live_bytes{0};
   std::atomic<uint32_t> threads{0};
 };
 

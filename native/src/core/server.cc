@@ -238,7 +238,10 @@ void Server::write_snapshot(JsonWriter& out) {
       .field("freed_bytes", totals.free_bytes)
       .field("exited_threads", uint64_t(g_ledger.exited.threads.load()))
       .end_object();
-  out.key("allocator").begin_object().field("name", probe_.name()).field("version", probe_.version());
+  out.key("allocator").begin_object()
+      .field("name", probe_.name())
+      .field("version", probe_.version())
+      .field("reclaim_action", probe_.reclaim_action());
   probe_.write_stats(out);
   out.end_object();
   out.key("threads");
