@@ -16,6 +16,7 @@ export function formatBytes(bytes: number): string {
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)} ms`;
   const s = ms / 1000;
+  if (s < 10 && Math.round(s * 10) % 10 !== 0) return `${s.toFixed(1)} s`;
   if (s < 120) return `${Math.round(s)} s`;
   const m = s / 60;
   if (m < 120) return `${Math.round(m)} min`;
@@ -24,6 +25,11 @@ export function formatDuration(ms: number): string {
 
 export function formatCount(n: number): string {
   return n.toLocaleString('en-US');
+}
+
+/** `one` when count is 1, else `many`: "1 poll", "3 polls", "1 task is", "2 tasks are". */
+export function plural(count: number, one: string, many: string): string {
+  return count === 1 ? one : many;
 }
 
 /** "30s", "1.5m", "500ms", "2h", or a bare number of seconds. */

@@ -4,11 +4,19 @@ import { DEFAULT_THRESHOLDS, type Detector, type Thresholds } from './detector.j
 import * as arenaFragmentation from './findings/arena-fragmentation.js';
 import * as heapGrowth from './findings/heap-growth.js';
 import * as idleDirtyPages from './findings/idle-dirty-pages.js';
+import * as idleForever from './findings/idle-forever.js';
+import * as lostWaker from './findings/lost-waker.js';
+import * as neverYielded from './findings/never-yielded.js';
 import * as retention from './findings/retention.js';
 import * as sleepingOwner from './findings/sleeping-owner.js';
+import * as taskGrowth from './findings/task-growth.js';
 import * as threadGrowth from './findings/thread-growth.js';
 
 export const DETECTORS: readonly Detector[] = [
+  taskGrowth,
+  idleForever,
+  lostWaker,
+  neverYielded,
   heapGrowth,
   sleepingOwner,
   arenaFragmentation,
@@ -31,13 +39,18 @@ export function analyze(observation: Observation, thresholds: Thresholds = DEFAU
   return { ...observation, findings, pending_checks: pending };
 }
 
-export type Verdict = 'live data growing' | 'threads leaking' | 'allocator retention' | 'steady' | 'unknown';
+export type Verdict = 'tasks leaking' | 'live data growing' | 'threads leaking' | 'allocator retention' | 'steady' | 'unknown';
 
 const RETENTION_IDS = new Set([sleepingOwner.id, arenaFragmentation.id, idleDirtyPages.id, retention.id]);
 
 /** One line for a person: which of the causes this looks like. */
 export function verdict(snapshot: Snapshot): Verdict {
   const ids = new Set(snapshot.findings.map((f) => f.id));
+  // Leaked tasks usually hold the growing live data: name the cause.
+  const tasksLeak = snapshot.findings.some(
+    (f) => f.id === taskGrowth.id || f.id === lostWaker.id || (f.id === idleForever.id && f.severity !== 'info'),
+  );
+  if (tasksLeak) return 'tasks leaking';
   if (ids.has(heapGrowth.id)) return 'live data growing';
   if (ids.has(threadGrowth.id)) return 'threads leaking';
   if ([...ids].some((id) => RETENTION_IDS.has(id))) return 'allocator retention';

@@ -4,9 +4,13 @@ import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_IDLE_THRESHOLD_MS, type Thresholds } from '../analysis/detector.js';
 import { LeakscopeError } from '../errors.js';
 import { parseDuration } from '../format.js';
+import { TASK_SORTS, TASK_STATE_FILTERS, type TaskQuery, type TaskSort, type TaskStateFilter } from '../conn/attach.js';
+import { checkCommand, EXIT_UNCHECKED, parseFailOn } from './commands/check.js';
+import { diffCommand } from './commands/diff.js';
 import { reclaimCommand } from './commands/reclaim.js';
 import { parseAllocator, parseSampleInterval, runCommand } from './commands/run.js';
 import { snapshotCommand } from './commands/snapshot.js';
+import { watchCommand } from './commands/watch.js';
 
 const VERSION = '0.1.0';
 
@@ -14,6 +18,46 @@ function durationOption(text: string): number {
   const ms = parseDuration(text);
   if (ms === null) throw new InvalidArgumentError(`expected a duration like 30s, 2m or 500ms`);
   return ms;
+}
+
+function wholeNumber(max: number): (text: string) => number {
+  return (text) => {
+    if (!/^\d+$/.test(text) || Number(text) > max) throw new InvalidArgumentError(`expected a whole number from 0 to ${max}`);
+    return Number(text);
+  };
+}
+
+function oneOf<T extends string>(allowed: readonly T[]): (text: string) => T {
+  return (text) => {
+    if (!(allowed as readonly string[]).includes(text)) throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}`);
+    return text as T;
+  };
+}
+
+const IDLE_THRESHOLD_HELP = 'how long a thread, arena or task must be idle to count as asleep (default 30s)';
+
+/** The options that choose which tasks a snapshot lists. */
+function withTaskOptions(command: Command): Command {
+  return command
+    .option('--tasks <n>', 'list up to n tasks (the sites always cover all of them)', wholeNumber(100_000))
+    .option('--tasks-offset <n>', 'skip the first n tasks of the list', wholeNumber(2 ** 32))
+    .option('--tasks-sort <key>', `order of the list: ${TASK_SORTS.join(', ')}`, oneOf(TASK_SORTS))
+    .option('--tasks-state <state>', `which tasks to list: ${TASK_STATE_FILTERS.join(', ')}`, oneOf(TASK_STATE_FILTERS))
+    .option('--tasks-filter <text>', 'list tasks whose kind, name or site contains text')
+    .option('--tasks-site <site>', 'list tasks spawned at this file:line');
+}
+
+interface TaskOptionValues {
+  tasks?: number;
+  tasksOffset?: number;
+  tasksSort?: TaskSort;
+  tasksState?: TaskStateFilter;
+  tasksFilter?: string;
+  tasksSite?: string;
+}
+
+function taskQueryFrom(o: TaskOptionValues): TaskQuery {
+  return { limit: o.tasks, offset: o.tasksOffset, sort: o.tasksSort, state: o.tasksState, filter: o.tasksFilter, site: o.tasksSite };
 }
 
 function thresholdsFrom(options: { idleThreshold?: number }): Thresholds {
@@ -66,14 +110,56 @@ export function buildProgram(): Command {
     .passThroughOptions()
     .action((command: string[], options) => exitWith(() => runCommand(command, options)));
 
+  withTaskOptions(
+    program
+      .command('snapshot')
+      .description('one snapshot of a process: findings, tasks, threads, allocator')
+      .argument('<pid>', 'process id')
+      .option('--json', 'print the leakscope.snapshot/1 JSON document', false)
+      .option('--out <file>', 'write the JSON snapshot to a file')
+      .option('--idle-threshold <duration>', IDLE_THRESHOLD_HELP, durationOption),
+  ).action((pid: string, options) =>
+    exitWith(() => snapshotCommand(pid, { ...options, thresholds: thresholdsFrom(options), tasks: taskQueryFrom(options) })),
+  );
+
+  withTaskOptions(
+    program
+      .command('watch')
+      .description('record a snapshot every interval as JSON lines, until the count is reached or the target exits')
+      .argument('<pid>', 'process id')
+      .option('--interval <duration>', 'time between snapshots', durationOption, 1000)
+      .option('--count <n>', 'stop after n snapshots', wholeNumber(10_000_000))
+      .option('--out <file>', 'write the recording to a file instead of stdout')
+      .option('--idle-threshold <duration>', IDLE_THRESHOLD_HELP, durationOption),
+  ).action((pid: string, options) =>
+    exitWith(() =>
+      watchCommand(pid, {
+        intervalMs: Math.max(100, options.interval as number),
+        count: options.count,
+        out: options.out,
+        thresholds: thresholdsFrom(options),
+        tasks: taskQueryFrom(options),
+      }),
+    ),
+  );
+
   program
-    .command('snapshot')
-    .description('one snapshot of a process: findings, threads, allocator')
-    .argument('<pid>', 'process id')
-    .option('--json', 'print the leakscope.snapshot/1 JSON document', false)
-    .option('--out <file>', 'write the JSON snapshot to a file')
-    .option('--idle-threshold <duration>', 'how long a thread or arena must be idle to count as asleep (default 30s)', durationOption)
-    .action((pid: string, options) => exitWith(() => snapshotCommand(pid, { ...options, thresholds: thresholdsFrom(options) })));
+    .command('diff')
+    .description('what grew between two snapshot files (or the first and last snapshot of one watch recording)')
+    .argument('<files...>', 'A.json B.json, or one recording')
+    .option('--json', 'print JSON', false)
+    .action((files: string[], options) => exitWith(() => diffCommand(files, options)));
+
+  program
+    .command('check')
+    .description('exit 0 when clean, 1 with findings at or above --fail-on, 2 when the check could not be made')
+    .argument('<target>', 'a process id, or a snapshot file or watch recording')
+    .option('--fail-on <severity>', 'warn or error', checked(parseFailOn), 'warn')
+    .option('--json', 'print the verdict as JSON', false)
+    .option('--idle-threshold <duration>', IDLE_THRESHOLD_HELP, durationOption)
+    // A usage error is a check that could not be made, too.
+    .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_UNCHECKED))
+    .action((target: string, options) => exitWith(() => checkCommand(target, { ...options, thresholds: thresholdsFrom(options) })));
 
   program
     .command('reclaim')

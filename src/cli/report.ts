@@ -1,6 +1,6 @@
 // The short human report of `leakscope snapshot` (without --json).
 import { verdict } from '../analysis/index.js';
-import { formatBytes, formatDuration } from '../format.js';
+import { formatBytes, formatCount, formatDuration } from '../format.js';
 import type { Snapshot, ThreadInfo } from '../model/snapshot.js';
 
 const MAX_THREAD_ROWS = 8;
@@ -34,6 +34,34 @@ function threadRows(threads: readonly ThreadInfo[]): string[] {
   return [header, ...rows];
 }
 
+const MAX_SITE_ROWS = 8;
+
+function siteRows(s: Snapshot): string[] {
+  const tasks = s.tasks;
+  if (!tasks.tracked) return [];
+  const header =
+    `  ${pad('spawn site', 30)}${pad('kind', 8)}${pad('live', 8)}${pad('idle', 8)}${pad('oldest idle', 13)}` +
+    `${pad('allocated', 12)}live bytes`;
+  const rows = tasks.sites.slice(0, MAX_SITE_ROWS).map(
+    (site) =>
+      `  ${pad(site.site, 30)}${pad(site.kind, 8)}${pad(formatCount(site.live), 8)}${pad(formatCount(site.idle_over_threshold), 8)}` +
+      `${pad(site.idle > 0 ? formatDuration(site.oldest_idle_ms) : '-', 13)}${pad(formatBytes(site.allocated_bytes), 12)}${formatBytes(site.live_bytes)}`,
+  );
+  const hidden = tasks.sites_total - rows.length;
+  if (hidden > 0) rows.push(`  … and ${hidden} more sites (--json lists ${tasks.sites.length})`);
+  const states = Object.entries(tasks.by_state)
+    .filter(([state, n]) => n > 0 && state !== 'completed')
+    .map(([state, n]) => `${formatCount(n)} ${state}`)
+    .join(', ');
+  return [
+    '',
+    `Tasks: ${formatCount(tasks.live)} live${states ? ` (${states})` : ''}, ${formatCount(tasks.spawned)} spawned, ` +
+      `${formatCount(tasks.completed)} finished; idle = for over ${formatDuration(tasks.idle_threshold_ms)}`,
+    header,
+    ...rows,
+  ];
+}
+
 export function renderReport(s: Snapshot): string {
   const lines: string[] = [];
   const alloc = s.allocator;
@@ -58,6 +86,7 @@ export function renderReport(s: Snapshot): string {
   }
   if (s.pending_checks.length > 0)
     lines.push('', `Not decided yet: ${s.pending_checks.map((p) => `${p.id} (${p.reason})`).join('; ')}`);
+  lines.push(...siteRows(s));
   lines.push('', 'Threads:', ...threadRows(s.threads));
   return `${lines.join('\n')}\n`;
 }

@@ -7,7 +7,10 @@ import { LeakscopeError } from '../errors.js';
 export const PROTOCOL_VERSION = 1;
 const MAX_REPLY_BYTES = 256 * 1024 * 1024;
 
-export type AgentOp = 'hello' | 'snapshot' | 'reclaim';
+export type AgentOp = 'hello' | 'snapshot' | 'tasks' | 'reclaim';
+
+/** Flat request fields beside v, id and op (docs/protocol.md). */
+export type RequestParams = Readonly<Record<string, string | number>>;
 
 export interface HelloResult {
   pid: number;
@@ -68,13 +71,13 @@ export class AgentClient {
     return parseReply<HelloResult>(await this.greeting, null, this.pid);
   }
 
-  async request<T>(op: AgentOp): Promise<T> {
+  async request<T>(op: AgentOp, params: RequestParams = {}): Promise<T> {
     await this.greeting;
     if (this.closedError) throw this.closedError;
     if (this.pending) throw new LeakscopeError('internal: one request at a time');
     const id = this.nextId++;
     const reply = this.awaitLine(`'${op}'`);
-    this.socket.write(`${JSON.stringify({ v: PROTOCOL_VERSION, id, op })}\n`);
+    this.socket.write(`${JSON.stringify({ ...params, v: PROTOCOL_VERSION, id, op })}\n`);
     return parseReply<T>(await reply, id, this.pid);
   }
 

@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import { LeakscopeError } from '../errors.js';
 import { type AgentFacts, observationFromFacts, type ReclaimResult } from '../model/agent-facts.js';
 import type { Observation } from '../model/snapshot.js';
-import { AgentClient, type HelloResult } from './agent-client.js';
+import { AgentClient, type HelloResult, type RequestParams } from './agent-client.js';
 import { procObservation } from './proc-view.js';
 import { identifyTarget, isAlive, socketPath } from './target.js';
 
@@ -59,9 +59,37 @@ export function disconnect(connection: Connection): void {
   if (connection.kind === 'agent') connection.client.close();
 }
 
-export async function observe(connection: Connection): Promise<Observation> {
+/** Which tasks a snapshot lists (sites are always aggregated over all of them). */
+export interface TaskQuery {
+  readonly idleThresholdMs?: number;
+  readonly offset?: number;
+  readonly limit?: number;
+  readonly sort?: TaskSort;
+  readonly state?: TaskStateFilter;
+  readonly filter?: string;
+  readonly site?: string;
+}
+
+export const TASK_SORTS = ['idle', 'age', 'polls', 'busy', 'allocated', 'live_bytes', 'id'] as const;
+export type TaskSort = (typeof TASK_SORTS)[number];
+export const TASK_STATE_FILTERS = ['live', 'all', 'idle', 'running', 'scheduled', 'completed'] as const;
+export type TaskStateFilter = (typeof TASK_STATE_FILTERS)[number];
+
+export function taskQueryParams(query: TaskQuery): RequestParams {
+  const params: Record<string, string | number> = {};
+  if (query.idleThresholdMs !== undefined) params.idle_threshold_ms = Math.round(query.idleThresholdMs);
+  if (query.offset !== undefined) params.tasks_offset = query.offset;
+  if (query.limit !== undefined) params.tasks_limit = query.limit;
+  if (query.sort !== undefined) params.tasks_sort = query.sort;
+  if (query.state !== undefined) params.tasks_state = query.state;
+  if (query.filter) params.tasks_filter = query.filter;
+  if (query.site) params.tasks_site = query.site;
+  return params;
+}
+
+export async function observe(connection: Connection, query: TaskQuery = {}): Promise<Observation> {
   if (connection.kind === 'proc') return procObservation(connection.pid, connection.reason);
-  const facts = await connection.client.request<AgentFacts>('snapshot');
+  const facts = await connection.client.request<AgentFacts>('snapshot', taskQueryParams(query));
   return observationFromFacts(facts);
 }
 

@@ -54,3 +54,14 @@ export function isAlive(pid: number): boolean {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/** Gone, or a zombie waiting for its parent: either way it runs no more. */
+export async function hasExited(pid: number): Promise<boolean> {
+  if (!isAlive(pid)) return true;
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return true;
+  }
+}

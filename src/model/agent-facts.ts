@@ -10,6 +10,9 @@ import {
   NO_TASKS,
   type Observation,
   SNAPSHOT_SCHEMA,
+  type TaskItem,
+  type Tasks,
+  type TaskSite,
   type ThreadInfo,
 } from './snapshot.js';
 
@@ -64,7 +67,33 @@ export interface AgentFacts {
   allocator: { name: string; version: string } & Record<string, unknown>;
   threads: AgentThreadFacts[];
   history: { t_ms: number; rss_bytes: number; live_bytes: number; tasks_live: number; threads: number }[];
+  /** Absent from agents before the task ABI. */
+  tasks?: AgentTaskFacts;
 }
+
+export type AgentTaskSiteFacts = Omit<TaskSite, 'live_history'> & { live_history?: number[] };
+
+export type AgentTaskFacts =
+  | { enabled: false }
+  | {
+      enabled: true;
+      capacity: number;
+      live: number;
+      spawned: number;
+      completed: number;
+      retained_completed: number;
+      retain_ms: number;
+      dropped_spawns: number;
+      dropped_strings: number;
+      idle_threshold_ms: number;
+      by_state: Record<string, number>;
+      wakers_tracked_kinds: string[];
+      sites_total: number;
+      sites: AgentTaskSiteFacts[];
+      items_total: number;
+      items_offset: number;
+      items: TaskItem[];
+    };
 
 export interface ReclaimResult {
   allocator: string;
@@ -148,6 +177,25 @@ function threadFromFacts(t: AgentThreadFacts): ThreadInfo {
   };
 }
 
+export function tasksFromFacts(facts: AgentTaskFacts | undefined): Tasks {
+  if (!facts || !facts.enabled || facts.spawned === 0) return { ...NO_TASKS, idle_threshold_ms: facts?.enabled ? facts.idle_threshold_ms : 0 };
+  return {
+    tracked: true,
+    live: facts.live,
+    by_state: { ...facts.by_state },
+    spawned: facts.spawned,
+    completed: facts.completed,
+    dropped: facts.dropped_spawns,
+    idle_threshold_ms: facts.idle_threshold_ms,
+    wakers_tracked_kinds: [...facts.wakers_tracked_kinds],
+    sites_total: facts.sites_total,
+    sites: facts.sites.map((s) => ({ ...s, live_history: s.live_history ?? null })),
+    items_total: facts.items_total,
+    items_offset: facts.items_offset,
+    items: facts.items,
+  };
+}
+
 export function observationFromFacts(facts: AgentFacts): Observation {
   const name = allocatorName(facts.allocator.name);
   const raw = facts.allocator as Record<string, unknown>;
@@ -171,6 +219,8 @@ export function observationFromFacts(facts: AgentFacts): Observation {
   if (facts.sample_interval_bytes > 0)
     notes.push(`per-thread live, remote-freed and unreclaimed bytes are estimates from sampling every ~${facts.sample_interval_bytes} bytes`);
   if (facts.dropped_events > 0) notes.push(`the agent dropped ${facts.dropped_events} events (ownership table full)`);
+  const tasks = tasksFromFacts(facts.tasks);
+  if (tasks.dropped > 0) notes.push(`the agent's task table was full: ${tasks.dropped} spawned tasks are not tracked`);
   return {
     schema: SNAPSHOT_SCHEMA,
     pid: facts.pid,
@@ -180,13 +230,13 @@ export function observationFromFacts(facts: AgentFacts): Observation {
       mode: facts.mode,
       version: facts.agent_version,
       sample_bytes: facts.sample_interval_bytes,
-      dropped_events: facts.dropped_events,
+      dropped_events: facts.dropped_events + tasks.dropped,
       notes,
     },
     process: { rss_bytes: facts.process.rss_bytes, threads: facts.threads.length },
     allocator,
     threads: facts.threads.map(threadFromFacts),
-    tasks: NO_TASKS,
+    tasks,
     history: facts.history.map((h) => ({ ...h })),
   };
 }

@@ -85,19 +85,82 @@ export interface ThreadInfo {
   readonly heap: ThreadHeap | null;
 }
 
+/** Tasks spawned at one place (`file:line`) of one kind. */
 export interface TaskSite {
   readonly site: string;
   readonly kind: string;
   readonly live: number;
+  readonly running: number;
+  readonly scheduled: number;
+  /** Live tasks neither running nor woken. */
   readonly idle: number;
+  /** Of those, idle for at least `tasks.idle_threshold_ms`. */
+  readonly idle_over_threshold: number;
   readonly oldest_idle_ms: number;
+  /** Idle tasks that no waker can wake any more (kinds in `tasks.wakers_tracked_kinds` only). */
+  readonly no_waker: number;
+  readonly spawned: number;
+  readonly completed: number;
+  readonly polls: number;
+  readonly busy_ms: number;
+  readonly wakes: number;
+  /** The longest single poll of any task of this site, the current one included. */
+  readonly longest_poll_ms: number;
+  /** The longest poll still in progress, 0 when none runs. */
+  readonly running_longest_ms: number;
+  /** Bytes allocated while this site's tasks were polled (exact). */
+  readonly allocated_bytes: number;
+  /** Of those, still live (sampled estimate; exact in exact mode). */
+  readonly live_bytes: number;
+  /** Poll durations: bucket k counts polls of [2^k, 2^(k+1)) µs; the last bucket is open-ended. */
+  readonly poll_histogram: readonly number[];
+  /** Live tasks at each `history[]` sample, aligned with it; null when not recorded. */
+  readonly live_history: readonly number[] | null;
+}
+
+export type TaskState = 'running' | 'scheduled' | 'idle' | 'completed';
+
+export interface TaskItem {
+  readonly id: number;
+  readonly kind: string;
+  readonly name: string;
+  readonly site: string;
+  readonly parent_id: number;
+  readonly state: TaskState;
+  /** Wall-clock time of the spawn, ms since the epoch. */
+  readonly created_ms: number;
+  readonly age_ms: number;
+  readonly idle_ms: number;
+  readonly running_for_ms: number;
+  readonly polls: number;
+  readonly busy_ms: number;
+  readonly longest_poll_ms: number;
+  readonly wakes: number;
+  readonly last_wake_ms_ago: number | null;
+  /** Live wakers; null when the runtime does not report them. */
+  readonly wakers: number | null;
+  readonly allocated_bytes: number;
+  readonly live_bytes: number;
+  readonly completed_ms_ago?: number;
 }
 
 export interface Tasks {
+  /** False when nothing in the process reports tasks to leakscope (no agent, or /proc only). */
+  readonly tracked: boolean;
   readonly live: number;
   readonly by_state: Readonly<Record<string, number>>;
+  readonly spawned: number;
+  readonly completed: number;
+  /** Tasks the agent could not record (its table was full). */
+  readonly dropped: number;
+  readonly idle_threshold_ms: number;
+  readonly wakers_tracked_kinds: readonly string[];
+  readonly sites_total: number;
   readonly sites: readonly TaskSite[];
-  readonly items: readonly unknown[];
+  /** Tasks matching the query; `items` is the page from `items_offset`. */
+  readonly items_total: number;
+  readonly items_offset: number;
+  readonly items: readonly TaskItem[];
 }
 
 export interface HistorySample {
@@ -108,7 +171,7 @@ export interface HistorySample {
   readonly threads: number;
 }
 
-export type SubjectKind = 'process' | 'thread' | 'arena' | 'site';
+export type SubjectKind = 'process' | 'thread' | 'arena' | 'site' | 'task';
 
 export interface Subject {
   readonly kind: SubjectKind;
@@ -151,4 +214,18 @@ export interface Snapshot {
 /** A snapshot before the detectors ran. */
 export type Observation = Omit<Snapshot, 'findings' | 'pending_checks'>;
 
-export const NO_TASKS: Tasks = { live: 0, by_state: {}, sites: [], items: [] };
+export const NO_TASKS: Tasks = {
+  tracked: false,
+  live: 0,
+  by_state: {},
+  spawned: 0,
+  completed: 0,
+  dropped: 0,
+  idle_threshold_ms: 0,
+  wakers_tracked_kinds: [],
+  sites_total: 0,
+  sites: [],
+  items_total: 0,
+  items_offset: 0,
+  items: [],
+};

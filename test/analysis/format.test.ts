@@ -16,4 +16,6 @@ test('sizes and durations read like a person writes them', (t) => {
   t.is(formatBytes(128 * 1024 * 1024), '128.0 MiB');
   t.is(formatDuration(42_000), '42 s');
   t.is(formatDuration(600_000), '10 min');
+  t.is(formatDuration(1_200), '1.2 s');
+  t.is(formatDuration(2_000), '2 s');
 });

@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include "probes.h"
 #include "sampler.h"
 #include "server.h"
+#include "tasks.h"
 
 namespace leakscope {
 
@@ -117,6 +119,8 @@ AgentConfig config_from_env() {
   if (const char* dir = getenv("LEAKSCOPE_SOCKET_DIR")) config.socket_dir = dir;
   config.follow_children = env_number("LEAKSCOPE_FOLLOW_CHILDREN", 0) != 0;
   config.history_seconds = uint32_t(env_number("LEAKSCOPE_HISTORY_SECONDS", config.history_seconds));
+  config.max_tasks = uint32_t(std::min<uint64_t>(env_number("LEAKSCOPE_MAX_TASKS", config.max_tasks), 1u << 24));
+  config.task_retain_ms = env_number("LEAKSCOPE_TASK_RETAIN_MS", config.task_retain_ms);
   return config;
 }
 
@@ -139,6 +143,8 @@ void agent_start(const AgentConfig& config) {
   ts.busy = 1;  // the agent's own set-up is not the program's
   if (!config.follow_children) remove_self_from_ld_preload();
   ledger_init(config.sample_interval);
+  if (!g_tasks.init(config.max_tasks, config.task_retain_ms))
+    fprintf(stderr, "leakscope: no room for the task table; tasks are not tracked\n");
   g_agent = new Agent{config, detect_allocator(g_forwarded_malloc), nullptr, nullptr};
   g_agent->sampler = std::make_unique<Sampler>(*g_agent->probe, config.history_seconds);
   g_agent->server = std::make_unique<Server>(g_agent->config, *g_agent->sampler, *g_agent->probe, wall_ms());

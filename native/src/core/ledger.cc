@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "ownership.h"
+#include "tasks.h"
 
 namespace leakscope {
 
@@ -53,18 +54,20 @@ uint64_t sample_weight(size_t usable) {
 void take_sample(ThreadState& ts, void* block, size_t usable) {
   ts.bytes_until_sample = next_sample_distance(ts);
   const uint64_t weight = sample_weight(usable);
-  if (!g_ownership.insert(uintptr_t(block), OwnerRecord{ts.slot_index, ts.generation, weight})) {
+  if (!g_ownership.insert(uintptr_t(block), OwnerRecord{ts.slot_index, ts.generation, weight, ts.task_tag})) {
     g_ledger.dropped_events.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   g_ledger.sampled_blocks.fetch_add(1, std::memory_order_relaxed);
   ts.slot->sampled_live_bytes.fetch_add(int64_t(weight), std::memory_order_relaxed);
+  if (ts.task_tag != 0) g_tasks.sample_taken(ts.task_tag, weight);
 }
 
 namespace {
 
 void settle_sample(ThreadState& ts, const OwnerRecord& owner) {
   g_ledger.sampled_blocks.fetch_sub(1, std::memory_order_relaxed);
+  if (owner.task_tag != 0) g_tasks.sample_freed(owner.task_tag, owner.weight_bytes);
   ThreadSlot& slot = g_ledger.slots[owner.slot_index];
   const bool owner_alive = slot.generation.load(std::memory_order_relaxed) == owner.generation &&
                            slot.state.load(std::memory_order_relaxed) >= kSlotLive;

@@ -46,6 +46,7 @@ struct alignas(64) ThreadSlot {
 struct ThreadState {
   ThreadSlot* slot;
   int64_t bytes_until_sample;
+  uint64_t task_tag;  // the task being polled on this thread (tasks.h), 0 none
   uint64_t rng;
   uint32_t slot_index;
   uint32_t generation;

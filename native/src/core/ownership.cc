@@ -11,7 +11,7 @@ uint64_t OwnershipTable::pack(const OwnerRecord& r) {
 }
 
 OwnerRecord OwnershipTable::unpack(uint64_t v) {
-  return OwnerRecord{uint32_t(v & 0xFFF), uint32_t((v >> 12) & 0xFFF), v >> 24};
+  return OwnerRecord{uint32_t(v & 0xFFF), uint32_t((v >> 12) & 0xFFF), v >> 24, 0};
 }
 
 bool OwnershipTable::insert(uintptr_t block, const OwnerRecord& owner) {
@@ -30,6 +30,7 @@ bool OwnershipTable::insert(uintptr_t block, const OwnerRecord& owner) {
     // The value is written after the key is claimed; nobody reads it before
     // the allocation that owns `block` has returned to the program.
     if (e.key.compare_exchange_strong(seen, block, std::memory_order_acq_rel)) {
+      e.task_tag.store(owner.task_tag, std::memory_order_relaxed);
       e.value.store(pack(owner), std::memory_order_release);
       return true;
     }
@@ -52,6 +53,7 @@ bool OwnershipTable::take(uintptr_t block, OwnerRecord* owner) {
     // Only the thread freeing `block` can be here: the allocator cannot hand
     // the address out again before the free that follows this call.
     *owner = unpack(e.value.load(std::memory_order_acquire));
+    owner->task_tag = e.task_tag.load(std::memory_order_relaxed);
     e.key.store(kTombstone, std::memory_order_release);
     counter.fetch_sub(1, std::memory_order_relaxed);
     return true;

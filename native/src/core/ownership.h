@@ -14,11 +14,12 @@ struct OwnerRecord {
   uint32_t slot_index;
   uint32_t generation;
   uint64_t weight_bytes;
+  uint64_t task_tag;  // the task polled when it was allocated (tasks.h), 0 none
 };
 
 class OwnershipTable {
  public:
-  static constexpr uint32_t kSlotBits = 19;   // 512 Ki entries, 8 MiB at most
+  static constexpr uint32_t kSlotBits = 19;   // 512 Ki entries, 12 MiB at most
   static constexpr uint32_t kFilterBits = 15; // 32 Ki one-byte counters
   static constexpr uint32_t kMaxProbe = 16;
 
@@ -36,6 +37,7 @@ class OwnershipTable {
   struct Entry {
     std::atomic<uintptr_t> key;
     std::atomic<uint64_t> value;
+    std::atomic<uint64_t> task_tag;
   };
   static constexpr uintptr_t kEmpty = 0;
   static constexpr uintptr_t kTombstone = 1;

@@ -7,6 +7,7 @@
 #include "agent.h"
 #include "ledger.h"
 #include "proc.h"
+#include "tasks.h"
 
 namespace leakscope {
 
@@ -62,15 +63,39 @@ void Sampler::tick() {
   std::lock_guard<std::mutex> lock(mutex);
   recycle_vanished_slots(now);
   refresh_threads(now);
+  g_tasks.sweep();
   const LedgerTotals totals = ledger_totals();
   HistorySample sample{now, self_rss_bytes(), int64_t(totals.alloc_bytes - totals.free_bytes), 0,
                        uint32_t(threads_.size())};
+  const size_t at = history_.size() < history_capacity_ ? history_.size() : history_next_;
+  record_sites(at, &sample.tasks_live);
   if (history_.size() < history_capacity_) {
     history_.push_back(sample);
   } else {
     history_[history_next_] = sample;
     history_next_ = (history_next_ + 1) % history_capacity_;
   }
+}
+
+void Sampler::record_sites(size_t at, uint64_t* tasks_live) {
+  g_tasks.live_by_site(&site_live_scratch_, tasks_live);
+  for (const SiteLive& s : site_live_scratch_) {
+    auto it = site_history_.find(s.site);
+    if (it == site_history_.end()) {
+      if (site_history_.size() >= kMaxSitesWithHistory) continue;
+      it = site_history_.emplace(s.site, std::vector<uint32_t>(history_capacity_, 0)).first;
+    }
+    it->second[at] = s.live;
+  }
+}
+
+void Sampler::site_live_history(uint32_t site, std::vector<uint32_t>* out) {
+  std::lock_guard<std::mutex> lock(mutex);
+  out->clear();
+  auto it = site_history_.find(site);
+  if (it == site_history_.end()) return;
+  const size_t n = history_.size();
+  for (size_t k = 0; k < n; ++k) out->push_back(it->second[(history_next_ + k) % n]);
 }
 
 void Sampler::recycle_vanished_slots(uint64_t now_ms) {

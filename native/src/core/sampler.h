@@ -11,6 +11,7 @@
 
 #include "json.h"
 #include "probes.h"
+#include "tasks.h"
 
 namespace leakscope {
 
@@ -49,6 +50,9 @@ class Sampler {
   // Runs on the server thread: threads and history as of now.
   void write_threads(JsonWriter& out);
   void write_history(JsonWriter& out);
+  // Runs on the server thread: a site's live task counts, aligned with
+  // write_history's samples; empty when the site has no history.
+  void site_live_history(uint32_t site, std::vector<uint32_t>* out);
   static LedgerTotals ledger_totals();
 
   std::mutex mutex;
@@ -56,10 +60,15 @@ class Sampler {
  private:
   void refresh_threads(uint64_t now_ms);  // mutex held
   void recycle_vanished_slots(uint64_t now_ms);
+  void record_sites(size_t at, uint64_t* tasks_live);  // mutex held
 
   AllocatorProbe& probe_;
   std::map<int, ThreadRecord> threads_;
   std::vector<HistorySample> history_;
+  // Live tasks per spawn site, one ring per site aligned with history_.
+  std::map<uint32_t, std::vector<uint32_t>> site_history_;
+  std::vector<SiteLive> site_live_scratch_;
+  static constexpr size_t kMaxSitesWithHistory = 1024;  // 3.6 MB at most
   size_t history_next_ = 0;
   uint32_t history_capacity_;
   long ticks_per_second_;

@@ -9,12 +9,14 @@
 
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 
 #include "agent.h"
 #include "ledger.h"
 #include "probes.h"
 #include "proc.h"
 #include "sampler.h"
+#include "tasks.h"
 
 namespace leakscope {
 
@@ -103,6 +105,51 @@ bool Server::send_line(int fd, const std::string& line) {
 }
 
 namespace {
+
+bool one_of(const std::string& value, std::initializer_list<const char*> allowed) {
+  for (const char* a : allowed)
+    if (value == a) return true;
+  return false;
+}
+
+// The task part of a snapshot request (docs/protocol.md); false with a
+// reason when a field is out of range.
+bool task_query_from(const Request& request, TaskQuery* query, std::string* problem) {
+  auto number = [&](const char* name, uint64_t* to, uint64_t max) {
+    auto it = request.numbers.find(name);
+    if (it == request.numbers.end()) return true;
+    if (!(it->second >= 0) || it->second > double(max) || it->second != std::floor(it->second)) {
+      *problem = std::string(name) + " must be a whole number from 0 to " + std::to_string(max);
+      return false;
+    }
+    *to = uint64_t(it->second);
+    return true;
+  };
+  auto text = [&](const char* name, std::string* to) {
+    auto it = request.strings.find(name);
+    if (it != request.strings.end()) *to = it->second;
+  };
+  if (!number("idle_threshold_ms", &query->idle_threshold_ms, uint64_t(1) << 40) ||
+      !number("tasks_offset", &query->offset, uint64_t(1) << 32) ||
+      !number("tasks_limit", &query->limit, 100000) ||
+      !number("sites_limit", &query->sites_limit, 100000) ||
+      !number("site_history_limit", &query->site_history_limit, 1024))
+    return false;
+  text("tasks_sort", &query->sort);
+  text("tasks_state", &query->state);
+  text("tasks_filter", &query->filter);
+  text("tasks_site", &query->site);
+  if (!one_of(query->sort, {"idle", "age", "polls", "busy", "allocated", "live_bytes", "id"})) {
+    *problem = "tasks_sort must be one of idle, age, polls, busy, allocated, live_bytes, id";
+    return false;
+  }
+  if (!one_of(query->state, {"live", "all", "idle", "running", "scheduled", "completed"})) {
+    *problem = "tasks_state must be one of live, all, idle, running, scheduled, completed";
+    return false;
+  }
+  return true;
+}
+
 std::string error_line(double id, const std::string& message) {
   JsonWriter out;
   out.begin_object().field("v", Server::kProtocolVersion);
@@ -193,14 +240,26 @@ void Server::handle_line(const std::string& line) {
   if (op == "hello") {
     out.field("ok", true).key("result");
     write_hello(out);
-  } else if (op == "snapshot") {
+  } else if (op == "snapshot" || op == "tasks") {
+    TaskQuery query;
+    std::string problem;
+    if (!task_query_from(request, &query, &problem)) {
+      if (!send_line(fd, error_line(id, problem))) drop_client();
+      return;
+    }
     out.field("ok", true).key("result");
-    write_snapshot(out);
+    if (op == "snapshot") {
+      write_snapshot(out, query);
+    } else {
+      out.begin_object().field("now_ms", wall_ms()).key("tasks");
+      write_tasks(out, query);
+      out.end_object();
+    }
   } else if (op == "reclaim") {
     out.field("ok", true).key("result");
     write_reclaim(out);
   } else {
-    if (!send_line(fd, error_line(id, "unknown op '" + op + "' (expected hello, snapshot or reclaim)"))) drop_client();
+    if (!send_line(fd, error_line(id, "unknown op '" + op + "' (expected hello, snapshot, tasks or reclaim)"))) drop_client();
     return;
   }
   out.end_object();
@@ -218,7 +277,13 @@ void Server::write_hello(JsonWriter& out) {
       .end_object();
 }
 
-void Server::write_snapshot(JsonWriter& out) {
+void Server::write_tasks(JsonWriter& out, const TaskQuery& query) {
+  g_tasks.write(out, query, [this](uint32_t site, std::vector<uint32_t>* history) {
+    sampler_.site_live_history(site, history);
+  });
+}
+
+void Server::write_snapshot(JsonWriter& out, const TaskQuery& query) {
   const LedgerTotals totals = Sampler::ledger_totals();
   out.begin_object()
       .field("pid", int64_t(getpid()))
@@ -248,6 +313,8 @@ void Server::write_snapshot(JsonWriter& out) {
   sampler_.write_threads(out);
   out.key("history");
   sampler_.write_history(out);
+  out.key("tasks");
+  write_tasks(out, query);
   out.end_object();
 }
 

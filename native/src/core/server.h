@@ -12,6 +12,7 @@
 namespace leakscope {
 
 class Sampler;
+struct TaskQuery;
 class AllocatorProbe;
 struct AgentConfig;
 
@@ -36,9 +37,9 @@ class Server {
   void read_client();
   void drop_client();
   void handle_line(const std::string& line);
-  std::string reply(const std::string& op, double id, bool* ok, std::string* error);
   void write_hello(JsonWriter& out);
-  void write_snapshot(JsonWriter& out);
+  void write_snapshot(JsonWriter& out, const TaskQuery& query);
+  void write_tasks(JsonWriter& out, const TaskQuery& query);
   void write_reclaim(JsonWriter& out);
   bool send_line(int fd, const std::string& line);
 

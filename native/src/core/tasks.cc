@@ -1,0 +1,317 @@
+#include "tasks.h"
+
+#include <sys/mman.h>
+#include <time.h>
+
+#include <algorithm>
+
+#include "ledger.h"
+
+namespace leakscope {
+
+TaskRegistry g_tasks;
+__thread PollStack t_polls __attribute__((tls_model("initial-exec")));
+
+namespace {
+
+constexpr uint32_t kIndexBits = 24;  // 16 Mi tasks at most
+constexpr uint64_t kIndexMask = (uint64_t(1) << kIndexBits) - 1;
+constexpr uint32_t kSiteBits = 14;   // 16 Ki spawn sites
+constexpr uint32_t kKindBits = 6;    // 64 kinds
+
+// A sample tag: which task (and its site) a sampled block is charged to.
+// bit 63 set | generation (23 bits) << 40 | site (16 bits) << 24 | index
+uint64_t make_tag(uint32_t generation, uint32_t site, uint32_t index) {
+  return (uint64_t(1) << 63) | (uint64_t(generation & 0x7FFFFF) << 40) | (uint64_t(site & 0xFFFF) << 24) | index;
+}
+uint32_t tag_index(uint64_t tag) { return uint32_t(tag & kIndexMask); }
+uint32_t tag_site(uint64_t tag) { return uint32_t((tag >> 24) & 0xFFFF); }
+uint32_t tag_generation(uint64_t tag) { return uint32_t((tag >> 40) & 0x7FFFFF); }
+
+inline uint64_t relaxed(const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); }
+// One writer at a time (the polling thread): no locked instruction.
+inline void bump(std::atomic<uint64_t>& a, uint64_t by) { a.store(relaxed(a) + by, std::memory_order_relaxed); }
+inline void raise_to(std::atomic<uint64_t>& a, uint64_t v) {
+  uint64_t seen = relaxed(a);
+  while (v > seen && !a.compare_exchange_weak(seen, v, std::memory_order_relaxed)) {
+  }
+}
+
+void* reserve(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+uint32_t poll_bucket(uint64_t ns) {
+  uint64_t us = ns / 1000;
+  uint32_t bucket = 0;
+  while (us > 1 && bucket + 1 < kPollHistogramBuckets) {
+    us >>= 1;
+    ++bucket;
+  }
+  return bucket;
+}
+
+ThreadSlot* thread_slot() {
+  ThreadState& ts = t_state;
+  if (ts.slot == nullptr && g_accounting.load(std::memory_order_relaxed) && !ts.internal) claim_slot(ts, 0, 0);
+  return ts.slot;
+}
+
+}  // namespace
+
+uint64_t mono_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO: no syscall
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+bool TaskRegistry::init(uint32_t capacity, uint64_t retain_ms) {
+  if (records_ != nullptr) return true;
+  capacity = std::min<uint32_t>(std::max<uint32_t>(capacity, 1024), uint32_t(kIndexMask));
+  auto* records = static_cast<TaskRecord*>(reserve(sizeof(TaskRecord) * capacity));
+  auto* stats = static_cast<SiteStats*>(reserve(sizeof(SiteStats) * ((1u << kSiteBits) + 1)));
+  auto* site_list = static_cast<std::atomic<uint32_t>*>(reserve(sizeof(std::atomic<uint32_t>) << kSiteBits));
+  if (records == nullptr || stats == nullptr || site_list == nullptr) return false;
+  if (!kinds_.init(kKindBits, 64 * 1024) || !sites_.init(kSiteBits, 4 << 20) || !names_.init(18, 16 << 20))
+    return false;
+  capacity_ = capacity;
+  retain_ns_ = retain_ms * 1000000;
+  sites_stats_ = stats;
+  site_list_ = site_list;
+  base_wall_ms_ = wall_ms();
+  base_mono_ns_ = mono_ns();
+  std::atomic_thread_fence(std::memory_order_release);
+  records_ = records;
+  return true;
+}
+
+TaskRecord* TaskRegistry::lookup(uint64_t id) const {
+  const uint64_t index = id & kIndexMask;
+  if (id == 0 || records_ == nullptr || index >= capacity_) return nullptr;
+  TaskRecord* record = &records_[index];
+  return record->id.load(std::memory_order_acquire) == id ? record : nullptr;
+}
+
+bool TaskRegistry::take_free_index(uint32_t* index) {
+  uint64_t head = free_head_.load(std::memory_order_acquire);
+  while (uint32_t(head) != 0) {
+    const uint32_t top = uint32_t(head) - 1;
+    const uint64_t next = ((head >> 32) + 1) << 32 | records_[top].next_free.load(std::memory_order_relaxed);
+    if (free_head_.compare_exchange_weak(head, next, std::memory_order_acq_rel)) {
+      free_count_.fetch_sub(1, std::memory_order_relaxed);
+      *index = top;
+      return true;
+    }
+  }
+  const uint32_t fresh = high_water_.fetch_add(1, std::memory_order_relaxed);
+  if (fresh < capacity_) {
+    *index = fresh;
+    return true;
+  }
+  high_water_.store(capacity_, std::memory_order_relaxed);
+  return false;
+}
+
+// Runs on the sampler thread.
+void TaskRegistry::push_free_index(uint32_t index) {
+  records_[index].state.store(kTaskFree, std::memory_order_relaxed);
+  uint64_t head = free_head_.load(std::memory_order_relaxed);
+  do {
+    records_[index].next_free.store(uint32_t(head), std::memory_order_relaxed);
+  } while (!free_head_.compare_exchange_weak(head, ((head >> 32) + 1) << 32 | (index + 1), std::memory_order_acq_rel));
+  free_count_.fetch_add(1, std::memory_order_relaxed);
+}
+
+uint64_t TaskRegistry::spawn(const char* kind, const char* name, const char* site, uint64_t parent_id) {
+  if (records_ == nullptr) return 0;
+  const std::string_view kind_text = kind != nullptr && *kind != '\0' ? kind : "task";
+  const std::string_view site_parts[3] = {kind_text, "\x1f", site != nullptr && *site != '\0' ? site : "unknown"};
+  const uint32_t kind_index = kinds_.intern(kind_text);
+  const uint32_t site_index = sites_.intern(site_parts, 3);
+  if (kind_index == 0 || site_index == 0) {
+    dropped_strings_.fetch_add(1, std::memory_order_relaxed);
+    dropped_spawns_.fetch_add(1, std::memory_order_relaxed);
+    return 0;
+  }
+  uint32_t name_index = 0;
+  if (name != nullptr && *name != '\0') {
+    name_index = names_.intern(name);
+    if (name_index == 0) dropped_strings_.fetch_add(1, std::memory_order_relaxed);
+  }
+  uint32_t index;
+  if (!take_free_index(&index)) {
+    dropped_spawns_.fetch_add(1, std::memory_order_relaxed);
+    return 0;
+  }
+  TaskRecord& r = records_[index];
+  // 28 bits of generation keep ids below 2^53: exact as JSON numbers.
+  const uint32_t generation = (r.generation.load(std::memory_order_relaxed) & 0xFFFFFFF) + 1;
+  const uint64_t id = uint64_t(generation) << kIndexBits | index;
+  const uint64_t now = mono_ns();
+  r.generation.store(generation, std::memory_order_relaxed);
+  r.state.store(kTaskNotified, std::memory_order_relaxed);
+  r.site = site_index;
+  r.name = name_index;
+  r.wakers.store(0, std::memory_order_relaxed);
+  r.parent_id = parent_id;
+  r.created_ns = now;
+  for (auto* field : {&r.ended_ns, &r.polls, &r.busy_ns, &r.poll_started_ns, &r.last_poll_end_ns, &r.longest_poll_ns,
+                      &r.wakes, &r.last_wake_ns, &r.allocated_bytes})
+    field->store(0, std::memory_order_relaxed);
+  r.live_bytes.store(0, std::memory_order_relaxed);
+  r.id.store(id, std::memory_order_release);
+  SiteStats& s = sites_stats_[site_index];
+  if (s.kind.load(std::memory_order_relaxed) == 0) s.kind.store(kind_index, std::memory_order_relaxed);
+  if (s.spawned.fetch_add(1, std::memory_order_relaxed) == 0) {
+    const uint32_t at = site_count_.fetch_add(1, std::memory_order_relaxed);
+    if (at < (1u << kSiteBits)) site_list_[at].store(site_index, std::memory_order_release);
+  }
+  return id;
+}
+
+void TaskRegistry::poll_begin(uint64_t id) {
+  TaskRecord* r = lookup(id);
+  if (r == nullptr) return;
+  PollStack& stack = t_polls;
+  if (stack.depth == kMaxPollDepth) {
+    ++stack.too_deep;
+    return;
+  }
+  const uint64_t now = mono_ns();
+  r->state.store(kTaskRunning, std::memory_order_relaxed);  // the poll consumes the wake-up
+  r->poll_started_ns.store(now, std::memory_order_relaxed);
+  const ThreadSlot* slot = thread_slot();
+  const uint64_t tag = make_tag(uint32_t(id >> kIndexBits), r->site, uint32_t(id & kIndexMask));
+  stack.frames[stack.depth++] = PollFrame{id, now, slot ? relaxed(slot->alloc_bytes) : 0, 0, tag};
+  t_state.task_tag = tag;
+}
+
+void TaskRegistry::poll_end(uint64_t id) {
+  PollStack& stack = t_polls;
+  if (stack.too_deep > 0 && (stack.depth == 0 || stack.frames[stack.depth - 1].id != id)) {
+    --stack.too_deep;
+    return;
+  }
+  uint32_t at = stack.depth;
+  while (at > 0 && stack.frames[at - 1].id != id) --at;
+  if (at == 0) return;  // a poll_end without its poll_begin
+  const PollFrame frame = stack.frames[at - 1];
+  stack.depth = at - 1;  // frames above it were abandoned
+  const uint64_t now = mono_ns();
+  const ThreadSlot* slot = t_state.slot;
+  const uint64_t during = slot ? relaxed(slot->alloc_bytes) - frame.alloc_mark : 0;
+  const uint64_t own = during > frame.child_bytes ? during - frame.child_bytes : 0;
+  if (stack.depth > 0) {
+    stack.frames[stack.depth - 1].child_bytes += during;
+    t_state.task_tag = stack.frames[stack.depth - 1].tag;
+  } else {
+    t_state.task_tag = 0;
+  }
+  TaskRecord* r = lookup(id);
+  if (r == nullptr) return;
+  const uint64_t took = now - frame.started_ns;
+  bump(r->polls, 1);
+  bump(r->busy_ns, took);
+  bump(r->allocated_bytes, own);
+  if (took > relaxed(r->longest_poll_ns)) r->longest_poll_ns.store(took, std::memory_order_relaxed);
+  r->last_poll_end_ns.store(now, std::memory_order_relaxed);
+  r->poll_started_ns.store(0, std::memory_order_relaxed);
+  r->state.fetch_and(~uint32_t(kTaskRunning), std::memory_order_release);
+  sites_stats_[r->site].poll_histogram[poll_bucket(took)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void TaskRegistry::wake(uint64_t id) {
+  TaskRecord* r = lookup(id);
+  if (r == nullptr) return;
+  r->wakes.fetch_add(1, std::memory_order_relaxed);
+  r->last_wake_ns.store(mono_ns(), std::memory_order_relaxed);
+  r->state.fetch_or(kTaskNotified, std::memory_order_release);
+}
+
+void TaskRegistry::waker_clone(uint64_t id) {
+  TaskRecord* r = lookup(id);
+  if (r == nullptr) return;
+  r->wakers.fetch_add(1, std::memory_order_relaxed);
+  const uint32_t kind = sites_stats_[r->site].kind.load(std::memory_order_relaxed);
+  if (kind_tracks_wakers_[kind].load(std::memory_order_relaxed) == 0)
+    kind_tracks_wakers_[kind].store(1, std::memory_order_relaxed);
+}
+
+void TaskRegistry::waker_drop(uint64_t id) {
+  TaskRecord* r = lookup(id);
+  if (r != nullptr) r->wakers.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void TaskRegistry::complete(uint64_t id) {
+  TaskRecord* r = lookup(id);
+  if (r == nullptr) return;
+  const uint32_t before = r->state.fetch_or(kTaskCompleted, std::memory_order_acq_rel);
+  if (before & kTaskCompleted) return;  // completed twice: count it once
+  r->ended_ns.store(mono_ns(), std::memory_order_release);
+  SiteStats& s = sites_stats_[r->site];
+  s.done_polls.fetch_add(relaxed(r->polls), std::memory_order_relaxed);
+  s.done_busy_ns.fetch_add(relaxed(r->busy_ns), std::memory_order_relaxed);
+  s.done_wakes.fetch_add(relaxed(r->wakes), std::memory_order_relaxed);
+  s.done_allocated_bytes.fetch_add(relaxed(r->allocated_bytes), std::memory_order_relaxed);
+  raise_to(s.done_longest_poll_ns, relaxed(r->longest_poll_ns));
+  s.completed.fetch_add(1, std::memory_order_relaxed);
+}
+
+void TaskRegistry::sample_taken(uint64_t tag, uint64_t weight) {
+  const uint32_t index = tag_index(tag);
+  if (records_ == nullptr || index >= capacity_) return;
+  records_[index].live_bytes.fetch_add(int64_t(weight), std::memory_order_relaxed);
+  sites_stats_[tag_site(tag)].live_bytes.fetch_add(int64_t(weight), std::memory_order_relaxed);
+}
+
+void TaskRegistry::sample_freed(uint64_t tag, uint64_t weight) {
+  const uint32_t index = tag_index(tag);
+  if (records_ == nullptr || index >= capacity_) return;
+  sites_stats_[tag_site(tag)].live_bytes.fetch_sub(int64_t(weight), std::memory_order_relaxed);
+  // The task's own share only while the record still holds that task.
+  TaskRecord& r = records_[index];
+  if ((r.generation.load(std::memory_order_relaxed) & 0x7FFFFF) == tag_generation(tag))
+    r.live_bytes.fetch_sub(int64_t(weight), std::memory_order_relaxed);
+}
+
+void TaskRegistry::sweep() {
+  if (records_ == nullptr) return;
+  const uint64_t now = mono_ns();
+  const uint32_t used = std::min(high_water_.load(std::memory_order_relaxed), capacity_);
+  // Under pressure, completed tasks are forgotten at once.
+  const bool pressed = uint64_t(used - std::min(used, free_count_.load())) * 10 >= uint64_t(capacity_) * 9;
+  for (uint32_t i = 0; i < used; ++i) {
+    TaskRecord& r = records_[i];
+    const uint32_t state = r.state.load(std::memory_order_acquire);
+    if (state & kTaskFree) continue;
+    if (state & kTaskForgotten) {
+      // Forgotten at the previous sweep: a late call that passed lookup()
+      // before that has long returned.
+      push_free_index(i);
+    } else if ((state & kTaskCompleted) && (pressed || now - r.ended_ns.load(std::memory_order_acquire) >= retain_ns_)) {
+      r.id.store(0, std::memory_order_release);
+      r.state.store(kTaskForgotten, std::memory_order_release);
+    }
+  }
+}
+
+void TaskRegistry::live_by_site(std::vector<SiteLive>* out, uint64_t* total) const {
+  out->clear();
+  *total = 0;
+  if (records_ == nullptr) return;
+  const uint32_t count = std::min(site_count_.load(std::memory_order_relaxed), 1u << kSiteBits);
+  for (uint32_t k = 0; k < count; ++k) {
+    const uint32_t site = site_list_[k].load(std::memory_order_acquire);
+    if (site == 0) continue;  // its first spawn is still being recorded
+    const SiteStats& s = sites_stats_[site];
+    const uint64_t spawned = relaxed(s.spawned);
+    const uint64_t completed = relaxed(s.completed);
+    const uint32_t live = spawned > completed ? uint32_t(spawned - completed) : 0;
+    *total += live;
+    out->push_back(SiteLive{site, live});
+  }
+  std::sort(out->begin(), out->end(), [](const SiteLive& a, const SiteLive& b) { return a.live > b.live; });
+}
+
+}  // namespace leakscope

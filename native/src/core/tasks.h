@@ -1,0 +1,170 @@
+// The task registry: tasks an async runtime reports through the C ABI
+// (native/include/leakscope.h), kept in a fixed table of 128-byte records.
+// Runtime threads write it without locks; the sampler thread forgets
+// completed tasks after the retention time; the server thread reads it for a
+// snapshot while the runtime keeps running (it never stops a thread).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "json.h"
+#include "strings.h"
+
+namespace leakscope {
+
+enum TaskFlag : uint32_t {
+  kTaskRunning = 1,    // between poll_begin and poll_end
+  kTaskNotified = 2,   // woken since its last poll began
+  kTaskCompleted = 4,
+  kTaskForgotten = 8,  // completed and past retention: its id no longer answers
+  kTaskFree = 16,      // on the free list
+};
+
+// One task. The runtime polls a task on one thread at a time, so the poll
+// fields have one writer at a time; fields any thread may write (state,
+// wakes, wakers, live bytes) use atomic read-modify-writes.
+struct alignas(64) TaskRecord {
+  std::atomic<uint64_t> id;  // generation << 24 | index; 0 while free or forgotten
+  std::atomic<uint32_t> state;
+  uint32_t site;             // index in the site table: kind and spawn site
+  uint32_t name;             // index in the name table, 0 unnamed
+  std::atomic<int32_t> wakers;
+  uint64_t parent_id;
+  uint64_t created_ns;
+  std::atomic<uint64_t> ended_ns;
+  std::atomic<uint64_t> polls;
+  std::atomic<uint64_t> busy_ns;
+  std::atomic<uint64_t> poll_started_ns;  // the current poll, 0 when not running
+  std::atomic<uint64_t> last_poll_end_ns;
+  std::atomic<uint64_t> longest_poll_ns;
+  std::atomic<uint64_t> wakes;
+  std::atomic<uint64_t> last_wake_ns;
+  std::atomic<uint64_t> allocated_bytes;
+  std::atomic<int64_t> live_bytes;  // sampled, like a thread's
+  std::atomic<uint32_t> next_free;  // free-list link, index + 1
+  std::atomic<uint32_t> generation;
+};
+static_assert(sizeof(TaskRecord) == 128, "the budget is 128 bytes per task");
+
+constexpr uint32_t kPollHistogramBuckets = 20;  // log2 of µs; the last is ≥ 2^19 µs
+
+// Per spawn site. Counters of finished tasks are folded in at completion, so
+// a poll touches its own task record and one histogram bucket only.
+struct SiteStats {
+  std::atomic<uint64_t> spawned;
+  std::atomic<uint64_t> completed;
+  std::atomic<uint64_t> done_polls;
+  std::atomic<uint64_t> done_busy_ns;
+  std::atomic<uint64_t> done_wakes;
+  std::atomic<uint64_t> done_allocated_bytes;
+  std::atomic<uint64_t> done_longest_poll_ns;
+  std::atomic<int64_t> live_bytes;  // sampled, of all its tasks, finished or not
+  std::atomic<uint32_t> kind;
+  std::atomic<uint64_t> poll_histogram[kPollHistogramBuckets];
+};
+
+// What a snapshot asks of the registry (docs/protocol.md, op "snapshot").
+struct TaskQuery {
+  uint64_t idle_threshold_ms = 30000;
+  uint64_t offset = 0;
+  uint64_t limit = 100;
+  uint64_t sites_limit = 200;
+  uint64_t site_history_limit = 50;  // sites whose live-count history is sent
+  std::string sort = "idle";         // idle | age | polls | busy | allocated | live_bytes | id
+  std::string state = "live";        // live | all | idle | running | scheduled | completed
+  std::string filter;                // substring of kind, name or site (ASCII case-insensitive)
+  std::string site;                  // exact spawn site
+};
+
+// Per-site live counts as the sampler records them each second.
+struct SiteLive {
+  uint32_t site;
+  uint32_t live;
+};
+
+class TaskRegistry {
+ public:
+  // Runs once at agent start. `capacity` live-or-retained tasks at most.
+  bool init(uint32_t capacity, uint64_t retain_ms);
+  bool ready() const { return records_ != nullptr; }
+
+  // The ABI, any runtime thread.
+  uint64_t spawn(const char* kind, const char* name, const char* site, uint64_t parent_id);
+  void poll_begin(uint64_t id);
+  void poll_end(uint64_t id);
+  void wake(uint64_t id);
+  void waker_clone(uint64_t id);
+  void waker_drop(uint64_t id);
+  void complete(uint64_t id);
+
+  // Sample path of the ledger (any thread): a sampled block allocated while
+  // the task `tag` was polled, and its free.
+  void sample_taken(uint64_t tag, uint64_t weight);
+  void sample_freed(uint64_t tag, uint64_t weight);
+
+  // Runs on the sampler thread: forgets completed tasks past retention.
+  void sweep();
+  // Runs on the sampler thread: live tasks per site.
+  void live_by_site(std::vector<SiteLive>* out, uint64_t* total) const;
+
+  // Runs on the server thread. `site_history(site, out)` fills the site's
+  // live counts aligned with the snapshot's history, or leaves `out` empty.
+  using SiteHistoryFn = std::function<void(uint32_t site, std::vector<uint32_t>* out)>;
+  void write(JsonWriter& out, const TaskQuery& query, const SiteHistoryFn& site_history) const;
+
+  std::string_view site_text(uint32_t site) const { return sites_.text(site); }
+  std::string_view kind_text(uint32_t kind) const { return kinds_.text(kind); }
+  std::string_view name_text(uint32_t name) const { return names_.text(name); }
+
+  uint64_t dropped_spawns() const { return dropped_spawns_.load(std::memory_order_relaxed); }
+  uint64_t dropped_strings() const { return dropped_strings_.load(std::memory_order_relaxed); }
+
+ private:
+  TaskRecord* lookup(uint64_t id) const;
+  bool take_free_index(uint32_t* index);
+  void push_free_index(uint32_t index);
+
+  TaskRecord* records_ = nullptr;
+  SiteStats* sites_stats_ = nullptr;
+  // Sites in order of their first spawn, so readers skip the empty ones.
+  std::atomic<uint32_t>* site_list_ = nullptr;
+  std::atomic<uint32_t> site_count_{0};
+  uint32_t capacity_ = 0;
+  uint64_t retain_ns_ = 0;
+  std::atomic<uint32_t> high_water_{0};
+  std::atomic<uint64_t> free_head_{0};  // tag << 32 | (index + 1)
+  std::atomic<uint32_t> free_count_{0};
+  std::atomic<uint64_t> dropped_spawns_{0};
+  std::atomic<uint64_t> dropped_strings_{0};
+  std::atomic<uint8_t> kind_tracks_wakers_[64 + 1]{};
+  StringTable kinds_, sites_, names_;
+  uint64_t base_wall_ms_ = 0, base_mono_ns_ = 0;
+};
+
+extern TaskRegistry g_tasks;
+
+uint64_t mono_ns();
+
+// The calling thread's polls in progress (nested when a poll runs another
+// task's poll, as block_on does). Initial-exec TLS, like the ledger's.
+struct PollFrame {
+  uint64_t id;
+  uint64_t started_ns;
+  uint64_t alloc_mark;   // the thread's allocated bytes when the poll began
+  uint64_t child_bytes;  // allocated by polls nested in this one
+  uint64_t tag;          // the sample tag of the task
+};
+constexpr uint32_t kMaxPollDepth = 4;
+struct PollStack {
+  PollFrame frames[kMaxPollDepth];
+  uint32_t depth;
+  uint32_t too_deep;  // nested polls beyond kMaxPollDepth, not charged
+};
+extern __thread PollStack t_polls __attribute__((tls_model("initial-exec")));
+
+}  // namespace leakscope

@@ -1,0 +1,262 @@
+// The registry's part of a snapshot: per-site aggregates over every task and
+// one page of task items. Runs on the server thread while the runtime keeps
+// running: it only reads the records, so no runtime thread ever waits for it.
+// A task that changes while it is read is reported as one or the other.
+#include <algorithm>
+#include <cctype>
+
+#include "tasks.h"
+
+namespace leakscope {
+
+namespace {
+
+struct SiteAggregate {
+  uint64_t live = 0, running = 0, scheduled = 0, idle = 0, idle_over = 0, no_waker = 0, retained = 0;
+  uint64_t oldest_idle_ns = 0, longest_poll_ns = 0, running_longest_ns = 0;
+  uint64_t polls = 0, busy_ns = 0, wakes = 0, allocated_bytes = 0;
+};
+
+struct Candidate {
+  uint32_t index;
+  uint64_t key;  // larger first
+  uint64_t id;
+};
+
+double ms(uint64_t ns) { return double(ns / 1000) / 1000.0; }  // µs precision
+
+bool contains_ignoring_case(std::string_view text, const std::string& needle) {
+  if (needle.empty()) return true;
+  auto it = std::search(text.begin(), text.end(), needle.begin(), needle.end(),
+                        [](char a, char b) { return std::tolower(uint8_t(a)) == std::tolower(uint8_t(b)); });
+  return it != text.end();
+}
+
+std::string_view site_part(std::string_view key) {
+  const size_t sep = key.find('\x1f');
+  return sep == std::string_view::npos ? key : key.substr(sep + 1);
+}
+
+const char* state_name(uint32_t state) {
+  if (state & kTaskCompleted) return "completed";
+  if (state & kTaskRunning) return "running";
+  if (state & kTaskNotified) return "scheduled";
+  return "idle";
+}
+
+bool state_selected(const std::string& wanted, uint32_t state) {
+  if (wanted == "all") return true;
+  if (wanted == "live") return !(state & kTaskCompleted);
+  return wanted == state_name(state);
+}
+
+}  // namespace
+
+void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHistoryFn& site_history) const {
+  out.begin_object();
+  if (records_ == nullptr) {
+    out.field("enabled", false).end_object();
+    return;
+  }
+  const uint64_t now = mono_ns();
+  const uint64_t threshold_ns = query.idle_threshold_ms * 1000000;
+  std::vector<SiteAggregate> sites(sites_.index_limit());
+  std::vector<int8_t> site_matches(sites_.index_limit(), -1);
+  std::vector<Candidate> candidates;
+  uint64_t by_state[4] = {0, 0, 0, 0};  // running, scheduled, idle, completed (retained)
+
+  const uint32_t used = std::min(high_water_.load(std::memory_order_acquire), capacity_);
+  for (uint32_t i = 0; i < used; ++i) {
+    const TaskRecord& r = records_[i];
+    const uint64_t id = r.id.load(std::memory_order_acquire);
+    if (id == 0) continue;
+    const uint32_t state = r.state.load(std::memory_order_acquire);
+    const uint32_t site = r.site;
+    if (site == 0 || site >= sites.size()) continue;
+    SiteAggregate& a = sites[site];
+    const uint64_t idle_since = std::max(r.last_poll_end_ns.load(std::memory_order_relaxed), r.created_ns);
+    const uint64_t idle_ns = now > idle_since ? now - idle_since : 0;
+    uint64_t key = 0;
+    if (state & kTaskCompleted) {
+      ++by_state[3];
+      ++a.retained;
+    } else {
+      ++a.live;
+      a.polls += r.polls.load(std::memory_order_relaxed);
+      a.busy_ns += r.busy_ns.load(std::memory_order_relaxed);
+      a.wakes += r.wakes.load(std::memory_order_relaxed);
+      a.allocated_bytes += r.allocated_bytes.load(std::memory_order_relaxed);
+      a.longest_poll_ns = std::max(a.longest_poll_ns, r.longest_poll_ns.load(std::memory_order_relaxed));
+      if (state & kTaskRunning) {
+        ++by_state[0];
+        ++a.running;
+        const uint64_t started = r.poll_started_ns.load(std::memory_order_relaxed);
+        if (started != 0 && now > started) a.running_longest_ns = std::max(a.running_longest_ns, now - started);
+      } else if (state & kTaskNotified) {
+        ++by_state[1];
+        ++a.scheduled;
+      } else {
+        ++by_state[2];
+        ++a.idle;
+        a.oldest_idle_ns = std::max(a.oldest_idle_ns, idle_ns);
+        if (idle_ns >= threshold_ns) ++a.idle_over;
+        const uint32_t kind = sites_stats_[site].kind.load(std::memory_order_relaxed);
+        if (kind_tracks_wakers_[kind].load(std::memory_order_relaxed) && r.wakers.load(std::memory_order_relaxed) <= 0)
+          ++a.no_waker;
+        key = idle_ns;
+      }
+    }
+    // The page of items.
+    if (!state_selected(query.state, state)) continue;
+    int8_t& matches = site_matches[site];
+    if (matches < 0) {
+      const std::string_view text = sites_.text(site);
+      matches = (query.site.empty() || site_part(text) == query.site) ? 1 : 0;
+      if (matches && !query.filter.empty()) matches = contains_ignoring_case(text, query.filter) ? 1 : 2;
+    }
+    if (matches == 0) continue;
+    if (matches == 2 && !contains_ignoring_case(names_.text(r.name), query.filter)) continue;
+    if (query.sort == "age") key = ~r.created_ns;
+    else if (query.sort == "polls") key = r.polls.load(std::memory_order_relaxed);
+    else if (query.sort == "busy") key = r.busy_ns.load(std::memory_order_relaxed);
+    else if (query.sort == "allocated") key = r.allocated_bytes.load(std::memory_order_relaxed);
+    else if (query.sort == "live_bytes") key = uint64_t(std::max<int64_t>(0, r.live_bytes.load(std::memory_order_relaxed)));
+    else if (query.sort == "id") key = ~id;
+    candidates.push_back(Candidate{i, key, id});
+  }
+
+  // Totals and sites, most live tasks first.
+  std::vector<uint32_t> order;
+  uint64_t spawned = 0, completed = 0;
+  const uint32_t site_count = std::min(site_count_.load(std::memory_order_acquire), uint32_t(sites.size() - 1));
+  for (uint32_t k = 0; k < site_count; ++k) {
+    const uint32_t site = site_list_[k].load(std::memory_order_acquire);
+    if (site == 0) continue;
+    order.push_back(site);
+    spawned += sites_stats_[site].spawned.load(std::memory_order_relaxed);
+    completed += sites_stats_[site].completed.load(std::memory_order_relaxed);
+  }
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return sites[a].live != sites[b].live ? sites[a].live > sites[b].live
+                                          : sites_stats_[a].spawned.load() > sites_stats_[b].spawned.load();
+  });
+
+  out.field("enabled", true)
+      .field("capacity", uint64_t(capacity_))
+      .field("live", by_state[0] + by_state[1] + by_state[2])
+      .field("spawned", spawned)
+      .field("completed", completed)
+      .field("retained_completed", by_state[3])
+      .field("retain_ms", retain_ns_ / 1000000)
+      .field("dropped_spawns", dropped_spawns())
+      .field("dropped_strings", dropped_strings())
+      .field("idle_threshold_ms", query.idle_threshold_ms);
+  out.key("by_state").begin_object()
+      .field("running", by_state[0])
+      .field("scheduled", by_state[1])
+      .field("idle", by_state[2])
+      .field("completed", by_state[3])
+      .end_object();
+  out.key("wakers_tracked_kinds").begin_array();
+  for (uint32_t kind = 1; kind <= 64; ++kind)
+    if (kind_tracks_wakers_[kind].load(std::memory_order_relaxed)) out.value(std::string(kinds_.text(kind)));
+  out.end_array();
+
+  out.field("sites_total", uint64_t(order.size()));
+  out.key("sites").begin_array();
+  std::vector<uint32_t> history;
+  for (size_t k = 0; k < order.size() && k < query.sites_limit; ++k) {
+    const uint32_t site = order[k];
+    const SiteAggregate& a = sites[site];
+    const SiteStats& s = sites_stats_[site];
+    const std::string_view key = sites_.text(site);
+    const size_t sep = key.find('\x1f');
+    const uint64_t site_spawned = s.spawned.load(std::memory_order_relaxed);
+    out.begin_object()
+        .field("site", std::string(site_part(key)))
+        .field("kind", std::string(sep == std::string_view::npos ? "task" : key.substr(0, sep)))
+        .field("live", a.live)
+        .field("running", a.running)
+        .field("scheduled", a.scheduled)
+        .field("idle", a.idle)
+        .field("idle_over_threshold", a.idle_over)
+        .field("oldest_idle_ms", ms(a.oldest_idle_ns))
+        .field("no_waker", a.no_waker)
+        .field("spawned", site_spawned)
+        .field("completed", s.completed.load(std::memory_order_relaxed))
+        .field("polls", a.polls + s.done_polls.load(std::memory_order_relaxed))
+        .field("busy_ms", ms(a.busy_ns + s.done_busy_ns.load(std::memory_order_relaxed)))
+        .field("wakes", a.wakes + s.done_wakes.load(std::memory_order_relaxed))
+        .field("longest_poll_ms", ms(std::max({a.longest_poll_ns, a.running_longest_ns,
+                                               s.done_longest_poll_ns.load(std::memory_order_relaxed)})))
+        .field("running_longest_ms", ms(a.running_longest_ns))
+        .field("allocated_bytes", a.allocated_bytes + s.done_allocated_bytes.load(std::memory_order_relaxed))
+        .field("live_bytes", std::max<int64_t>(0, s.live_bytes.load(std::memory_order_relaxed)));
+    out.key("poll_histogram").begin_array();
+    for (const auto& bucket : s.poll_histogram) out.value(bucket.load(std::memory_order_relaxed));
+    out.end_array();
+    if (k < query.site_history_limit) {
+      history.clear();
+      site_history(site, &history);
+      if (!history.empty()) {
+        out.key("live_history").begin_array();
+        for (uint32_t v : history) out.value(v);
+        out.end_array();
+      }
+    }
+    out.end_object();
+  }
+  out.end_array();
+
+  // The page: the `limit` best after `offset`, by the chosen key.
+  const size_t total = candidates.size();
+  const size_t begin = std::min<size_t>(query.offset, total);
+  const size_t end = std::min<size_t>(begin + query.limit, total);
+  auto better = [](const Candidate& a, const Candidate& b) { return a.key != b.key ? a.key > b.key : a.id < b.id; };
+  std::partial_sort(candidates.begin(), candidates.begin() + end, candidates.end(), better);
+  out.field("items_total", uint64_t(total))
+      .field("items_offset", uint64_t(begin))
+      .field("items_sort", query.sort)
+      .field("items_state", query.state);
+  out.key("items").begin_array();
+  for (size_t k = begin; k < end; ++k) {
+    const TaskRecord& r = records_[candidates[k].index];
+    const uint64_t id = r.id.load(std::memory_order_acquire);
+    if (id != candidates[k].id) continue;  // forgotten meanwhile
+    const uint32_t state = r.state.load(std::memory_order_acquire);
+    const std::string_view key = sites_.text(r.site);
+    const size_t sep = key.find('\x1f');
+    const uint32_t kind = sites_stats_[r.site].kind.load(std::memory_order_relaxed);
+    const uint64_t idle_since = std::max(r.last_poll_end_ns.load(std::memory_order_relaxed), r.created_ns);
+    const uint64_t started = r.poll_started_ns.load(std::memory_order_relaxed);
+    const uint64_t last_wake = r.last_wake_ns.load(std::memory_order_relaxed);
+    const uint64_t ended = r.ended_ns.load(std::memory_order_relaxed);
+    out.begin_object()
+        .field("id", id)
+        .field("kind", std::string(sep == std::string_view::npos ? "task" : key.substr(0, sep)))
+        .field("name", std::string(names_.text(r.name)))
+        .field("site", std::string(site_part(key)))
+        .field("parent_id", r.parent_id)
+        .field("state", state_name(state))
+        .field("created_ms", base_wall_ms_ + (r.created_ns - base_mono_ns_) / 1000000)
+        .field("age_ms", ms(now - std::min(now, r.created_ns)))
+        .field("idle_ms", (state & (kTaskCompleted | kTaskRunning | kTaskNotified)) ? 0.0 : ms(now - std::min(now, idle_since)))
+        .field("running_for_ms", (state & kTaskRunning) && started != 0 ? ms(now - std::min(now, started)) : 0.0)
+        .field("polls", r.polls.load(std::memory_order_relaxed))
+        .field("busy_ms", ms(r.busy_ns.load(std::memory_order_relaxed)))
+        .field("longest_poll_ms", ms(r.longest_poll_ns.load(std::memory_order_relaxed)))
+        .field("wakes", r.wakes.load(std::memory_order_relaxed));
+    if (last_wake != 0) out.field("last_wake_ms_ago", ms(now - std::min(now, last_wake)));
+    else out.key("last_wake_ms_ago").null();
+    if (kind_tracks_wakers_[kind].load(std::memory_order_relaxed)) out.field("wakers", int64_t(r.wakers.load()));
+    else out.key("wakers").null();
+    out.field("allocated_bytes", r.allocated_bytes.load(std::memory_order_relaxed))
+        .field("live_bytes", std::max<int64_t>(0, r.live_bytes.load(std::memory_order_relaxed)));
+    if (state & kTaskCompleted) out.field("completed_ms_ago", ms(now - std::min(now, ended)));
+    out.end_object();
+  }
+  out.end_array();
+  out.end_object();
+}
+
+}  // namespace leakscope

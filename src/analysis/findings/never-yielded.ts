@@ -1,0 +1,51 @@
+// never-yielded: one poll that kept its thread for a second or more. On an
+// event loop nothing else runs meanwhile: timers fire late, requests wait.
+import { formatCount, formatDuration, plural } from '../../format.js';
+import type { Finding, Observation, TaskSite } from '../../model/snapshot.js';
+import { type CheckResult, found, OK, type Thresholds } from '../detector.js';
+import { origin, siteSubject } from '../task-wording.js';
+
+export const id = 'never-yielded';
+/** A single poll at least this long blocks the loop. */
+export const NEVER_YIELDED_MS = 1000;
+
+function blockingNow(site: TaskSite): boolean {
+  return site.running_longest_ms >= NEVER_YIELDED_MS;
+}
+
+export function summary(site: TaskSite): string {
+  return blockingNow(site)
+    ? `a ${site.kind} ${origin(site.kind)} ${site.site} has been running for ${formatDuration(site.running_longest_ms)} without yielding`
+    : `a poll of a ${site.kind} ${origin(site.kind)} ${site.site} ran for ${formatDuration(site.longest_poll_ms)} without yielding`;
+}
+
+export function message(site: TaskSite): string {
+  const now = blockingNow(site)
+    ? ` It is still running: its current poll started ${formatDuration(site.running_longest_ms)} ago.`
+    : '';
+  return (
+    `The longest poll of a ${site.kind} ${origin(site.kind)} ${site.site} kept its thread for ${formatDuration(site.longest_poll_ms)} ` +
+    `(${formatCount(site.polls)} ${plural(site.polls, 'poll', 'polls')} in all): nothing else on that thread's event loop could run meanwhile.${now}`
+  );
+}
+
+export function remedy(site: TaskSite): string {
+  return `Move blocking or CPU-heavy work at ${site.site} off the event loop (spawn_blocking, a worker thread) or yield inside its long loops.`;
+}
+
+export function check(o: Observation, _thresholds: Thresholds): CheckResult {
+  if (!o.tasks.tracked) return OK;
+  const findings: Finding[] = o.tasks.sites
+    .filter((site) => site.longest_poll_ms >= NEVER_YIELDED_MS)
+    .map((site) => ({
+      id,
+      severity: blockingNow(site) ? 'error' : 'warn',
+      summary: summary(site),
+      message: message(site),
+      subject: siteSubject(site),
+      value: Math.max(site.longest_poll_ms, site.running_longest_ms),
+      unit: 'ms',
+      remedy: remedy(site),
+    }));
+  return found(findings);
+}

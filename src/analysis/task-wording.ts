@@ -1,0 +1,31 @@
+// How tasks of each kind are named in findings: "promises created at",
+// "tasks spawned at". Kinds come from the runtime (the ABI's `kind`).
+import { formatCount } from '../format.js';
+import type { Subject, TaskSite } from '../model/snapshot.js';
+
+const CREATED_KINDS = new Set(['promise', 'span', 'timer', 'interval', 'handle']);
+
+/** "task" or "tasks", "promise" or "promises". */
+export function nounOf(kind: string, count: number): string {
+  const noun = kind === '' ? 'task' : kind;
+  return count === 1 ? noun : `${noun}${noun.endsWith('s') ? 'es' : 's'}`;
+}
+
+/** "1 task", "3,000 promises". */
+export function countOf(kind: string, count: number): string {
+  return `${formatCount(count)} ${nounOf(kind, count)}`;
+}
+
+/** "spawned at" for tasks, "created at" for promises, timers and spans. */
+export function origin(kind: string): string {
+  return CREATED_KINDS.has(kind) ? 'created at' : 'spawned at';
+}
+
+/** "idle" for tasks, "pending" for promises. */
+export function waiting(kind: string): string {
+  return kind === 'promise' ? 'pending' : 'idle';
+}
+
+export function siteSubject(site: Pick<TaskSite, 'kind' | 'site'>): Subject {
+  return { kind: 'site', id: `${site.kind}@${site.site}`, label: site.site };
+}
