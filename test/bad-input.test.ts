@@ -127,6 +127,9 @@ test('garbled, truncated and oversized requests get errors and leave the target 
   t.regex(await rawExchange(path, '{"v":1,"op":{"x":1}}\n'), /nested values are not accepted/);
   t.regex(await rawExchange(path, '{"v":2,"id":5,"op":"snapshot"}\n'), /"id":5,"ok":false,"error":"unsupported protocol version/);
   t.regex(await rawExchange(path, '{"v":1,"id":6,"op":"format-disk"}\n'), /unknown op 'format-disk'/);
+  t.regex(await rawExchange(path, '{"v":1,"id":8,"op":"snapshot","tasks_sort":"bogus"}\n'), /"id":8,"ok":false,"error":"tasks_sort must be one of/);
+  t.regex(await rawExchange(path, '{"v":1,"id":9,"op":"tasks","tasks_limit":-1}\n'), /"id":9,"ok":false,"error":"tasks_limit must be a whole number/);
+  t.regex(await rawExchange(path, '{"v":1,"id":10,"op":"tasks","idle_threshold_ms":1.5}\n'), /idle_threshold_ms must be a whole number/);
   t.regex(await rawExchange(path, Buffer.alloc(70 * 1024, 'x')), /request longer than 65536 bytes/);
   t.regex(await rawExchange(path, Buffer.from([0xff, 0x00, 0xfe, 0x0a])), /malformed request/);
   // Cut off mid-request: the agent waits for the rest, then sees the client go.

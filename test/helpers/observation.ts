@@ -1,5 +1,5 @@
 // Observations built by hand, for the detectors' unit tests.
-import { NO_TASKS, type Observation, SNAPSHOT_SCHEMA, type ThreadInfo } from '../../src/model/snapshot.js';
+import { NO_TASKS, type Observation, SNAPSHOT_SCHEMA, type Tasks, type TaskSite, type ThreadInfo } from '../../src/model/snapshot.js';
 
 export const MiB = 1024 * 1024;
 
@@ -57,4 +57,48 @@ export function history(seconds: number, live: (s: number) => number, threads: (
     tasks_live: 0,
     threads: threads(s),
   }));
+}
+
+/** A spawn site with nothing live; fields override. */
+export function site(fields: Partial<TaskSite> & { site: string }): TaskSite {
+  return {
+    kind: 'task',
+    live: 0,
+    running: 0,
+    scheduled: 0,
+    idle: 0,
+    idle_over_threshold: 0,
+    oldest_idle_ms: 0,
+    no_waker: 0,
+    spawned: 0,
+    completed: 0,
+    polls: 0,
+    busy_ms: 0,
+    wakes: 0,
+    longest_poll_ms: 0,
+    running_longest_ms: 0,
+    allocated_bytes: 0,
+    live_bytes: 0,
+    poll_histogram: [],
+    live_history: null,
+    ...fields,
+  };
+}
+
+/** Tasks as an agent with the task ABI reports them, at the default idle threshold. */
+export function tasks(sites: readonly TaskSite[], fields: Partial<Tasks> = {}): Draft['tasks'] {
+  const live = sites.reduce((n, s) => n + s.live, 0);
+  const built: Tasks = {
+    ...NO_TASKS,
+    tracked: true,
+    live,
+    spawned: sites.reduce((n, s) => n + s.spawned, 0),
+    completed: sites.reduce((n, s) => n + s.completed, 0),
+    idle_threshold_ms: 30_000,
+    wakers_tracked_kinds: ['task'],
+    sites_total: sites.length,
+    sites,
+    ...fields,
+  };
+  return built as Draft['tasks'];
 }

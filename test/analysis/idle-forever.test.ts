@@ -1,0 +1,46 @@
+import test from 'ava';
+import { DEFAULT_THRESHOLDS } from '../../src/analysis/detector.js';
+import { check, ERROR_MIN_TASKS, WARN_MIN_TASKS } from '../../src/analysis/findings/idle-forever.js';
+import { observation, site, tasks } from '../helpers/observation.js';
+
+const leaking = site({ site: 'session.rs:42', live: 5559, idle: 5559, idle_over_threshold: 5559, oldest_idle_ms: 3_600_000, spawned: 5559 });
+const acceptLoop = site({ site: 'server.rs:10', live: 1, idle: 1, idle_over_threshold: 1, oldest_idle_ms: 90_000, spawned: 1 });
+const busy = site({ site: 'handler.rs:7', live: 40, running: 2, idle: 38, idle_over_threshold: 0, oldest_idle_ms: 200, spawned: 90_000, completed: 89_960 });
+
+test('counts the tasks idle past the threshold at each site, worst severity for the most', (t) => {
+  const result = check(observation((d) => (d.tasks = tasks([leaking, acceptLoop, busy]))), DEFAULT_THRESHOLDS);
+  if (result.status !== 'found') return t.fail(result.status);
+  t.deepEqual(
+    result.findings.map((f) => [f.subject.label, f.severity, f.value]),
+    [
+      ['session.rs:42', 'error', 5559],
+      ['server.rs:10', 'info', 1],
+    ],
+  );
+  t.is(result.findings[0]?.summary, '5,559 tasks spawned at session.rs:42 have been idle for over 30 s');
+  t.is(result.findings[1]?.summary, '1 task spawned at server.rs:10 has been idle for over 30 s');
+  t.regex(result.findings[0]!.message, /the oldest for 60 min/);
+});
+
+test('severity steps at the named counts', (t) => {
+  const at = (n: number) => {
+    const r = check(observation((d) => (d.tasks = tasks([site({ site: 'a.c:1', live: n, idle: n, idle_over_threshold: n })]))), DEFAULT_THRESHOLDS);
+    return r.status === 'found' ? r.findings[0]?.severity : r.status;
+  };
+  t.is(at(WARN_MIN_TASKS - 1), 'info');
+  t.is(at(WARN_MIN_TASKS), 'warn');
+  t.is(at(ERROR_MIN_TASKS), 'error');
+});
+
+test('promises read as pending, created at', (t) => {
+  const promises = site({ site: 'cart.js:14', kind: 'promise', live: 3000, idle: 3000, idle_over_threshold: 3000 });
+  const result = check(observation((d) => (d.tasks = tasks([promises]))), DEFAULT_THRESHOLDS);
+  if (result.status !== 'found') return t.fail(result.status);
+  t.is(result.findings[0]?.summary, '3,000 promises created at cart.js:14 have been pending for over 30 s');
+});
+
+test('quiet without tasks; undecided when the snapshot counted at another threshold', (t) => {
+  t.is(check(observation(), DEFAULT_THRESHOLDS).status, 'ok');
+  const other = check(observation((d) => (d.tasks = tasks([leaking], { idle_threshold_ms: 5000 }))), DEFAULT_THRESHOLDS);
+  t.is(other.status, 'undecided');
+});

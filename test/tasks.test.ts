@@ -1,0 +1,100 @@
+// Tasks reported through the ABI by the event-loop fixture: the lints fire on
+// the leaking site and stay quiet on the healthy ones; counts and per-task
+// memory equal the fixture's own truth (exact sampling).
+import test from 'ava';
+import type { Snapshot, TaskSite } from '../src/model/snapshot.js';
+import type { EventLoopTruth } from './helpers/event-loop.js';
+import { snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
+
+
+const siteOf = (s: Snapshot, site: string): TaskSite | undefined => s.tasks.sites.find((x) => x.site === site);
+const findingsAt = (s: Snapshot, id: string) => s.findings.filter((f) => f.id === id).map((f) => [f.subject.label, f.value]);
+
+test('exact counts and per-task memory at every site; each lint on its own site only', async (t) => {
+  const fixture = await startFixture<EventLoopTruth>(t, 'event_loop', ['--connections', '12', '--interval-ms', '50'], {
+    sampleInterval: 'exact',
+  });
+  const truth = fixture.truth;
+  t.true(truth.agent, 'the weak ABI resolved to the agent');
+  // The last leaked task parked over a second before the fixture said ready.
+  const snapshot = await snapshotOf(fixture.pid, ['--idle-threshold', '1s']);
+  const leak = siteOf(snapshot, truth.sites.leak)!;
+  t.like(leak, {
+    kind: 'task',
+    live: truth.leaked_tasks,
+    idle: truth.leaked_tasks,
+    idle_over_threshold: truth.leaked_tasks,
+    no_waker: 0,
+    spawned: truth.leaked_tasks,
+    completed: 0,
+    allocated_bytes: truth.leak_live_bytes,
+    live_bytes: truth.leak_live_bytes,
+  });
+  t.like(siteOf(snapshot, truth.sites.request), {
+    live: 0,
+    spawned: truth.requests_completed,
+    completed: truth.requests_completed,
+    polls: truth.requests_completed * 3,
+    allocated_bytes: truth.request_allocated_bytes,
+    live_bytes: 0,
+  });
+  t.like(siteOf(snapshot, truth.sites.heartbeat), { live: 0, spawned: truth.connections, completed: truth.connections, live_bytes: 0 });
+  t.like(siteOf(snapshot, truth.sites.lost), { live: 1, idle: 1, no_waker: truth.lost_tasks });
+  const blocker = siteOf(snapshot, truth.sites.blocker)!;
+  t.true(Math.abs(blocker.longest_poll_ms - truth.blocker_poll_ms) <= 1, `${blocker.longest_poll_ms} vs ${truth.blocker_poll_ms}`);
+  t.is(snapshot.tasks.live, truth.leaked_tasks + 1);
+  t.deepEqual(snapshot.tasks.wakers_tracked_kinds, ['task']);
+
+  t.deepEqual(findingsAt(snapshot, 'idle-forever'), [
+    [truth.sites.leak, truth.leaked_tasks],
+    [truth.sites.lost, 1],
+  ]);
+  t.is(snapshot.findings.find((f) => f.id === 'idle-forever')?.severity, 'warn');
+  t.deepEqual(findingsAt(snapshot, 'lost-waker'), [[truth.sites.lost, 1]]);
+  t.deepEqual(findingsAt(snapshot, 'never-yielded'), [[truth.sites.blocker, blocker.longest_poll_ms]]);
+  t.is(snapshot.pending_checks.find((p) => p.id === 'lost-waker'), undefined);
+});
+
+test('the task list: paged, filtered by site, sorted, with wakers and memory per task', async (t) => {
+  const fixture = await startFixture<EventLoopTruth>(t, 'event_loop', ['--connections', '12', '--interval-ms', '50'], {
+    sampleInterval: 'exact',
+  });
+  const truth = fixture.truth;
+  const perTask = truth.leak_live_bytes / truth.leaked_tasks;
+  const page = await snapshotOf(fixture.pid, ['--tasks-site', truth.sites.leak, '--tasks', '5', '--tasks-offset', '5', '--tasks-sort', 'age']);
+  t.is(page.tasks.items_total, truth.leaked_tasks);
+  t.is(page.tasks.items_offset, 5);
+  t.is(page.tasks.items.length, 5);
+  for (const item of page.tasks.items)
+    t.like(item, { site: truth.sites.leak, name: 'heartbeat', state: 'idle', wakers: 1, polls: 1, allocated_bytes: perTask, live_bytes: perTask });
+  const ages = page.tasks.items.map((i) => i.created_ms);
+  t.deepEqual([...ages].sort((a, b) => a - b), ages, 'oldest first');
+  const all = await snapshotOf(fixture.pid, ['--tasks-state', 'all', '--tasks-filter', 'REQUEST', '--tasks', '1000']);
+  t.true(all.tasks.items.every((i) => i.name === 'request' && i.state === 'completed'));
+  t.is(all.tasks.items_total, truth.requests_completed, 'completed tasks are retained for a while');
+});
+
+test('task-growth fires on the site that keeps leaking and on no bounded one', async (t) => {
+  const fixture = await startFixture<EventLoopTruth>(t, 'event_loop', ['--connections', '4', '--interval-ms', '400', '--forever']);
+  const truth = fixture.truth;
+  const snapshot = await snapshotUntil(fixture.pid, (s) => s.findings.some((f) => f.id === 'task-growth'), { timeoutMs: 40_000 });
+  const growth = snapshot.findings.filter((f) => f.id === 'task-growth');
+  t.deepEqual(
+    growth.map((f) => f.subject.label),
+    [truth.sites.leak],
+    `pending: ${JSON.stringify(snapshot.pending_checks)}`,
+  );
+  const leak = siteOf(snapshot, truth.sites.leak)!;
+  t.is(leak.live_history?.length, snapshot.history.length);
+  t.true(growth[0]!.value >= 10);
+  // The healthy sites were busy all along and are bounded.
+  for (const healthy of [truth.sites.heartbeat, truth.sites.request, truth.sites.connection])
+    t.true((siteOf(snapshot, healthy)?.spawned ?? 0) > 0, healthy);
+});
+
+test('without the agent the ABI is absent and the program runs as before', async (t) => {
+  const fixture = await startFixture<EventLoopTruth>(t, 'event_loop', ['--connections', '3', '--interval-ms', '20'], { withoutAgent: true });
+  t.false(fixture.truth.agent);
+  t.is(fixture.truth.leaked_tasks, 3);
+  t.true(fixture.alive());
+});
