@@ -7,7 +7,7 @@ import test from 'ava';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { PACKAGE_ROOT } from '../src/paths.js';
-import { snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
+import { runCli, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
 
 const schema = JSON.parse(readFileSync(resolve(PACKAGE_ROOT, 'docs/snapshot.schema.json'), 'utf8'));
 const ajv = new Ajv2020({ allErrors: true, strict: false });
@@ -28,4 +28,18 @@ test('a /proc-only snapshot conforms', async (t) => {
   t.teardown(() => child.kill('SIGKILL'));
   const snapshot = await snapshotOf(child.pid!);
   t.true(validate(snapshot), ajv.errorsText(validate.errors));
+});
+
+test('a snapshot with tasks, their lints and a page of items conforms, and so does a watch recording', async (t) => {
+  const started = await startFixture<{ pid: number }>(t, 'event_loop', ['--connections', '12', '--interval-ms', '20']);
+  const snapshot = await snapshotOf(started.pid, ['--idle-threshold', '1s', '--tasks-state', 'all']);
+  t.true(snapshot.tasks.tracked);
+  t.true(snapshot.tasks.items.some((i) => i.state === 'completed'));
+  t.true(snapshot.findings.some((f) => f.subject.kind === 'site'));
+  t.true(validate(snapshot), ajv.errorsText(validate.errors));
+  const recorded = await runCli(['watch', String(started.pid), '--count', '2', '--interval', '200ms']);
+  const lines = recorded.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { schema: string });
+  const snapshots = lines.filter((l) => l.schema === 'leakscope.snapshot/1');
+  t.is(snapshots.length, 2);
+  for (const s of snapshots) t.true(validate(s), ajv.errorsText(validate.errors));
 });

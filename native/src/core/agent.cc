@@ -121,6 +121,7 @@ AgentConfig config_from_env() {
   config.history_seconds = uint32_t(env_number("LEAKSCOPE_HISTORY_SECONDS", config.history_seconds));
   config.max_tasks = uint32_t(std::min<uint64_t>(env_number("LEAKSCOPE_MAX_TASKS", config.max_tasks), 1u << 24));
   config.task_retain_ms = env_number("LEAKSCOPE_TASK_RETAIN_MS", config.task_retain_ms);
+  config.task_retain_max = uint32_t(std::min<uint64_t>(env_number("LEAKSCOPE_TASK_RETAIN_MAX", config.task_retain_max), 1u << 24));
   return config;
 }
 
@@ -143,7 +144,7 @@ void agent_start(const AgentConfig& config) {
   ts.busy = 1;  // the agent's own set-up is not the program's
   if (!config.follow_children) remove_self_from_ld_preload();
   ledger_init(config.sample_interval);
-  if (!g_tasks.init(config.max_tasks, config.task_retain_ms))
+  if (!g_tasks.init(config.max_tasks, config.task_retain_ms, config.task_retain_max))
     fprintf(stderr, "leakscope: no room for the task table; tasks are not tracked\n");
   g_agent = new Agent{config, detect_allocator(g_forwarded_malloc), nullptr, nullptr};
   g_agent->sampler = std::make_unique<Sampler>(*g_agent->probe, config.history_seconds);

@@ -17,6 +17,7 @@ struct AgentConfig {
   uint32_t history_seconds = 900;    // LEAKSCOPE_HISTORY_SECONDS
   uint32_t max_tasks = 1u << 20;     // LEAKSCOPE_MAX_TASKS: live and retained tasks at most
   uint64_t task_retain_ms = 60000;   // LEAKSCOPE_TASK_RETAIN_MS: completed tasks stay this long
+  uint32_t task_retain_max = 65536;  // LEAKSCOPE_TASK_RETAIN_MAX: and at most this many (8 MiB)
 };
 
 extern const char* const kAgentVersion;

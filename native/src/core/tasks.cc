@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "ledger.h"
 
@@ -52,6 +53,16 @@ uint32_t poll_bucket(uint64_t ns) {
   return bucket;
 }
 
+// The calling thread's shard of site counters, given out round-robin.
+__thread uint8_t t_site_shard __attribute__((tls_model("initial-exec"))) = 0xFF;
+std::atomic<uint32_t> g_next_shard{0};
+
+SiteShard& my_shard(SiteStats& site) {
+  uint8_t shard = t_site_shard;
+  if (__builtin_expect(shard == 0xFF, 0)) shard = t_site_shard = uint8_t(g_next_shard.fetch_add(1) % kSiteShards);
+  return site.shards[shard];
+}
+
 ThreadSlot* thread_slot() {
   ThreadState& ts = t_state;
   if (ts.slot == nullptr && g_accounting.load(std::memory_order_relaxed) && !ts.internal) claim_slot(ts, 0, 0);
@@ -60,13 +71,44 @@ ThreadSlot* thread_slot() {
 
 }  // namespace
 
+SiteTotals SiteStats::totals() const {
+  SiteTotals t;
+  for (const SiteShard& s : shards) {
+    t.spawned += relaxed(s.spawned);
+    t.completed += relaxed(s.completed);
+    t.done_polls += relaxed(s.done_polls);
+    t.done_busy_ns += relaxed(s.done_busy_ns);
+    t.done_wakes += relaxed(s.done_wakes);
+    t.done_allocated_bytes += relaxed(s.done_allocated_bytes);
+    t.done_longest_poll_ns = std::max(t.done_longest_poll_ns, relaxed(s.done_longest_poll_ns));
+    t.live_bytes += s.live_bytes.load(std::memory_order_relaxed);
+    for (uint32_t b = 0; b < kPollHistogramBuckets; ++b) t.poll_histogram[b] += relaxed(s.poll_histogram[b]);
+  }
+  return t;
+}
+
+uint64_t SiteStats::live() const {
+  uint64_t spawned = 0, completed = 0;
+  for (const SiteShard& s : shards) {
+    spawned += relaxed(s.spawned);
+    completed += relaxed(s.completed);
+  }
+  return spawned > completed ? spawned - completed : 0;
+}
+
+uint64_t coarse_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
 uint64_t mono_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO: no syscall
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
-bool TaskRegistry::init(uint32_t capacity, uint64_t retain_ms) {
+bool TaskRegistry::init(uint32_t capacity, uint64_t retain_ms, uint32_t retain_max) {
   if (records_ != nullptr) return true;
   capacity = std::min<uint32_t>(std::max<uint32_t>(capacity, 1024), uint32_t(kIndexMask));
   auto* records = static_cast<TaskRecord*>(reserve(sizeof(TaskRecord) * capacity));
@@ -77,6 +119,7 @@ bool TaskRegistry::init(uint32_t capacity, uint64_t retain_ms) {
     return false;
   capacity_ = capacity;
   retain_ns_ = retain_ms * 1000000;
+  retain_max_ = retain_max;
   sites_stats_ = stats;
   site_list_ = site_list;
   base_wall_ms_ = wall_ms();
@@ -93,7 +136,8 @@ TaskRecord* TaskRegistry::lookup(uint64_t id) const {
   return record->id.load(std::memory_order_acquire) == id ? record : nullptr;
 }
 
-bool TaskRegistry::take_free_index(uint32_t* index) {
+bool TaskRegistry::take_free_index(uint32_t* index, bool* fresh) {
+  *fresh = false;
   uint64_t head = free_head_.load(std::memory_order_acquire);
   while (uint32_t(head) != 0) {
     const uint32_t top = uint32_t(head) - 1;
@@ -104,9 +148,10 @@ bool TaskRegistry::take_free_index(uint32_t* index) {
       return true;
     }
   }
-  const uint32_t fresh = high_water_.fetch_add(1, std::memory_order_relaxed);
-  if (fresh < capacity_) {
-    *index = fresh;
+  const uint32_t next = high_water_.fetch_add(1, std::memory_order_relaxed);
+  if (next < capacity_) {
+    *index = next;
+    *fresh = true;
     return true;
   }
   high_water_.store(capacity_, std::memory_order_relaxed);
@@ -140,15 +185,18 @@ uint64_t TaskRegistry::spawn(const char* kind, const char* name, const char* sit
     if (name_index == 0) dropped_strings_.fetch_add(1, std::memory_order_relaxed);
   }
   uint32_t index;
-  if (!take_free_index(&index)) {
+  bool fresh;
+  if (!take_free_index(&index, &fresh)) {
     dropped_spawns_.fetch_add(1, std::memory_order_relaxed);
     return 0;
   }
   TaskRecord& r = records_[index];
-  // 28 bits of generation keep ids below 2^53: exact as JSON numbers.
-  const uint32_t generation = (r.generation.load(std::memory_order_relaxed) & 0xFFFFFFF) + 1;
+  // 28 bits of generation keep ids below 2^53: exact as JSON numbers. A
+  // fresh record is not read first: a read would map the zero page, and the
+  // write after it would cost a copy-on-write fault and a TLB shootdown.
+  const uint32_t generation = fresh ? 1 : (r.generation.load(std::memory_order_relaxed) & 0xFFFFFFF) + 1;
   const uint64_t id = uint64_t(generation) << kIndexBits | index;
-  const uint64_t now = mono_ns();
+  const uint64_t now = coarse_ns();
   r.generation.store(generation, std::memory_order_relaxed);
   r.state.store(kTaskNotified, std::memory_order_relaxed);
   r.site = site_index;
@@ -162,10 +210,14 @@ uint64_t TaskRegistry::spawn(const char* kind, const char* name, const char* sit
   r.live_bytes.store(0, std::memory_order_relaxed);
   r.id.store(id, std::memory_order_release);
   SiteStats& s = sites_stats_[site_index];
-  if (s.kind.load(std::memory_order_relaxed) == 0) s.kind.store(kind_index, std::memory_order_relaxed);
-  if (s.spawned.fetch_add(1, std::memory_order_relaxed) == 0) {
-    const uint32_t at = site_count_.fetch_add(1, std::memory_order_relaxed);
-    if (at < (1u << kSiteBits)) site_list_[at].store(site_index, std::memory_order_release);
+  my_shard(s).spawned.fetch_add(1, std::memory_order_relaxed);
+  // The first spawn at a site lists it for the readers.
+  if (s.kind.load(std::memory_order_acquire) == 0) {
+    uint32_t unset = 0;
+    if (s.kind.compare_exchange_strong(unset, kind_index, std::memory_order_acq_rel)) {
+      const uint32_t at = site_count_.fetch_add(1, std::memory_order_relaxed);
+      if (at < (1u << kSiteBits)) site_list_[at].store(site_index, std::memory_order_release);
+    }
   }
   return id;
 }
@@ -218,14 +270,14 @@ void TaskRegistry::poll_end(uint64_t id) {
   r->last_poll_end_ns.store(now, std::memory_order_relaxed);
   r->poll_started_ns.store(0, std::memory_order_relaxed);
   r->state.fetch_and(~uint32_t(kTaskRunning), std::memory_order_release);
-  sites_stats_[r->site].poll_histogram[poll_bucket(took)].fetch_add(1, std::memory_order_relaxed);
+  my_shard(sites_stats_[r->site]).poll_histogram[poll_bucket(took)].fetch_add(1, std::memory_order_relaxed);
 }
 
 void TaskRegistry::wake(uint64_t id) {
   TaskRecord* r = lookup(id);
   if (r == nullptr) return;
   r->wakes.fetch_add(1, std::memory_order_relaxed);
-  r->last_wake_ns.store(mono_ns(), std::memory_order_relaxed);
+  r->last_wake_ns.store(coarse_ns(), std::memory_order_relaxed);
   r->state.fetch_or(kTaskNotified, std::memory_order_release);
 }
 
@@ -248,8 +300,8 @@ void TaskRegistry::complete(uint64_t id) {
   if (r == nullptr) return;
   const uint32_t before = r->state.fetch_or(kTaskCompleted, std::memory_order_acq_rel);
   if (before & kTaskCompleted) return;  // completed twice: count it once
-  r->ended_ns.store(mono_ns(), std::memory_order_release);
-  SiteStats& s = sites_stats_[r->site];
+  r->ended_ns.store(coarse_ns(), std::memory_order_release);
+  SiteShard& s = my_shard(sites_stats_[r->site]);
   s.done_polls.fetch_add(relaxed(r->polls), std::memory_order_relaxed);
   s.done_busy_ns.fetch_add(relaxed(r->busy_ns), std::memory_order_relaxed);
   s.done_wakes.fetch_add(relaxed(r->wakes), std::memory_order_relaxed);
@@ -262,13 +314,13 @@ void TaskRegistry::sample_taken(uint64_t tag, uint64_t weight) {
   const uint32_t index = tag_index(tag);
   if (records_ == nullptr || index >= capacity_) return;
   records_[index].live_bytes.fetch_add(int64_t(weight), std::memory_order_relaxed);
-  sites_stats_[tag_site(tag)].live_bytes.fetch_add(int64_t(weight), std::memory_order_relaxed);
+  my_shard(sites_stats_[tag_site(tag)]).live_bytes.fetch_add(int64_t(weight), std::memory_order_relaxed);
 }
 
 void TaskRegistry::sample_freed(uint64_t tag, uint64_t weight) {
   const uint32_t index = tag_index(tag);
   if (records_ == nullptr || index >= capacity_) return;
-  sites_stats_[tag_site(tag)].live_bytes.fetch_sub(int64_t(weight), std::memory_order_relaxed);
+  my_shard(sites_stats_[tag_site(tag)]).live_bytes.fetch_sub(int64_t(weight), std::memory_order_relaxed);
   // The task's own share only while the record still holds that task.
   TaskRecord& r = records_[index];
   if ((r.generation.load(std::memory_order_relaxed) & 0x7FFFFF) == tag_generation(tag))
@@ -277,10 +329,11 @@ void TaskRegistry::sample_freed(uint64_t tag, uint64_t weight) {
 
 void TaskRegistry::sweep() {
   if (records_ == nullptr) return;
-  const uint64_t now = mono_ns();
+  const uint64_t now = coarse_ns();
   const uint32_t used = std::min(high_water_.load(std::memory_order_relaxed), capacity_);
-  // Under pressure, completed tasks are forgotten at once.
-  const bool pressed = uint64_t(used - std::min(used, free_count_.load())) * 10 >= uint64_t(capacity_) * 9;
+  // Completion times of the tasks still retained, to keep the newest
+  // retain_max of them.
+  std::vector<uint64_t> ended;
   for (uint32_t i = 0; i < used; ++i) {
     TaskRecord& r = records_[i];
     const uint32_t state = r.state.load(std::memory_order_acquire);
@@ -289,7 +342,23 @@ void TaskRegistry::sweep() {
       // Forgotten at the previous sweep: a late call that passed lookup()
       // before that has long returned.
       push_free_index(i);
-    } else if ((state & kTaskCompleted) && (pressed || now - r.ended_ns.load(std::memory_order_acquire) >= retain_ns_)) {
+    } else if (state & kTaskCompleted) {
+      ended.push_back(r.ended_ns.load(std::memory_order_acquire));
+    }
+  }
+  uint64_t keep_after = 0;  // completed before this: forgotten now
+  if (ended.size() > retain_max_) {
+    const size_t first_kept = ended.size() - retain_max_;
+    std::nth_element(ended.begin(), ended.begin() + first_kept, ended.end());
+    keep_after = ended[first_kept];
+  }
+  // Under pressure, completed tasks are forgotten at once.
+  const bool pressed = uint64_t(used - std::min(used, free_count_.load())) * 10 >= uint64_t(capacity_) * 9;
+  for (uint32_t i = 0; i < used && !ended.empty(); ++i) {
+    TaskRecord& r = records_[i];
+    if ((r.state.load(std::memory_order_acquire) & (kTaskCompleted | kTaskForgotten | kTaskFree)) != kTaskCompleted) continue;
+    const uint64_t at = r.ended_ns.load(std::memory_order_acquire);
+    if (pressed || at < keep_after || now - std::min(now, at) >= retain_ns_) {
       r.id.store(0, std::memory_order_release);
       r.state.store(kTaskForgotten, std::memory_order_release);
     }
@@ -304,10 +373,7 @@ void TaskRegistry::live_by_site(std::vector<SiteLive>* out, uint64_t* total) con
   for (uint32_t k = 0; k < count; ++k) {
     const uint32_t site = site_list_[k].load(std::memory_order_acquire);
     if (site == 0) continue;  // its first spawn is still being recorded
-    const SiteStats& s = sites_stats_[site];
-    const uint64_t spawned = relaxed(s.spawned);
-    const uint64_t completed = relaxed(s.completed);
-    const uint32_t live = spawned > completed ? uint32_t(spawned - completed) : 0;
+    const uint32_t live = uint32_t(sites_stats_[site].live());
     *total += live;
     out->push_back(SiteLive{site, live});
   }

@@ -54,8 +54,13 @@ static_assert(sizeof(TaskRecord) == 128, "the budget is 128 bytes per task");
 constexpr uint32_t kPollHistogramBuckets = 20;  // log2 of µs; the last is ≥ 2^19 µs
 
 // Per spawn site. Counters of finished tasks are folded in at completion, so
-// a poll touches its own task record and one histogram bucket only.
-struct SiteStats {
+// a poll touches its own task record and one histogram bucket only. Each
+// counter is split over kSiteShards cache lines, one per group of threads,
+// so that threads spawning at one site do not fight over one line; readers
+// add the shards up.
+constexpr uint32_t kSiteShards = 8;
+
+struct alignas(64) SiteShard {
   std::atomic<uint64_t> spawned;
   std::atomic<uint64_t> completed;
   std::atomic<uint64_t> done_polls;
@@ -64,8 +69,22 @@ struct SiteStats {
   std::atomic<uint64_t> done_allocated_bytes;
   std::atomic<uint64_t> done_longest_poll_ns;
   std::atomic<int64_t> live_bytes;  // sampled, of all its tasks, finished or not
-  std::atomic<uint32_t> kind;
   std::atomic<uint64_t> poll_histogram[kPollHistogramBuckets];
+};
+
+struct SiteTotals {
+  uint64_t spawned = 0, completed = 0, done_polls = 0, done_busy_ns = 0, done_wakes = 0, done_allocated_bytes = 0;
+  uint64_t done_longest_poll_ns = 0;
+  int64_t live_bytes = 0;
+  uint64_t poll_histogram[kPollHistogramBuckets] = {};
+};
+
+struct SiteStats {
+  std::atomic<uint32_t> kind;
+  SiteShard shards[kSiteShards];
+  // Any thread; sums the shards as they are now.
+  SiteTotals totals() const;
+  uint64_t live() const;
 };
 
 // What a snapshot asks of the registry (docs/protocol.md, op "snapshot").
@@ -90,7 +109,7 @@ struct SiteLive {
 class TaskRegistry {
  public:
   // Runs once at agent start. `capacity` live-or-retained tasks at most.
-  bool init(uint32_t capacity, uint64_t retain_ms);
+  bool init(uint32_t capacity, uint64_t retain_ms, uint32_t retain_max);
   bool ready() const { return records_ != nullptr; }
 
   // The ABI, any runtime thread.
@@ -107,7 +126,8 @@ class TaskRegistry {
   void sample_taken(uint64_t tag, uint64_t weight);
   void sample_freed(uint64_t tag, uint64_t weight);
 
-  // Runs on the sampler thread: forgets completed tasks past retention.
+  // Runs on the sampler thread: forgets completed tasks past retention, and
+  // the oldest ones beyond retain_max.
   void sweep();
   // Runs on the sampler thread: live tasks per site.
   void live_by_site(std::vector<SiteLive>* out, uint64_t* total) const;
@@ -126,7 +146,7 @@ class TaskRegistry {
 
  private:
   TaskRecord* lookup(uint64_t id) const;
-  bool take_free_index(uint32_t* index);
+  bool take_free_index(uint32_t* index, bool* fresh);
   void push_free_index(uint32_t index);
 
   TaskRecord* records_ = nullptr;
@@ -136,6 +156,7 @@ class TaskRegistry {
   std::atomic<uint32_t> site_count_{0};
   uint32_t capacity_ = 0;
   uint64_t retain_ns_ = 0;
+  uint32_t retain_max_ = 0;
   std::atomic<uint32_t> high_water_{0};
   std::atomic<uint64_t> free_head_{0};  // tag << 32 | (index + 1)
   std::atomic<uint32_t> free_count_{0};
@@ -148,7 +169,11 @@ class TaskRegistry {
 
 extern TaskRegistry g_tasks;
 
+// CLOCK_MONOTONIC, for poll times.
 uint64_t mono_ns();
+// CLOCK_MONOTONIC_COARSE (a few ms of resolution, a third of the cost), for
+// spawn, wake and completion times, which only make ages.
+uint64_t coarse_ns();
 
 // The calling thread's polls in progress (nested when a poll runs another
 // task's poll, as block_on does). Initial-exec TLS, like the ledger's.

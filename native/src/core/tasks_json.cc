@@ -127,18 +127,22 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
 
   // Totals and sites, most live tasks first.
   std::vector<uint32_t> order;
+  std::vector<SiteTotals> totals_of_listed;  // in the order of `order`, before sorting
+  std::vector<uint32_t> totals_at(sites.size(), 0);
   uint64_t spawned = 0, completed = 0;
   const uint32_t site_count = std::min(site_count_.load(std::memory_order_acquire), uint32_t(sites.size() - 1));
   for (uint32_t k = 0; k < site_count; ++k) {
     const uint32_t site = site_list_[k].load(std::memory_order_acquire);
     if (site == 0) continue;
     order.push_back(site);
-    spawned += sites_stats_[site].spawned.load(std::memory_order_relaxed);
-    completed += sites_stats_[site].completed.load(std::memory_order_relaxed);
+    totals_at[site] = uint32_t(totals_of_listed.size());
+    totals_of_listed.push_back(sites_stats_[site].totals());
+    spawned += totals_of_listed.back().spawned;
+    completed += totals_of_listed.back().completed;
   }
+  auto totals = [&](uint32_t site) -> const SiteTotals& { return totals_of_listed[totals_at[site]]; };
   std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-    return sites[a].live != sites[b].live ? sites[a].live > sites[b].live
-                                          : sites_stats_[a].spawned.load() > sites_stats_[b].spawned.load();
+    return sites[a].live != sites[b].live ? sites[a].live > sites[b].live : totals(a).spawned > totals(b).spawned;
   });
 
   out.field("enabled", true)
@@ -148,6 +152,7 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
       .field("completed", completed)
       .field("retained_completed", by_state[3])
       .field("retain_ms", retain_ns_ / 1000000)
+      .field("retain_max", uint64_t(retain_max_))
       .field("dropped_spawns", dropped_spawns())
       .field("dropped_strings", dropped_strings())
       .field("idle_threshold_ms", query.idle_threshold_ms);
@@ -168,10 +173,9 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
   for (size_t k = 0; k < order.size() && k < query.sites_limit; ++k) {
     const uint32_t site = order[k];
     const SiteAggregate& a = sites[site];
-    const SiteStats& s = sites_stats_[site];
+    const SiteTotals& s = totals(site);
     const std::string_view key = sites_.text(site);
     const size_t sep = key.find('\x1f');
-    const uint64_t site_spawned = s.spawned.load(std::memory_order_relaxed);
     out.begin_object()
         .field("site", std::string(site_part(key)))
         .field("kind", std::string(sep == std::string_view::npos ? "task" : key.substr(0, sep)))
@@ -182,18 +186,17 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
         .field("idle_over_threshold", a.idle_over)
         .field("oldest_idle_ms", ms(a.oldest_idle_ns))
         .field("no_waker", a.no_waker)
-        .field("spawned", site_spawned)
-        .field("completed", s.completed.load(std::memory_order_relaxed))
-        .field("polls", a.polls + s.done_polls.load(std::memory_order_relaxed))
-        .field("busy_ms", ms(a.busy_ns + s.done_busy_ns.load(std::memory_order_relaxed)))
-        .field("wakes", a.wakes + s.done_wakes.load(std::memory_order_relaxed))
-        .field("longest_poll_ms", ms(std::max({a.longest_poll_ns, a.running_longest_ns,
-                                               s.done_longest_poll_ns.load(std::memory_order_relaxed)})))
+        .field("spawned", s.spawned)
+        .field("completed", s.completed)
+        .field("polls", a.polls + s.done_polls)
+        .field("busy_ms", ms(a.busy_ns + s.done_busy_ns))
+        .field("wakes", a.wakes + s.done_wakes)
+        .field("longest_poll_ms", ms(std::max({a.longest_poll_ns, a.running_longest_ns, s.done_longest_poll_ns})))
         .field("running_longest_ms", ms(a.running_longest_ns))
-        .field("allocated_bytes", a.allocated_bytes + s.done_allocated_bytes.load(std::memory_order_relaxed))
-        .field("live_bytes", std::max<int64_t>(0, s.live_bytes.load(std::memory_order_relaxed)));
+        .field("allocated_bytes", a.allocated_bytes + s.done_allocated_bytes)
+        .field("live_bytes", std::max<int64_t>(0, s.live_bytes));
     out.key("poll_histogram").begin_array();
-    for (const auto& bucket : s.poll_histogram) out.value(bucket.load(std::memory_order_relaxed));
+    for (uint64_t bucket : s.poll_histogram) out.value(bucket);
     out.end_array();
     if (k < query.site_history_limit) {
       history.clear();
