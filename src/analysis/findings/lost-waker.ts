@@ -14,8 +14,8 @@ export function summary(site: TaskSite): string {
 
 export function message(site: TaskSite): string {
   return (
-    `${countOf(site.kind, site.no_waker)} ${origin(site.kind)} ${site.site} ${plural(site.no_waker, 'is idle and has', 'are idle and have')} no live waker: whatever they wait for ` +
-    `dropped the waker or never kept one, so nothing will poll them again. They stay in memory until the runtime shuts down.`
+    `${countOf(site.kind, site.no_waker)} ${origin(site.kind)} ${site.site} ${plural(site.no_waker, 'is idle and has', 'are idle and have')} no live waker: ` +
+    `${plural(site.no_waker, 'whatever it waits for dropped the waker or never kept one, so nothing will poll it again. It stays', 'whatever they wait for dropped the waker or never kept one, so nothing will poll them again. They stay')} in memory until the runtime shuts down.`
   );
 }
 
