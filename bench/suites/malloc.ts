@@ -27,71 +27,71 @@ function hasCommand(name: string): boolean {
 }
 
 export function runMallocSuite(): void {
-const scratch = mkdtempSync(join(tmpdir(), 'leakscope-bench-'));
-const plain = (env: NodeJS.ProcessEnv = {}) => () => ({ file: BENCH, args: [String(OPS_PER_THREAD)], env: { ...process.env, ...env } });
-const agent = agentLibraryPath();
-const mimalloc = allocatorLibraryPath('mimalloc');
+  const scratch = mkdtempSync(join(tmpdir(), 'leakscope-bench-'));
+  const plain = (env: NodeJS.ProcessEnv = {}) => () => ({ file: BENCH, args: [String(OPS_PER_THREAD)], env: { ...process.env, ...env } });
+  const agent = agentLibraryPath();
+  const mimalloc = allocatorLibraryPath('mimalloc');
 
-const configs: Config[] = [
-  { name: 'glibc, bare', baseline: 'glibc, bare', repetitions: REPETITIONS, command: plain() },
-  { name: 'glibc, leakscope agent', baseline: 'glibc, bare', repetitions: REPETITIONS, command: plain({ LD_PRELOAD: agent }) },
-  { name: 'mimalloc, bare', baseline: 'mimalloc, bare', repetitions: REPETITIONS, command: plain({ LD_PRELOAD: mimalloc! }) },
-  {
-    name: 'mimalloc, leakscope agent',
-    baseline: 'mimalloc, bare',
-    repetitions: REPETITIONS,
-    command: plain({ LD_PRELOAD: `${agent}:${mimalloc}` }),
-  },
-];
-if (hasCommand('heaptrack'))
-  configs.push({
-    name: 'glibc, heaptrack',
-    baseline: 'glibc, bare',
-    repetitions: HEAPTRACK_REPETITIONS,
-    command: () => ({ file: 'heaptrack', args: ['-o', join(scratch, 'trace'), BENCH, String(OPS_PER_THREAD)], env: process.env }),
-  });
+  const configs: Config[] = [
+    { name: 'glibc, bare', baseline: 'glibc, bare', repetitions: REPETITIONS, command: plain() },
+    { name: 'glibc, leakscope agent', baseline: 'glibc, bare', repetitions: REPETITIONS, command: plain({ LD_PRELOAD: agent }) },
+    { name: 'mimalloc, bare', baseline: 'mimalloc, bare', repetitions: REPETITIONS, command: plain({ LD_PRELOAD: mimalloc! }) },
+    {
+      name: 'mimalloc, leakscope agent',
+      baseline: 'mimalloc, bare',
+      repetitions: REPETITIONS,
+      command: plain({ LD_PRELOAD: `${agent}:${mimalloc}` }),
+    },
+  ];
+  if (hasCommand('heaptrack'))
+    configs.push({
+      name: 'glibc, heaptrack',
+      baseline: 'glibc, bare',
+      repetitions: HEAPTRACK_REPETITIONS,
+      command: () => ({ file: 'heaptrack', args: ['-o', join(scratch, 'trace'), BENCH, String(OPS_PER_THREAD)], env: process.env }),
+    });
 
-function runOnce(config: Config): number {
-  const { file, args, env } = config.command();
-  const result = spawnSync(file, args, { env, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
-  const line = result.stdout.split('\n').find((l) => l.startsWith('{"ops"'));
-  if (result.status !== 0 || !line) throw new Error(`${config.name} failed (${result.status}): ${result.stderr.slice(-500)}`);
-  for (const f of ['trace.zst', 'trace.gz']) rmSync(join(scratch, f), { force: true });
-  return (JSON.parse(line) as { seconds: number }).seconds;
-}
-
-const times = new Map<string, number[]>(configs.map((c) => [c.name, []]));
-const rounds = Math.max(...configs.map((c) => c.repetitions));
-for (let round = 0; round < rounds; round++) {
-  for (const config of configs) {
-    if (round >= config.repetitions) continue;
-    const seconds = runOnce(config);
-    times.get(config.name)!.push(seconds);
-    process.stderr.write(`round ${round + 1}/${rounds}  ${config.name.padEnd(28)} ${seconds.toFixed(3)} s\n`);
+  function runOnce(config: Config): number {
+    const { file, args, env } = config.command();
+    const result = spawnSync(file, args, { env, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+    const line = result.stdout.split('\n').find((l) => l.startsWith('{"ops"'));
+    if (result.status !== 0 || !line) throw new Error(`${config.name} failed (${result.status}): ${result.stderr.slice(-500)}`);
+    for (const f of ['trace.zst', 'trace.gz']) rmSync(join(scratch, f), { force: true });
+    return (JSON.parse(line) as { seconds: number }).seconds;
   }
-}
-rmSync(scratch, { recursive: true, force: true });
 
-const medians = new Map([...times].map(([name, values]) => [name, median(values)]));
-const rows = configs.map((c) => {
-  const m = medians.get(c.name)!;
-  const ratio = m / medians.get(c.baseline)!;
-  const values = times.get(c.name)!;
-  return `| ${c.name} | ${m.toFixed(3)} s | ${Math.min(...values).toFixed(3)}–${Math.max(...values).toFixed(3)} s | ${values.length} | ${ratio.toFixed(2)}× |`;
-});
-const agentRatio = medians.get('glibc, leakscope agent')! / medians.get('glibc, bare')!;
-const table = [
-  measuredOn('npm run bench'),
-  '',
-  `Load: \`build/bench/malloc_bench ${OPS_PER_THREAD}\` — two threads, ${(2 * OPS_PER_THREAD).toLocaleString('en-US')} allocations of 16–1040 bytes, about half freed by the other thread; the program's own wall clock, median of interleaved runs.`,
-  '',
-  '| configuration | median | range | runs | vs. bare |',
-  '|---|---|---|---|---|',
-  ...rows,
-  '',
-  `Budget: the agent ≤ 1.10× → ${agentRatio <= 1.1 ? 'met' : 'NOT MET'} (${agentRatio.toFixed(2)}×).`,
-].join('\n');
+  const times = new Map<string, number[]>(configs.map((c) => [c.name, []]));
+  const rounds = Math.max(...configs.map((c) => c.repetitions));
+  for (let round = 0; round < rounds; round++) {
+    for (const config of configs) {
+      if (round >= config.repetitions) continue;
+      const seconds = runOnce(config);
+      times.get(config.name)!.push(seconds);
+      process.stderr.write(`round ${round + 1}/${rounds}  ${config.name.padEnd(28)} ${seconds.toFixed(3)} s\n`);
+    }
+  }
+  rmSync(scratch, { recursive: true, force: true });
 
-writeSection('malloc', table);
-process.stdout.write(`${table}\n`);
+  const medians = new Map([...times].map(([name, values]) => [name, median(values)]));
+  const rows = configs.map((c) => {
+    const m = medians.get(c.name)!;
+    const ratio = m / medians.get(c.baseline)!;
+    const values = times.get(c.name)!;
+    return `| ${c.name} | ${m.toFixed(3)} s | ${Math.min(...values).toFixed(3)}–${Math.max(...values).toFixed(3)} s | ${values.length} | ${ratio.toFixed(2)}× |`;
+  });
+  const agentRatio = medians.get('glibc, leakscope agent')! / medians.get('glibc, bare')!;
+  const table = [
+    measuredOn('npm run bench'),
+    '',
+    `Load: \`build/bench/malloc_bench ${OPS_PER_THREAD}\` — two threads, ${(2 * OPS_PER_THREAD).toLocaleString('en-US')} allocations of 16–1040 bytes, about half freed by the other thread; the program's own wall clock, median of interleaved runs.`,
+    '',
+    '| configuration | median | range | runs | vs. bare |',
+    '|---|---|---|---|---|',
+    ...rows,
+    '',
+    `Budget: the agent ≤ 1.10× → ${agentRatio <= 1.1 ? 'met' : 'NOT MET'} (${agentRatio.toFixed(2)}×).`,
+  ].join('\n');
+
+  writeSection('malloc', table);
+  process.stdout.write(`${table}\n`);
 }
