@@ -48,8 +48,6 @@ bool equal_parts(const char* text, size_t text_length, const std::string_view* p
   return true;
 }
 
-}  // namespace
-
 // FNV-1a over the (cut) concatenation; never 0 in the tag bits.
 uint64_t hash_parts(const std::string_view* parts, size_t n) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -61,6 +59,8 @@ uint64_t hash_parts(const std::string_view* parts, size_t n) {
     }
   return (h & kTagMask) == 0 ? 4 : h;
 }
+
+}  // namespace
 
 bool StringTable::init(uint32_t slot_bits, size_t arena_bytes) {
   const uint32_t capacity = 1u << slot_bits;

@@ -43,6 +43,4 @@ class StringTable {
   uint32_t capacity_ = 0;
 };
 
-uint64_t hash_parts(const std::string_view* parts, size_t n);
-
 }  // namespace leakscope

@@ -137,10 +137,6 @@ class TaskRegistry {
   using SiteHistoryFn = std::function<void(uint32_t site, std::vector<uint32_t>* out)>;
   void write(JsonWriter& out, const TaskQuery& query, const SiteHistoryFn& site_history) const;
 
-  std::string_view site_text(uint32_t site) const { return sites_.text(site); }
-  std::string_view kind_text(uint32_t kind) const { return kinds_.text(kind); }
-  std::string_view name_text(uint32_t name) const { return names_.text(name); }
-
   uint64_t dropped_spawns() const { return dropped_spawns_.load(std::memory_order_relaxed); }
   uint64_t dropped_strings() const { return dropped_strings_.load(std::memory_order_relaxed); }
 
