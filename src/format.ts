@@ -27,6 +27,11 @@ export function formatCount(n: number): string {
   return n.toLocaleString('en-US');
 }
 
+/** A table cell `width` wide; a longer text is cut so that a space still parts it from the next cell. */
+export function padColumn(text: string, width: number): string {
+  return text.length >= width ? `${text.slice(0, width - 1)} ` : text + ' '.repeat(width - text.length);
+}
+
 /** `one` when count is 1, else `many`: "1 poll", "3 polls", "1 task is", "2 tasks are". */
 export function plural(count: number, one: string, many: string): string {
   return count === 1 ? one : many;

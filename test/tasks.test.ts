@@ -38,6 +38,15 @@ test('exact counts and per-task memory at every site; each lint on its own site 
     allocated_bytes: truth.request_allocated_bytes,
     live_bytes: 0,
   });
+  // A handshake runs nested inside each connection's first poll: its bytes
+  // are its own, and not the connection's.
+  t.like(siteOf(snapshot, truth.sites.handshake), {
+    live: 0,
+    spawned: truth.connections,
+    completed: truth.connections,
+    allocated_bytes: truth.handshake_allocated_bytes,
+  });
+  t.is(siteOf(snapshot, truth.sites.connection)?.allocated_bytes, truth.connection_allocated_bytes);
   t.like(siteOf(snapshot, truth.sites.heartbeat), { live: 0, spawned: truth.connections, completed: truth.connections, live_bytes: 0 });
   t.like(siteOf(snapshot, truth.sites.lost), { live: 1, idle: 1, no_waker: truth.lost_tasks });
   const blocker = siteOf(snapshot, truth.sites.blocker)!;

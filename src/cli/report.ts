@@ -1,13 +1,9 @@
 // The short human report of `leakscope snapshot` (without --json).
 import { verdict } from '../analysis/index.js';
-import { formatBytes, formatCount, formatDuration } from '../format.js';
+import { formatBytes, formatCount, formatDuration, padColumn } from '../format.js';
 import type { Snapshot, ThreadInfo } from '../model/snapshot.js';
 
 const MAX_THREAD_ROWS = 8;
-
-function pad(text: string, width: number): string {
-  return text.length >= width ? text.slice(0, width) : text + ' '.repeat(width - text.length);
-}
 
 function threadRows(threads: readonly ThreadInfo[]): string[] {
   const interesting = threads
@@ -19,13 +15,13 @@ function threadRows(threads: readonly ThreadInfo[]): string[] {
         a.tid - b.tid,
     )
     .slice(0, MAX_THREAD_ROWS);
-  const header = `  ${pad('tid', 8)}${pad('name', 16)}${pad('state', 6)}${pad('idle', 8)}${pad('live', 11)}${pad('remote-freed', 14)}unreclaimed`;
+  const header = `  ${padColumn('tid', 8)}${padColumn('name', 16)}${padColumn('state', 6)}${padColumn('idle', 8)}${padColumn('live', 11)}${padColumn('remote-freed', 14)}unreclaimed`;
   const rows = interesting.map((t) => {
     const idle = t.idle_ms === null ? '-' : formatDuration(t.idle_ms);
     const heap = t.heap;
     return (
-      `  ${pad(String(t.tid), 8)}${pad(t.name, 16)}${pad(t.state, 6)}${pad(idle, 8)}` +
-      `${pad(heap ? formatBytes(heap.live_bytes) : '-', 11)}${pad(heap ? formatBytes(heap.remote_freed_bytes) : '-', 14)}` +
+      `  ${padColumn(String(t.tid), 8)}${padColumn(t.name, 16)}${padColumn(t.state, 6)}${padColumn(idle, 8)}` +
+      `${padColumn(heap ? formatBytes(heap.live_bytes) : '-', 11)}${padColumn(heap ? formatBytes(heap.remote_freed_bytes) : '-', 14)}` +
       `${heap ? formatBytes(heap.unreclaimed_bytes) : '-'}`
     );
   });
@@ -40,12 +36,12 @@ function siteRows(s: Snapshot): string[] {
   const tasks = s.tasks;
   if (!tasks.tracked) return [];
   const header =
-    `  ${pad('spawn site', 30)}${pad('kind', 8)}${pad('live', 8)}${pad('idle', 8)}${pad('oldest idle', 13)}` +
-    `${pad('allocated', 12)}live bytes`;
+    `  ${padColumn('spawn site', 30)}${padColumn('kind', 8)}${padColumn('live', 8)}${padColumn('idle', 8)}${padColumn('oldest idle', 13)}` +
+    `${padColumn('allocated', 12)}live bytes`;
   const rows = tasks.sites.slice(0, MAX_SITE_ROWS).map(
     (site) =>
-      `  ${pad(site.site, 30)}${pad(site.kind, 8)}${pad(formatCount(site.live), 8)}${pad(formatCount(site.idle_over_threshold), 8)}` +
-      `${pad(site.idle > 0 ? formatDuration(site.oldest_idle_ms) : '-', 13)}${pad(formatBytes(site.allocated_bytes), 12)}${formatBytes(site.live_bytes)}`,
+      `  ${padColumn(site.site, 30)}${padColumn(site.kind, 8)}${padColumn(formatCount(site.live), 8)}${padColumn(formatCount(site.idle_over_threshold), 8)}` +
+      `${padColumn(site.idle > 0 ? formatDuration(site.oldest_idle_ms) : '-', 13)}${padColumn(formatBytes(site.allocated_bytes), 12)}${formatBytes(site.live_bytes)}`,
   );
   const hidden = tasks.sites_total - rows.length;
   if (hidden > 0) rows.push(`  … and ${hidden} more sites (--json lists ${tasks.sites.length})`);

@@ -30,8 +30,8 @@ uint32_t tag_site(uint64_t tag) { return uint32_t((tag >> 24) & 0xFFFF); }
 uint32_t tag_generation(uint64_t tag) { return uint32_t((tag >> 40) & 0x7FFFFF); }
 
 inline uint64_t relaxed(const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); }
-// One writer at a time (the polling thread): no locked instruction.
-inline void bump(std::atomic<uint64_t>& a, uint64_t by) { a.store(relaxed(a) + by, std::memory_order_relaxed); }
+// One writer at a time (the polling thread): the ledger's single-writer add.
+using detail::bump;
 inline void raise_to(std::atomic<uint64_t>& a, uint64_t v) {
   uint64_t seen = relaxed(a);
   while (v > seen && !a.compare_exchange_weak(seen, v, std::memory_order_relaxed)) {

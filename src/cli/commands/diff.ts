@@ -2,7 +2,7 @@
 // a snapshot file or a watch recording (which stands for its last
 // snapshot); one recording alone compares its first and last snapshots.
 import { type ArenaDiff, type Change, diffSnapshots, type SiteDiff, type SnapshotDiff, type ThreadDiff } from '../../analysis/diff.js';
-import { formatBytes, formatCount, formatDuration } from '../../format.js';
+import { formatBytes, formatCount, formatDuration, padColumn } from '../../format.js';
 import { LeakscopeError } from '../../errors.js';
 import { readRecording } from '../../model/recording.js';
 import type { Snapshot } from '../../model/snapshot.js';
@@ -12,10 +12,6 @@ export interface DiffOptions {
 }
 
 const MAX_ROWS = 10;
-
-function pad(text: string, width: number): string {
-  return text.length >= width ? `${text.slice(0, width - 1)} ` : text + ' '.repeat(width - text.length);
-}
 
 function signed(n: number, format: (n: number) => string = formatCount): string {
   return n > 0 ? `+${format(n)}` : n < 0 ? `-${format(-n)}` : '0';
@@ -29,11 +25,11 @@ function siteLines(sites: readonly SiteDiff[]): string[] {
   if (sites.length === 0) return [];
   const rows = sites.slice(0, MAX_ROWS).map(
     (s) =>
-      `  ${pad(s.site, 30)}${pad(s.kind, 8)}${pad(`${s.live.from} → ${s.live.to}`, 16)}${pad(signed(s.live.delta), 9)}` +
-      `${pad(signed(s.idle_over_threshold.delta), 8)}${pad(signed(s.allocated_bytes.delta, formatBytes), 13)}${signed(s.live_bytes.delta, formatBytes)}`,
+      `  ${padColumn(s.site, 30)}${padColumn(s.kind, 8)}${padColumn(`${s.live.from} → ${s.live.to}`, 16)}${padColumn(signed(s.live.delta), 9)}` +
+      `${padColumn(signed(s.idle_over_threshold.delta), 8)}${padColumn(signed(s.allocated_bytes.delta, formatBytes), 13)}${signed(s.live_bytes.delta, formatBytes)}`,
   );
   if (sites.length > MAX_ROWS) rows.push(`  … and ${sites.length - MAX_ROWS} more sites (--json lists all)`);
-  return ['', 'Spawn sites:', `  ${pad('site', 30)}${pad('kind', 8)}${pad('live', 16)}${pad('Δlive', 9)}${pad('Δidle', 8)}${pad('Δallocated', 13)}Δlive bytes`, ...rows];
+  return ['', 'Spawn sites:', `  ${padColumn('site', 30)}${padColumn('kind', 8)}${padColumn('live', 16)}${padColumn('Δlive', 9)}${padColumn('Δidle', 8)}${padColumn('Δallocated', 13)}Δlive bytes`, ...rows];
 }
 
 function threadLines(d: SnapshotDiff): string[] {
@@ -46,9 +42,9 @@ function threadLines(d: SnapshotDiff): string[] {
   const grown = d.grown_threads.filter((t: ThreadDiff) => t.live_bytes.delta > 0 || t.unreclaimed_bytes.delta > 0).slice(0, MAX_ROWS);
   if (grown.length > 0) {
     if (lines.length === 0) lines.push('', 'Threads:');
-    lines.push(`  ${pad('tid', 8)}${pad('name', 16)}${pad('Δlive', 14)}Δunreclaimed`);
+    lines.push(`  ${padColumn('tid', 8)}${padColumn('name', 16)}${padColumn('Δlive', 14)}Δunreclaimed`);
     for (const t of grown)
-      lines.push(`  ${pad(String(t.tid), 8)}${pad(t.name, 16)}${pad(signed(t.live_bytes.delta, formatBytes), 14)}${signed(t.unreclaimed_bytes.delta, formatBytes)}`);
+      lines.push(`  ${padColumn(String(t.tid), 8)}${padColumn(t.name, 16)}${padColumn(signed(t.live_bytes.delta, formatBytes), 14)}${signed(t.unreclaimed_bytes.delta, formatBytes)}`);
   }
   return lines;
 }
@@ -61,7 +57,7 @@ function arenaLines(arenas: readonly ArenaDiff[]): string[] {
     'Arenas that grew:',
     ...grown.map(
       (a) =>
-        `  arena ${pad(String(a.index), 5)} mapped ${bytesChange(a.mapped_bytes)}, free ${signed(a.free_bytes.delta, formatBytes)}` +
+        `  arena ${padColumn(String(a.index), 5)} mapped ${bytesChange(a.mapped_bytes)}, free ${signed(a.free_bytes.delta, formatBytes)}` +
         (a.dirty_bytes ? `, dirty ${signed(a.dirty_bytes.delta, formatBytes)}` : ''),
     ),
   ];
