@@ -36,3 +36,10 @@ export function allocatorLibraryPath(allocator: PreloadAllocator): string | null
     );
   return found;
 }
+
+/** A fixture program built with the agent (the demo runs one). */
+export function fixturePath(name: string): string {
+  const path = resolve(PACKAGE_ROOT, 'build/fixtures', name);
+  if (!existsSync(path)) throw new LeakscopeError(`the ${name} fixture is not built (no ${path}); run 'npm install'`);
+  return path;
+}

@@ -5,11 +5,14 @@ import { DEFAULT_IDLE_THRESHOLD_MS, type Thresholds } from '../analysis/detector
 import { LeakscopeError } from '../errors.js';
 import { parseDuration } from '../format.js';
 import { TASK_SORTS, TASK_STATE_FILTERS, type TaskQuery, type TaskSort, type TaskStateFilter } from '../conn/attach.js';
+import { attachCommand } from './commands/attach.js';
 import { checkCommand, EXIT_UNCHECKED, parseFailOn } from './commands/check.js';
+import { demoCommand } from './commands/demo.js';
 import { diffCommand } from './commands/diff.js';
 import { reclaimCommand } from './commands/reclaim.js';
 import { parseAllocator, parseSampleInterval, runCommand } from './commands/run.js';
 import { snapshotCommand } from './commands/snapshot.js';
+import { viewCommand } from './commands/view.js';
 import { watchCommand } from './commands/watch.js';
 
 const VERSION = '0.1.0';
@@ -98,6 +101,33 @@ export function buildProgram(): Command {
       // Usage errors read like every other error: one line, our prefix.
       outputError: (text, write) => write(`leakscope: ${text.replace(/^error: /, '').replace(/\n+$/, '')}\n`),
     });
+
+  program
+    .command('attach')
+    .description('the interactive console on a running process: findings, tasks, threads, heap')
+    .argument('<pid>', 'process id')
+    .option('--interval <duration>', 'time between refreshes', durationOption, 1000)
+    .option('--idle-threshold <duration>', IDLE_THRESHOLD_HELP, durationOption)
+    .option('--save-dir <dir>', "where 's' saves snapshots", '.')
+    .action((pid: string, options) =>
+      exitWith(() =>
+        attachCommand(pid, { intervalMs: Math.max(100, options.interval as number), thresholds: thresholdsFrom(options), saveDir: options.saveDir }),
+      ),
+    );
+
+  program
+    .command('view')
+    .description('replay a watch recording (or a snapshot file) in the console; ←/→ step through time')
+    .argument('<file>', 'a recording from leakscope watch --out, or a snapshot from snapshot --out')
+    .option('--save-dir <dir>', "where 's' saves snapshots", '.')
+    .action((file: string, options) => exitWith(() => viewCommand(file, { saveDir: options.saveDir })));
+
+  program
+    .command('demo')
+    .description('start a small program that leaks tasks, with the agent, and open the console on it')
+    .option('--interval <duration>', 'time between refreshes', durationOption, 1000)
+    .option('--save-dir <dir>', "where 's' saves snapshots", '.')
+    .action((options) => exitWith(() => demoCommand({ intervalMs: Math.max(100, options.interval as number), saveDir: options.saveDir })));
 
   program
     .command('run')

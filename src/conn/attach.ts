@@ -6,7 +6,7 @@ import { type AgentFacts, observationFromFacts, type ReclaimResult } from '../mo
 import type { Observation } from '../model/snapshot.js';
 import { AgentClient, type HelloResult, type RequestParams } from './agent-client.js';
 import { procObservation } from './proc-view.js';
-import { identifyTarget, isAlive, socketPath } from './target.js';
+import { identifyTarget, isAlive, processStartedAt, socketPath } from './target.js';
 
 export type Connection =
   | { readonly kind: 'agent'; readonly client: AgentClient; readonly hello: HelloResult }
@@ -88,9 +88,14 @@ export function taskQueryParams(query: TaskQuery): RequestParams {
 }
 
 export async function observe(connection: Connection, query: TaskQuery = {}): Promise<Observation> {
-  if (connection.kind === 'proc') return procObservation(connection.pid, connection.reason);
-  const facts = await connection.client.request<AgentFacts>('snapshot', taskQueryParams(query));
-  return observationFromFacts(facts);
+  const pid = connection.kind === 'proc' ? connection.pid : connection.client.pid;
+  const [observation, startedAt] = await Promise.all([
+    connection.kind === 'proc'
+      ? procObservation(connection.pid, connection.reason)
+      : connection.client.request<AgentFacts>('snapshot', taskQueryParams(query)).then(observationFromFacts),
+    processStartedAt(pid),
+  ]);
+  return { ...observation, process: { ...observation.process, started_at: startedAt } };
 }
 
 export async function reclaim(connection: Connection): Promise<ReclaimResult> {

@@ -65,3 +65,21 @@ export async function hasExited(pid: number): Promise<boolean> {
     return true;
   }
 }
+
+/** Linux reports process start times in clock ticks; USER_HZ is 100 on every architecture glibc supports here. */
+const CLOCK_TICKS_PER_S = 100;
+
+/** When the process started (ISO 8601), from /proc; null when /proc does not say. */
+export async function processStartedAt(pid: number): Promise<string | null> {
+  try {
+    const [stat, systemStat] = await Promise.all([fs.readFile(`/proc/${pid}/stat`, 'utf8'), fs.readFile('/proc/stat', 'utf8')]);
+    // Fields after the command (which may hold spaces): state is field 3, starttime field 22.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const startTicks = Number(fields[19]);
+    const bootTime = /^btime (\d+)$/m.exec(systemStat);
+    if (!bootTime || !Number.isFinite(startTicks)) return null;
+    return new Date(Number(bootTime[1]) * 1000 + (startTicks * 1000) / CLOCK_TICKS_PER_S).toISOString();
+  } catch {
+    return null;
+  }
+}

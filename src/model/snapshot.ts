@@ -20,6 +20,8 @@ export interface AgentInfo {
 export interface ProcessInfo {
   readonly rss_bytes: number;
   readonly threads: number;
+  /** When the process started (ISO 8601); null or absent when unknown (older recordings). */
+  readonly started_at?: string | null;
 }
 
 /** One glibc arena or jemalloc arena, in the allocator's own numbers. */

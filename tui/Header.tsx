@@ -1,0 +1,72 @@
+// The top three lines: who the target is, how its memory moves (sparklines
+// of RSS, live bytes and live tasks), and the verdict with its main finding.
+import { Box, Text } from 'ink';
+import { verdict, type Verdict } from '../src/analysis/index.js';
+import { formatBytes, formatCount, formatDuration } from '../src/format.js';
+import type { Snapshot } from '../src/model/snapshot.js';
+import { sparkline } from './sparkline.js';
+
+export interface HeaderProps {
+  readonly snapshot: Snapshot | null;
+  readonly width: number;
+}
+
+const VERDICT_COLOR: Readonly<Record<Verdict, string>> = {
+  'tasks leaking': 'red',
+  'live data growing': 'red',
+  'threads leaking': 'red',
+  'allocator retention': 'yellow',
+  steady: 'green',
+  unknown: 'gray',
+};
+
+function uptime(s: Snapshot): string | null {
+  if (!s.process.started_at) return null;
+  return formatDuration(Math.max(0, Date.parse(s.taken_at) - Date.parse(s.process.started_at)));
+}
+
+function agentLabel(s: Snapshot): string {
+  return s.agent.mode === 'proc' ? 'no agent (/proc only)' : `agent ${s.agent.mode}`;
+}
+
+export function Header({ snapshot: s, width }: HeaderProps) {
+  if (!s) {
+    return (
+      <Box flexDirection="column" height={3}>
+        <Text bold>leakscope</Text>
+        <Text dimColor>waiting for the first snapshot…</Text>
+        <Text> </Text>
+      </Box>
+    );
+  }
+  const up = uptime(s);
+  const identity = [`pid ${s.pid}`, agentLabel(s), `${s.allocator.name}${s.allocator.version ? ` ${s.allocator.version}` : ''}`, up ? `up ${up}` : null]
+    .filter((part): part is string => part !== null)
+    .join(' · ');
+  const commandRoom = Math.max(8, width - identity.length - 14);
+  const command = s.command.length > commandRoom ? `${s.command.slice(0, commandRoom - 1)}…` : s.command;
+  const dropped = s.agent.dropped_events + s.tasks.dropped;
+  const chart = Math.max(6, Math.floor((width - 60) / 3));
+  const live = s.allocator.live_bytes;
+  const v = verdict(s);
+  const top = s.findings[0];
+  return (
+    <Box flexDirection="column" height={3}>
+      <Text wrap="truncate">
+        <Text bold>leakscope</Text> {command} <Text dimColor>· {identity}</Text>
+      </Text>
+      <Text wrap="truncate">
+        RSS {formatBytes(s.process.rss_bytes)} <Text color="cyan">{sparkline(s.history.map((h) => h.rss_bytes), chart)}</Text>
+        {'  '}live {live === null ? '?' : formatBytes(live)} <Text color="cyan">{sparkline(s.history.map((h) => h.live_bytes), chart)}</Text>
+        {'  '}tasks {formatCount(s.tasks.live)} <Text color="cyan">{sparkline(s.history.map((h) => h.tasks_live), chart)}</Text>
+        {dropped > 0 ? <Text color="red" bold>{`  dropped ${formatCount(dropped)} events`}</Text> : null}
+      </Text>
+      <Text wrap="truncate">
+        <Text color={VERDICT_COLOR[v]} bold>
+          {v}
+        </Text>
+        {top ? <Text> — {top.summary}</Text> : <Text dimColor> — no findings{s.pending_checks.length > 0 ? ' yet' : ''}</Text>}
+      </Text>
+    </Box>
+  );
+}

@@ -1,0 +1,138 @@
+// Heap: what the allocator holds beside live data. Bars per arena (glibc,
+// jemalloc) or per thread heap (mimalloc): live vs retained vs dirty; `r`
+// runs the allocator's reclaim and shows the RSS it gave back.
+import { Box, Text } from 'ink';
+import { Clip } from './Clip.js';
+import { formatBytes, formatDuration } from '../src/format.js';
+import type { Snapshot } from '../src/model/snapshot.js';
+import type { ReclaimState } from './state.js';
+import { orderThreads } from './ThreadsView.js';
+
+export interface HeapViewProps {
+  readonly snapshot: Snapshot;
+  readonly reclaim: ReclaimState;
+  readonly width: number;
+  readonly height: number;
+}
+
+interface BarRow {
+  readonly label: string;
+  readonly live: number;
+  readonly retained: number;
+  readonly dirty: number;
+  readonly note: string;
+}
+
+function Bar({ row, scale, room }: { readonly row: BarRow; readonly scale: number; readonly room: number }) {
+  const cells = (bytes: number): number => (bytes <= 0 ? 0 : Math.max(1, Math.round((bytes / scale) * room)));
+  return (
+    <Text wrap="truncate">
+      {row.label.padEnd(12).slice(0, 12)}
+      <Text color="green">{'█'.repeat(cells(row.live))}</Text>
+      <Text color="yellow">{'▒'.repeat(cells(row.retained))}</Text>
+      <Text color="red">{'░'.repeat(cells(row.dirty))}</Text> <Text dimColor>{row.note}</Text>
+    </Text>
+  );
+}
+
+function barRows(s: Snapshot): { readonly what: string; readonly rows: BarRow[] } {
+  if (s.allocator.arenas.length > 0)
+    return {
+      what: 'arenas',
+      rows: s.allocator.arenas.map((a) => {
+        const dirty = a.dirty_bytes ?? 0;
+        return {
+          label: `arena ${a.index}`,
+          live: a.in_use_bytes,
+          retained: Math.max(0, a.free_bytes - dirty),
+          dirty,
+          note:
+            `${formatBytes(a.mapped_bytes)}: ${formatBytes(a.in_use_bytes)} in use, ${formatBytes(a.free_bytes)} free` +
+            (a.dirty_bytes !== null ? `, ${formatBytes(dirty)} dirty` : '') +
+            (a.idle_ms !== null ? `, idle ${formatDuration(a.idle_ms)}` : ''),
+        };
+      }),
+    };
+  return {
+    what: 'thread heaps',
+    rows: orderThreads(s.threads)
+      .filter((t) => t.heap && (t.heap.live_bytes > 0 || t.heap.unreclaimed_bytes > 0))
+      .map((t) => ({
+        label: `${t.tid}`,
+        live: t.heap!.live_bytes,
+        retained: t.heap!.unreclaimed_bytes,
+        dirty: 0,
+        note: `${t.name}: ${formatBytes(t.heap!.live_bytes)} live, ${formatBytes(t.heap!.unreclaimed_bytes)} unreclaimed`,
+      })),
+  };
+}
+
+function ReclaimLine({ reclaim }: { readonly reclaim: ReclaimState }) {
+  switch (reclaim.state) {
+    case 'idle':
+    case 'confirm':
+      return null;
+    case 'running':
+      return <Text color="yellow">reclaiming…</Text>;
+    case 'failed':
+      return <Text color="red">reclaim failed: {reclaim.message}</Text>;
+    case 'done': {
+      const r = reclaim.result;
+      const drop = r.before_rss_bytes - r.after_rss_bytes;
+      if (!r.performed) return <Text color="yellow">{r.allocator} has no reclaim call leakscope can run.</Text>;
+      return (
+        <Text>
+          <Text bold>{r.action}</Text>: RSS {formatBytes(r.before_rss_bytes)} → {formatBytes(r.after_rss_bytes)}
+          <Text color={drop > 0 ? 'green' : undefined} bold>
+            {' '}
+            ({drop >= 0 ? '−' : '+'}
+            {formatBytes(Math.abs(drop))})
+          </Text>{' '}
+          in {formatDuration(r.duration_ms)}
+        </Text>
+      );
+    }
+  }
+}
+
+export function HeapView({ snapshot: s, reclaim, width, height }: HeapViewProps) {
+  const a = s.allocator;
+  const live = a.live_bytes;
+  const { what, rows } = barRows(s);
+  const room = Math.max(10, Math.floor(width * 0.4));
+  const scale = Math.max(1, ...rows.map((r) => r.live + r.retained + r.dirty));
+  const shown = Math.max(1, height - 7);
+  const stats = Object.entries(a.stats)
+    .slice(0, 6)
+    .map(([name, value]) => `${name} ${typeof value === 'number' && /bytes/.test(name) ? formatBytes(value) : String(value)}`)
+    .join(' · ');
+  return (
+    <Clip height={height}>
+      <Text wrap="truncate">
+        <Text bold>Heap</Text> {a.name}
+        {a.version ? ` ${a.version}` : ''}
+        {a.background_thread !== null ? ` · background threads ${a.background_thread ? 'on' : 'off'}` : ''}
+        {a.reclaim_action ? <Text dimColor> · r runs {a.reclaim_action}</Text> : null}
+      </Text>
+      <Text wrap="truncate">
+        RSS {formatBytes(s.process.rss_bytes)} · live {live === null ? 'unknown (no agent)' : formatBytes(live)}
+        {live !== null ? ` · not live ${formatBytes(Math.max(0, s.process.rss_bytes - live))}` : ''}
+      </Text>
+      <Text dimColor wrap="truncate">
+        {stats || ' '}
+      </Text>
+      <Text wrap="truncate">
+        <Text bold>{what}</Text> <Text color="green">█ live</Text> <Text color="yellow">▒ retained</Text>{' '}
+        {what === 'arenas' ? <Text color="red">░ dirty</Text> : null}
+      </Text>
+      {rows.length === 0 ? <Text dimColor>Nothing to draw: the allocator reports no {what} here.</Text> : null}
+      {rows.slice(0, shown).map((row) => (
+        <Bar key={row.label} row={row} scale={scale} room={room} />
+      ))}
+      {rows.length > shown ? <Text dimColor>… and {rows.length - shown} more {what}</Text> : null}
+      <Box marginTop={1}>
+        <ReclaimLine reclaim={reclaim} />
+      </Box>
+    </Clip>
+  );
+}
