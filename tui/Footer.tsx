@@ -25,7 +25,7 @@ export function Footer({ state, snapshot }: FooterProps) {
     const action = snapshot?.allocator.reclaim_action ?? "the allocator's reclaim";
     line = (
       <Text color="yellow" bold wrap="truncate">
-        Run {action} in pid {snapshot?.pid}? It only returns free memory; live data is untouched. y/n
+        Run {action} in pid {snapshot?.pid}? y/n (frees no live data)
       </Text>
     );
   } else if (state.notice) {

@@ -99,7 +99,9 @@ export function HeapView({ snapshot: s, reclaim, width, height }: HeapViewProps)
   const a = s.allocator;
   const live = a.live_bytes;
   const { what, rows } = barRows(s);
-  const room = Math.max(10, Math.floor(width * 0.4));
+  // Bars share one scale; they take what the longest note leaves.
+  const longestNote = Math.max(0, ...rows.map((r) => r.note.length));
+  const room = Math.max(10, Math.min(Math.floor(width * 0.4), width - 14 - longestNote));
   const scale = Math.max(1, ...rows.map((r) => r.live + r.retained + r.dirty));
   const shown = Math.max(1, height - 7);
   const stats = Object.entries(a.stats)

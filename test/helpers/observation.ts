@@ -1,5 +1,5 @@
 // Observations built by hand, for the detectors' unit tests.
-import { NO_TASKS, type Observation, SNAPSHOT_SCHEMA, type Tasks, type TaskSite, type ThreadInfo } from '../../src/model/snapshot.js';
+import { NO_TASKS, type Observation, SNAPSHOT_SCHEMA, type TaskItem, type Tasks, type TaskSite, type ThreadInfo } from '../../src/model/snapshot.js';
 
 export const MiB = 1024 * 1024;
 
@@ -101,4 +101,27 @@ export function tasks(sites: readonly TaskSite[], fields: Partial<Tasks> = {}): 
     ...fields,
   };
   return built as Draft['tasks'];
+}
+
+/** One listed task, idle since its first poll; fields override. */
+export function taskItem(fields: Partial<TaskItem> & { id: number; site: string }): TaskItem {
+  return {
+    kind: 'task',
+    name: `task-${fields.id}`,
+    parent_id: 0,
+    state: 'idle',
+    created_ms: 1_700_000_000_000,
+    age_ms: 60_000,
+    idle_ms: 59_000,
+    running_for_ms: 0,
+    polls: 1,
+    busy_ms: 0,
+    longest_poll_ms: 0,
+    wakes: 0,
+    last_wake_ms_ago: null,
+    wakers: 1,
+    allocated_bytes: 20_000,
+    live_bytes: 20_000,
+    ...fields,
+  };
 }
