@@ -111,11 +111,11 @@ test('Tasks lists the page, filters as you type and asks the agent for it; g gro
   t.regex(frame, /Tasks 3,002 live · sorted by idle/);
   t.regex(frame, /tasks 1–14 of 3,002/);
   t.truthy(await c.untilIntent((i) => i.type === 'query' && JSON.stringify(i.query) === JSON.stringify({ offset: 0, limit: 64, sort: 'idle', state: 'live' })));
-  await c.press('/', 'h', 'e', 'a');
-  frame = await c.until('filter: hea');
-  t.deepEqual(await c.untilIntent((i) => i.type === 'query' && i.query.filter === 'hea'), {
+  await c.press('/', 's', 'e', 's', 's');
+  frame = await c.until('filter: sess');
+  t.deepEqual(await c.untilIntent((i) => i.type === 'query' && i.query.filter === 'sess'), {
     type: 'query',
-    query: { offset: 0, limit: 64, sort: 'idle', state: 'live', filter: 'hea' },
+    query: { offset: 0, limit: 64, sort: 'idle', state: 'live', filter: 'sess' },
   });
   await c.press(KEY.enter, 'g');
   frame = await c.until('2 spawn sites');
