@@ -6,15 +6,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { isAlive, runCli, snapshotOf, startFixture } from './helpers/process.js';
+import { isAlive, oneLineError, runCli, snapshotOf, startFixture } from './helpers/process.js';
 
-function oneLineError(t: ExecutionContext, result: { code: number | null; stdout: string; stderr: string }, pattern: RegExp) {
-  t.not(result.code, 0);
-  t.is(result.stderr.trimEnd().split('\n').length, 1, `stderr: ${result.stderr}`);
-  t.regex(result.stderr, /^leakscope: /);
-  t.regex(result.stderr, pattern);
-  t.notRegex(result.stderr, /\n\s+at /, 'no stack trace');
-}
 
 /** A live process with no agent in it. */
 function sleeper(t: ExecutionContext): number {

@@ -9,7 +9,7 @@ import { Header } from './Header.js';
 import { HeapView } from './HeapView.js';
 import { HelpView } from './HelpView.js';
 import type { ConsoleInbox } from './inbox.js';
-import { commandFor, type Intent } from './keys.js';
+import { commandsFor, type Intent } from './keys.js';
 import { type ConsoleState, displayed, earlierFrame, initialState, listRows, reduce, taskQueryOf } from './state.js';
 import { TabBar } from './TabBar.js';
 import { TasksView } from './TasksView.js';
@@ -91,7 +91,7 @@ export function Console({ source, inbox, onIntent, size }: ConsoleProps) {
   }, [queryKey]);
 
   useInput((input, key) => {
-    const command = commandFor(input, key, latest.current, pageRows);
+    const command = commandsFor(input, key, latest.current, pageRows);
     for (const action of command.actions) {
       latest.current = reduce(latest.current, action);
       dispatch(action);

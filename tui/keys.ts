@@ -3,7 +3,7 @@
 import type { Key } from 'ink';
 import type { TaskQuery } from '../src/conn/attach.js';
 import type { Snapshot } from '../src/model/snapshot.js';
-import { type Action, type ConsoleState, displayed, editingFilter, VIEWS } from './state.js';
+import { type Action, type ConsoleState, displayed, editingFilter, reduce, VIEWS } from './state.js';
 
 export type Intent =
   | { readonly type: 'query'; readonly query: TaskQuery }
@@ -31,6 +31,26 @@ function filterKeys(input: string, key: Key): Command {
   // Printable text only (a paste may bring several characters at once).
   const text = [...input].filter((c) => c >= ' ' && c !== '\u007f').join('');
   return text ? act({ type: 'filter-type', text }) : NOTHING;
+}
+
+/**
+ * Keys typed faster than the console reads them arrive as one chunk ("/heap"
+ * from a quick typist or a paste): each character is a key press of its own,
+ * read in the state the ones before it left.
+ */
+export function commandsFor(input: string, key: Key, state: ConsoleState, pageRows: number): Command {
+  const printable = input.length > 1 && !key.ctrl && !key.meta && [...input].every((c) => c >= ' ' && c !== '\u007f');
+  if (!printable) return commandFor(input, key, state, pageRows);
+  const actions: Action[] = [];
+  const intents: Intent[] = [];
+  let current = state;
+  for (const char of input) {
+    const command = commandFor(char, key, current, pageRows);
+    actions.push(...command.actions);
+    intents.push(...command.intents);
+    current = command.actions.reduce(reduce, current);
+  }
+  return { actions, intents };
 }
 
 export function commandFor(input: string, key: Key, state: ConsoleState, pageRows: number): Command {

@@ -119,4 +119,13 @@ export async function snapshotUntil(
   }
 }
 
+/** A failure as a user sees it: a non-zero exit and one line on stderr, no stack trace. */
+export function oneLineError(t: ExecutionContext, result: { code: number | null; stdout: string; stderr: string }, pattern: RegExp) {
+  t.not(result.code, 0);
+  t.is(result.stderr.trimEnd().split('\n').length, 1, `stderr: ${result.stderr}`);
+  t.regex(result.stderr, /^leakscope: /);
+  t.regex(result.stderr, pattern);
+  t.notRegex(result.stderr, /\n\s+at /, 'no stack trace');
+}
+
 export const MiB = 1024 * 1024;

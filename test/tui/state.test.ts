@@ -4,7 +4,7 @@ import test from 'ava';
 import type { Key } from 'ink';
 import { analyze } from '../../src/analysis/index.js';
 import type { Snapshot } from '../../src/model/snapshot.js';
-import { commandFor } from '../../tui/keys.js';
+import { commandFor, commandsFor } from '../../tui/keys.js';
 import { type Action, type ConsoleState, initialState, listRows, reduce, taskAtCursor, taskQueryOf, TASK_PAGE_SLACK } from '../../tui/state.js';
 import { observation, site, taskItem, tasks } from '../helpers/observation.js';
 
@@ -158,4 +158,13 @@ test('number keys and Tab switch views; ? toggles help', (t) => {
   t.false(keys(state, '?', '?').help);
   const actions: Action[] = [{ type: 'toggle-help' }, { type: 'back' }];
   t.false(actions.reduce(reduce, state).help, 'Esc closes help');
+});
+
+test('keys that arrive in one chunk are read one by one', (t) => {
+  const state = live(snapshotWith(10));
+  const command = commandsFor('2/heap', NO_KEY, state, ROWS);
+  const after = command.actions.reduce(reduce, state);
+  t.is(after.view, 'tasks');
+  t.is(after.tasks.filter, 'heap', 'after /, the rest is filter text');
+  t.deepEqual(commandsFor('2q', NO_KEY, state, ROWS).intents, [{ type: 'quit' }]);
 });
