@@ -1,9 +1,10 @@
 // npm run bench [-- SUITE...]: runs the benchmark suites (all by default:
-// malloc, tasks) and writes their sections of docs/benchmarks.md.
+// malloc, tasks, console) and writes their sections of docs/benchmarks.md.
+import { runConsoleSuite } from './suites/console.js';
 import { runMallocSuite } from './suites/malloc.js';
 import { runTasksSuite } from './suites/tasks.js';
 
-const SUITES: Readonly<Record<string, () => void | Promise<void>>> = { malloc: runMallocSuite, tasks: runTasksSuite };
+const SUITES: Readonly<Record<string, () => void | Promise<void>>> = { malloc: runMallocSuite, tasks: runTasksSuite, console: runConsoleSuite };
 
 const chosen = process.argv.slice(2);
 for (const name of chosen) if (!(name in SUITES)) throw new Error(`unknown suite '${name}' (have: ${Object.keys(SUITES).join(', ')})`);
