@@ -10,7 +10,7 @@ import { HeapView } from './HeapView.js';
 import { HelpView } from './HelpView.js';
 import type { ConsoleInbox } from './inbox.js';
 import { commandsFor, type Intent } from './keys.js';
-import { type ConsoleState, displayed, earlierFrame, initialState, listRows, reduce, taskQueryOf } from './state.js';
+import { type ConsoleState, displayed, earlierFrame, initialState, listRows, reduce, taskQueryOf, viewRows } from './state.js';
 import { TabBar } from './TabBar.js';
 import { TasksView } from './TasksView.js';
 import { ThreadsView } from './ThreadsView.js';
@@ -30,9 +30,6 @@ export interface ConsoleProps {
 
 /** The smallest screen the layout is made for. */
 export const MIN_SIZE: TerminalSize = { columns: 80, rows: 24 };
-
-/** Lines above and below the view: header 3, tabs 1, footer 2, and the last row left empty so the terminal never scrolls. */
-const CHROME_ROWS = 7;
 
 function useTerminalSize(fixed: TerminalSize | undefined): TerminalSize {
   const { stdout } = useStdout();
@@ -100,7 +97,7 @@ export function Console({ source, inbox, onIntent, size }: ConsoleProps) {
   });
 
   const s = displayed(state);
-  const bodyHeight = terminal.rows - CHROME_ROWS;
+  const bodyHeight = viewRows(terminal.rows);
   return (
     <Box flexDirection="column" width={terminal.columns} height={terminal.rows - 1}>
       <Header snapshot={s} width={terminal.columns} />

@@ -6,7 +6,7 @@ import { Clip } from './Clip.js';
 import { formatBytes, formatDuration } from '../src/format.js';
 import type { Snapshot } from '../src/model/snapshot.js';
 import type { ReclaimState } from './state.js';
-import { orderThreads } from './ThreadsView.js';
+import { orderThreads } from '../src/model/thread-order.js';
 
 export interface HeapViewProps {
   readonly snapshot: Snapshot;

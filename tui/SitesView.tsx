@@ -2,7 +2,7 @@
 // what they hold. Enter lists one site's tasks.
 import { formatBytes, formatCount, formatDuration } from '../src/format.js';
 import type { Snapshot, TaskSite } from '../src/model/snapshot.js';
-import { type Column, fitColumns, tableHeader, tableRow } from './columns.js';
+import { type Column, columnsFor, tableHeader, tableRow } from './columns.js';
 import { ListRows } from './ListRows.js';
 import { visibleSites } from './state.js';
 
@@ -31,10 +31,7 @@ const WIDE_FROM = 120;
 
 export function SitesView({ snapshot, filter, cursor, rows, width }: SitesViewProps) {
   const sites = visibleSites(snapshot, filter);
-  const columns = fitColumns(
-    SITE_COLUMNS.filter((c) => !c.wide || width >= WIDE_FROM),
-    width,
-  ) as typeof SITE_COLUMNS;
+  const columns = columnsFor(SITE_COLUMNS, width, WIDE_FROM);
   return (
     <ListRows
       header={tableHeader(columns)}

@@ -4,10 +4,10 @@ import { Text } from 'ink';
 import { Clip } from './Clip.js';
 import { formatBytes, formatCount, formatDuration } from '../src/format.js';
 import type { Snapshot, TaskItem } from '../src/model/snapshot.js';
-import { type Column, fitColumns, tableHeader, tableRow } from './columns.js';
+import { type Column, columnsFor, tableHeader, tableRow } from './columns.js';
 import { ListRows } from './ListRows.js';
 import { SitesView } from './SitesView.js';
-import { type ConsoleState, editingFilter, taskRows } from './state.js';
+import { type ConsoleState, editingFilter, TASK_LIST_CHROME, taskRows } from './state.js';
 import { TaskDetail } from './TaskDetail.js';
 
 export interface TasksViewProps {
@@ -75,7 +75,7 @@ export function TasksView({ state, snapshot: s, width, height }: TasksViewProps)
         <TaskDetail task={t.detail} site={s.tasks.sites.find((site) => site.site === t.detail?.site && site.kind === t.detail.kind) ?? null} width={width} />
       </Clip>
     );
-  const rows = height - 3;
+  const rows = height - TASK_LIST_CHROME;
   if (t.grouped)
     return (
       <Clip height={height}>
@@ -83,10 +83,7 @@ export function TasksView({ state, snapshot: s, width, height }: TasksViewProps)
         <SitesView snapshot={s} filter={t.filter} cursor={t.siteCursor} rows={rows} width={width} />
       </Clip>
     );
-  const columns = fitColumns(
-    TASK_COLUMNS.filter((c) => !c.wide || width >= WIDE_FROM),
-    width,
-  ) as typeof TASK_COLUMNS;
+  const columns = columnsFor(TASK_COLUMNS, width, WIDE_FROM);
   const list = taskRows(state);
   return (
     <Clip height={height}>

@@ -4,7 +4,8 @@ import { Text } from 'ink';
 import { Clip } from './Clip.js';
 import { formatBytes, formatDuration } from '../src/format.js';
 import type { Snapshot, ThreadInfo } from '../src/model/snapshot.js';
-import { type Column, fitColumns, tableHeader, tableRow } from './columns.js';
+import { orderThreads } from '../src/model/thread-order.js';
+import { type Column, columnsFor, tableHeader, tableRow } from './columns.js';
 import { ListRows } from './ListRows.js';
 
 export interface ThreadsViewProps {
@@ -21,17 +22,6 @@ interface ThreadRow {
   /** Percent of one core since the earlier snapshot. */
   readonly cpuPercent: number | null;
   readonly allocBytesPerS: number | null;
-}
-
-/** The order the view lists threads in: the process's own before the agent's, biggest holders first. */
-export function orderThreads(threads: readonly ThreadInfo[]): ThreadInfo[] {
-  return [...threads].sort(
-    (a, b) =>
-      Number(a.agent_thread) - Number(b.agent_thread) ||
-      (b.heap?.unreclaimed_bytes ?? 0) - (a.heap?.unreclaimed_bytes ?? 0) ||
-      (b.heap?.live_bytes ?? 0) - (a.heap?.live_bytes ?? 0) ||
-      a.tid - b.tid,
-  );
 }
 
 export function threadRates(snapshot: Snapshot, earlier: Snapshot | null): ThreadRow[] {
@@ -63,10 +53,7 @@ const WIDE_FROM = 120;
 export function ThreadsView({ snapshot, earlier, cursor, width, height }: ThreadsViewProps) {
   const rows = threadRates(snapshot, earlier);
   const wide = width >= WIDE_FROM;
-  const columns = fitColumns(
-    COLUMNS.filter((c) => !c.wide || wide),
-    width,
-  ) as typeof COLUMNS;
+  const columns = columnsFor(COLUMNS, width, WIDE_FROM);
   const selected = rows[cursor]?.thread;
   return (
     <Clip height={height}>

@@ -10,7 +10,7 @@ export interface Column {
   readonly align?: 'left' | 'right';
 }
 
-export function fitColumns(columns: readonly Column[], totalWidth: number): readonly Column[] {
+export function fitColumns<C extends Column>(columns: readonly C[], totalWidth: number): readonly C[] {
   const least = columns.reduce((sum, c) => sum + c.width, 0);
   const flexible = columns.filter((c) => c.flex).length;
   if (flexible === 0) return columns;
@@ -23,6 +23,14 @@ function cell(text: string, column: Column): string {
   const room = column.width - 1;
   const cut = text.length > room ? text.slice(0, room) : text;
   return `${' '.repeat(room - cut.length)}${cut} `;
+}
+
+/** A table's columns at this width: those marked `wide` only from `wideFrom` columns on, then fitted. */
+export function columnsFor<C extends Column & { readonly wide?: boolean }>(columns: readonly C[], width: number, wideFrom: number): readonly C[] {
+  return fitColumns(
+    columns.filter((c) => !c.wide || width >= wideFrom),
+    width,
+  );
 }
 
 export function tableRow(cells: readonly string[], columns: readonly Column[]): string {

@@ -1,6 +1,7 @@
 // The console's state and its reducer: everything the screen shows follows
 // from this, and every change goes through `reduce`. Pure; no I/O.
 import type { TaskQuery, TaskSort } from '../src/conn/attach.js';
+import type { FeedStatus } from '../src/conn/live-feed.js';
 import type { ReclaimResult } from '../src/model/agent-facts.js';
 import type { Snapshot, TaskItem } from '../src/model/snapshot.js';
 
@@ -23,11 +24,8 @@ export const TASK_PAGE_SLACK = 50;
 /** Live mode keeps this many recent snapshots, for rates. */
 const LIVE_FRAMES_KEPT = 8;
 
-export type Connection =
-  | { readonly state: 'connecting' }
-  | { readonly state: 'connected'; readonly via: 'agent' | 'proc' }
-  | { readonly state: 'reconnecting'; readonly attempt: number; readonly retryInMs: number; readonly reason: string }
-  | { readonly state: 'exited'; readonly detail: string };
+/** What the live feed last said, or that it has said nothing yet. */
+export type Connection = FeedStatus | { readonly state: 'connecting' };
 
 export type ReclaimState =
   | { readonly state: 'idle' }
@@ -125,9 +123,20 @@ export function earlierFrame(state: ConsoleState, minGapMs = 500): Snapshot | nu
   return null;
 }
 
-/** Rows the list views show at this terminal height (see Console's layout). */
+/** Lines above and below the view: header 3, tabs 1, footer 2, and the last row left empty so the terminal never scrolls. */
+export const CHROME_ROWS = 7;
+
+/** Lines of the Tasks view around its rows: title, column header, position. */
+export const TASK_LIST_CHROME = 3;
+
+/** Rows the view gets at this terminal height. */
+export function viewRows(terminalRows: number): number {
+  return terminalRows - CHROME_ROWS;
+}
+
+/** Task rows on screen at this terminal height: what a page key moves and the agent is asked for. */
 export function listRows(terminalRows: number): number {
-  return Math.max(3, terminalRows - 10);
+  return Math.max(3, viewRows(terminalRows) - TASK_LIST_CHROME);
 }
 
 /** The first row of the screenful holding `cursor`: lists turn a page at a time. */

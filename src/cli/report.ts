@@ -2,19 +2,12 @@
 import { verdict } from '../analysis/index.js';
 import { formatBytes, formatCount, formatDuration, padColumn } from '../format.js';
 import type { Snapshot, ThreadInfo } from '../model/snapshot.js';
+import { orderThreads } from '../model/thread-order.js';
 
 const MAX_THREAD_ROWS = 8;
 
 function threadRows(threads: readonly ThreadInfo[]): string[] {
-  const interesting = threads
-    .filter((t) => !t.agent_thread)
-    .sort(
-      (a, b) =>
-        (b.heap?.unreclaimed_bytes ?? 0) - (a.heap?.unreclaimed_bytes ?? 0) ||
-        (b.heap?.live_bytes ?? 0) - (a.heap?.live_bytes ?? 0) ||
-        a.tid - b.tid,
-    )
-    .slice(0, MAX_THREAD_ROWS);
+  const interesting = orderThreads(threads.filter((t) => !t.agent_thread)).slice(0, MAX_THREAD_ROWS);
   const header = `  ${padColumn('tid', 8)}${padColumn('name', 16)}${padColumn('state', 6)}${padColumn('idle', 8)}${padColumn('live', 11)}${padColumn('remote-freed', 14)}unreclaimed`;
   const rows = interesting.map((t) => {
     const idle = t.idle_ms === null ? '-' : formatDuration(t.idle_ms);
