@@ -1,6 +1,7 @@
 // A screenful of table rows with the cursor's row highlighted, under a
 // column header, above a "rows x–y of N" line. Rows not loaded yet (a page
-// the agent is still fetching) show as dots.
+// the agent is still fetching) show as dots; a list the agent has not
+// answered yet says so in place of the position.
 import { Box, Text } from 'ink';
 import { formatCount } from '../src/format.js';
 import { pageTop } from './state.js';
@@ -15,9 +16,11 @@ export interface ListRowsProps {
   readonly width: number;
   readonly noun: string;
   readonly empty: string;
+  /** Said in place of the position while the list is provisional. */
+  readonly pending?: string | null;
 }
 
-export function ListRows({ header, rowAt, total, cursor, rows, width, noun, empty }: ListRowsProps) {
+export function ListRows({ header, rowAt, total, cursor, rows, width, noun, empty, pending = null }: ListRowsProps) {
   const top = pageTop(cursor, rows);
   const end = Math.min(total, top + rows);
   const lines = [];
@@ -35,8 +38,12 @@ export function ListRows({ header, rowAt, total, cursor, rows, width, noun, empt
       <Text bold wrap="truncate">
         {header}
       </Text>
-      {total === 0 ? <Text dimColor>{empty}</Text> : lines}
-      {total > rows ? (
+      {total === 0 ? pending ? null : <Text dimColor>{empty}</Text> : lines}
+      {pending ? (
+        <Text dimColor wrap="truncate">
+          {pending}
+        </Text>
+      ) : total > rows ? (
         <Text dimColor>
           {noun} {formatCount(top + 1)}–{formatCount(end)} of {formatCount(total)}
         </Text>

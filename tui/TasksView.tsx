@@ -100,6 +100,7 @@ export function TasksView({ state, snapshot: s, width, height }: TasksViewProps)
         width={width}
         noun="tasks"
         empty={t.filter || t.site ? 'No live task matches.' : 'No live tasks.'}
+        pending={list.pending ? 'loaded tasks only · the agent is looking through all of them…' : null}
       />
     </Clip>
   );

@@ -62,13 +62,15 @@ export interface ConsoleState {
   readonly reclaim: ReclaimState;
   readonly notice: string | null;
   readonly tasks: TasksUi;
+  /** The task query the newest live snapshot answered; null when not known (a replay, or a snapshot pushed without one). */
+  readonly answered: TaskQuery | null;
   readonly findingsCursor: number;
   readonly threadsCursor: number;
 }
 
 export type Action =
   // From the outside (the feed and the command wiring).
-  | { readonly type: 'snapshot'; readonly snapshot: Snapshot }
+  | { readonly type: 'snapshot'; readonly snapshot: Snapshot; readonly query?: TaskQuery }
   | { readonly type: 'recording'; readonly snapshots: readonly Snapshot[] }
   | { readonly type: 'connection'; readonly connection: Connection }
   | { readonly type: 'reclaim'; readonly reclaim: ReclaimState }
@@ -102,6 +104,7 @@ export function initialState(source: 'live' | 'replay'): ConsoleState {
     reclaim: { state: 'idle' },
     notice: null,
     tasks: { sort: 'idle', filter: '', filterBefore: null, grouped: false, site: null, cursor: 0, siteCursor: 0, detail: null },
+    answered: null,
     findingsCursor: 0,
     threadsCursor: 0,
   };
@@ -207,24 +210,38 @@ export interface TaskRows {
   readonly total: number;
   readonly offset: number;
   readonly items: readonly TaskItem[];
+  /** The agent has not answered the filter, site or order shown yet: these are the loaded rows that match it. */
+  readonly pending: boolean;
+}
+
+/** Whether the agent's page was taken with the filter, site and order the Tasks view shows now. */
+function answersView(answered: TaskQuery | null, tasks: TasksUi): boolean {
+  if (!answered) return true;
+  return (answered.filter ?? '') === tasks.filter && (answered.site ?? null) === tasks.site && answered.sort === tasks.sort;
+}
+
+/** The loaded tasks that the view's site and filter keep (the agent's rule: the filter is in kind, name or site, any case). */
+function filterLoaded(items: readonly TaskItem[], { filter, site }: TasksUi): TaskItem[] {
+  const needle = filter.toLowerCase();
+  return items.filter(
+    (t) => (!site || t.site === site) && (!needle || [t.kind, t.name, t.site].some((text) => text.toLowerCase().includes(needle))),
+  );
 }
 
 /**
- * Live, the agent filtered and paged the list (taskQueryOf). A recording
- * holds the page it was recorded with, so a replay filters that page here.
+ * Live, the agent filtered and paged the list (taskQueryOf); until it has
+ * answered a new filter, the loaded rows are filtered here so that typing
+ * shows at once. A recording holds the page it was recorded with, so a
+ * replay filters that page here.
  */
 export function taskRows(state: ConsoleState): TaskRows {
   const s = displayed(state);
-  if (!s) return { total: 0, offset: 0, items: [] };
-  if (state.source === 'live') return { total: s.tasks.items_total, offset: s.tasks.items_offset, items: s.tasks.items };
-  const { filter, site } = state.tasks;
-  const needle = filter.toLowerCase();
-  const items = s.tasks.items.filter(
-    (t) =>
-      (!site || t.site === site) &&
-      (!needle || [t.kind, t.name, t.site].some((text) => text.toLowerCase().includes(needle))),
-  );
-  return { total: items.length, offset: 0, items };
+  if (!s) return { total: 0, offset: 0, items: [], pending: false };
+  const live = state.source === 'live';
+  if (live && answersView(state.answered, state.tasks))
+    return { total: s.tasks.items_total, offset: s.tasks.items_offset, items: s.tasks.items, pending: false };
+  const items = filterLoaded(s.tasks.items, state.tasks);
+  return { total: items.length, offset: 0, items, pending: live };
 }
 
 /** The task under the cursor, when its page is loaded. */
@@ -274,7 +291,7 @@ function goBack(state: ConsoleState): ConsoleState {
 export function reduce(state: ConsoleState, action: Action): ConsoleState {
   switch (action.type) {
     case 'snapshot':
-      return withSnapshot(state, action.snapshot);
+      return withSnapshot({ ...state, answered: action.query ?? null }, action.snapshot);
     case 'recording':
       return { ...state, frames: action.snapshots, frameIndex: action.snapshots.length - 1 };
     case 'connection':

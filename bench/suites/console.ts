@@ -9,13 +9,11 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import chalk from 'chalk';
-import { render } from 'ink';
-import { createElement } from 'react';
 import { DEFAULT_THRESHOLDS } from '../../src/analysis/detector.js';
 import { connect } from '../../src/conn/attach.js';
 import { LiveFeed } from '../../src/conn/live-feed.js';
+import { loadConsole } from '../../src/cli/console-app.js';
 import { agentLibraryPath, PACKAGE_ROOT } from '../../src/paths.js';
-import { Console } from '../../tui/Console.js';
 import { ConsoleInbox } from '../../tui/inbox.js';
 import { measuredOn, median, writeSection } from '../page.js';
 
@@ -87,11 +85,12 @@ async function keystrokes(pid: number): Promise<KeyTiming[]> {
   const connection = await connect(pid);
   const feed = new LiveFeed(pid, connection, { intervalMs: 1000, thresholds: DEFAULT_THRESHOLDS });
   const inbox = new ConsoleInbox();
-  feed.start({ snapshot: (snapshot) => inbox.push({ type: 'snapshot', snapshot }), status: (c) => inbox.push({ type: 'connection', connection: c }) });
+  feed.start({ snapshot: (snapshot, query) => inbox.push({ type: 'snapshot', snapshot, query }), status: (c) => inbox.push({ type: 'connection', connection: c }) });
   // Colours as on a terminal: the cursor's row is found by its inverse video.
   chalk.level = 1;
   const screen = new Screen();
   const keyboard = new Keyboard();
+  const { render, createElement, Console } = await loadConsole();
   const app = render(
     createElement(Console, {
       source: 'live',

@@ -3,14 +3,11 @@
 // files, runs reclaim, and exits from one place.
 import { promises as fs } from 'node:fs';
 import { resolve } from 'node:path';
-import { render } from 'ink';
-import { createElement } from 'react';
 import { LeakscopeError } from '../errors.js';
 import type { TaskQuery } from '../conn/attach.js';
 import type { ReclaimResult } from '../model/agent-facts.js';
 import type { Snapshot } from '../model/snapshot.js';
-import { Console } from '../../tui/Console.js';
-import { ConsoleInbox } from '../../tui/inbox.js';
+import type { ConsoleInbox } from '../../tui/inbox.js';
 import type { Intent } from '../../tui/keys.js';
 
 export interface ConsoleHandlers {
@@ -23,6 +20,29 @@ export interface ConsoleHandlers {
 
 const ENTER_ALTERNATE_SCREEN = '\u001b[?1049h';
 const LEAVE_ALTERNATE_SCREEN = '\u001b[?1049l';
+
+/** Variables that make Ink believe it runs under CI. */
+const CI_MARKERS = ['CI', 'CONTINUOUS_INTEGRATION'] as const;
+
+/**
+ * Ink and the console, loaded for a real terminal. Ink decides once, when it
+ * is loaded, whether it runs under CI (a CI or CONTINUOUS_INTEGRATION
+ * variable) and then draws only the last frame, which leaves an interactive
+ * console blank. The console runs only on a terminal, so Ink is loaded with
+ * those variables hidden; they are put back at once, so commands the target
+ * or `run` starts still see them. Loading here, not at start-up, also keeps
+ * React out of the scripted commands.
+ */
+export async function loadConsole() {
+  const saved = CI_MARKERS.map((name) => [name, process.env[name]] as const);
+  for (const [name] of saved) delete process.env[name];
+  try {
+    const [{ render }, { createElement }, { Console }] = await Promise.all([import('ink'), import('react'), import('../../tui/Console.js')]);
+    return { render, createElement, Console };
+  } finally {
+    for (const [name, value] of saved) if (value !== undefined) process.env[name] = value;
+  }
+}
 
 /** The console needs a keyboard: refuse early, with what to use instead. */
 export function requireTerminal(command: string): void {
@@ -47,6 +67,7 @@ export async function runConsole(
   handlers: ConsoleHandlers,
   onReady?: (stop: () => void) => void,
 ): Promise<void> {
+  const { render, createElement, Console } = await loadConsole();
   process.stdout.write(ENTER_ALTERNATE_SCREEN);
   let instance: ReturnType<typeof render> | null = null;
   const stop = (): void => instance?.unmount();

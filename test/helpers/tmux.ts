@@ -17,13 +17,22 @@ export class Terminal {
     private readonly statusFile: string,
   ) {}
 
-  /** Starts `command` (argv) in an 80×24 (or given) terminal; the session ends with the test. */
-  static async start(t: ExecutionContext, command: readonly string[], size = { columns: 80, rows: 24 }): Promise<Terminal> {
+  /**
+   * Starts `command` (argv) in an 80×24 (or given) terminal; the session ends
+   * with the test. `env` sets variables for the command, or with `null`
+   * removes them (the tmux server keeps the environment of whoever started it).
+   */
+  static async start(
+    t: ExecutionContext,
+    command: readonly string[],
+    { size = { columns: 80, rows: 24 }, env = {} }: { size?: { columns: number; rows: number }; env?: Record<string, string | null> } = {},
+  ): Promise<Terminal> {
     const session = `leakscope-test-${process.pid}-${++sessions}`;
     const statusFile = join(tmpdir(), `${session}.status`);
     const quote = (arg: string): string => `'${arg.replace(/'/g, "'\\''")}'`;
+    const envArgs = Object.entries(env).map(([name, value]) => (value === null ? `-u ${quote(name)}` : quote(`${name}=${value}`)));
     // A shell runs the command and notes its exit status, then idles so the screen stays readable.
-    const script = `${command.map(quote).join(' ')}; echo $? > ${quote(statusFile)}; exec sleep 600`;
+    const script = `env ${envArgs.join(' ')} ${command.map(quote).join(' ')}; echo $? > ${quote(statusFile)}; exec sleep 600`;
     await run('tmux', ['new-session', '-d', '-s', session, '-x', String(size.columns), '-y', String(size.rows), script]);
     t.teardown(async () => {
       await run('tmux', ['kill-session', '-t', session]).catch(() => undefined);

@@ -5,7 +5,7 @@ import type { Key } from 'ink';
 import { analyze } from '../../src/analysis/index.js';
 import type { Snapshot } from '../../src/model/snapshot.js';
 import { commandFor, commandsFor } from '../../tui/keys.js';
-import { type Action, type ConsoleState, initialState, listRows, reduce, taskAtCursor, taskQueryOf, TASK_PAGE_SLACK } from '../../tui/state.js';
+import { type Action, type ConsoleState, initialState, listRows, reduce, taskAtCursor, taskQueryOf, taskRows, TASK_PAGE_SLACK } from '../../tui/state.js';
 import { observation, site, taskItem, tasks } from '../helpers/observation.js';
 
 const NO_KEY: Key = {
@@ -74,6 +74,49 @@ test('typing a filter filters at once; Esc restores the filter from before', (t)
   t.is(state.tasks.filter, 'he', 'Esc while editing drops only the new text');
   state = keys(state, { escape: true });
   t.is(state.tasks.filter, '', 'Esc outside editing clears the filter');
+});
+
+test('until the agent answers a new filter, the loaded rows that match it are shown, marked pending', (t) => {
+  const answered = (query: ReturnType<typeof taskQueryOf>, snapshot: Snapshot): Action => ({ type: 'snapshot', snapshot, query });
+  const mixed = analyze(
+    observation((o) => {
+      o.tasks = tasks([site({ site: 'a.c:1', live: 3 }), site({ site: 'b.c:2', live: 2 })], {
+        items_total: 5,
+        items_offset: 0,
+        items: [
+          taskItem({ id: 1, site: 'a.c:1', name: 'heartbeat' }),
+          taskItem({ id: 2, site: 'a.c:1', name: 'lost' }),
+          taskItem({ id: 3, site: 'b.c:2', name: 'heartbeat' }),
+          taskItem({ id: 4, site: 'b.c:2', name: 'reader' }),
+          taskItem({ id: 5, site: 'a.c:1', name: 'Heartbeat' }),
+        ],
+      });
+    }),
+  );
+  let state = keys(initialState('live'), '2');
+  state = reduce(state, answered(taskQueryOf(state.tasks, ROWS), mixed));
+  t.like(taskRows(state), { total: 5, pending: false }, 'the agent answered the unfiltered list');
+  state = keys(state, '/', 'h', 'e', 'a', 'r', 't');
+  const provisional = taskRows(state);
+  t.true(provisional.pending);
+  t.deepEqual(
+    provisional.items.map((task) => task.id),
+    [1, 3, 5],
+    'name, any case',
+  );
+  // The agent's answer replaces them, whatever it holds.
+  const filtered = analyze(
+    observation((o) => {
+      o.tasks = tasks([site({ site: 'a.c:1', live: 3 })], { items_total: 40, items_offset: 0, items: [taskItem({ id: 9, site: 'a.c:1', name: 'heartbeat' })] });
+    }),
+  );
+  state = reduce(state, answered(taskQueryOf(state.tasks, ROWS), filtered));
+  t.like(taskRows(state), { total: 40, offset: 0, pending: false });
+  // A snapshot that answered an older query (sent before the last key) is still provisional.
+  const stale = { ...taskQueryOf(state.tasks, ROWS), filter: 'hear' };
+  t.true(taskRows(reduce(state, answered(stale, mixed))).pending);
+  // Another order is pending too, until answered.
+  t.true(taskRows(keys(state, { return: true }, 'o')).pending);
 });
 
 test('g groups by spawn site; Enter lists a site, Esc goes back to the sites', (t) => {

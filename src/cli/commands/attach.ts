@@ -21,7 +21,7 @@ export async function consoleOn(pid: number, connection: Connection, options: At
   if (options.notice) inbox.push({ type: 'notice', text: options.notice });
   const idleThresholdMs = options.thresholds.idleMs;
   feed.start({
-    snapshot: (snapshot) => inbox.push({ type: 'snapshot', snapshot }),
+    snapshot: (snapshot, query) => inbox.push({ type: 'snapshot', snapshot, query }),
     status: (connection) => inbox.push({ type: 'connection', connection }),
   });
   try {
