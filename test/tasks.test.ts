@@ -78,6 +78,19 @@ test('the task list: paged, filtered by site, sorted, with wakers and memory per
     t.like(item, { site: truth.sites.leak, name: 'heartbeat', state: 'idle', wakers: 1, polls: 1, allocated_bytes: perTask, live_bytes: perTask });
   const ages = page.tasks.items.map((i) => i.created_ms);
   t.deepEqual([...ages].sort((a, b) => a - b), ages, 'oldest first');
+  // The second page of five is the second half of the first ten, and every page ends where the order says.
+  const first10 = await snapshotOf(fixture.pid, ['--tasks-site', truth.sites.leak, '--tasks', '10', '--tasks-sort', 'age']);
+  t.deepEqual(
+    page.tasks.items.map((i) => i.id),
+    first10.tasks.items.slice(5).map((i) => i.id),
+  );
+  const byId = await snapshotOf(fixture.pid, ['--tasks-site', truth.sites.leak, '--tasks', '3', '--tasks-offset', String(truth.leaked_tasks - 2), '--tasks-sort', 'id']);
+  t.is(byId.tasks.items.length, 2, 'the last page holds what is left');
+  const allIds = (await snapshotOf(fixture.pid, ['--tasks-site', truth.sites.leak, '--tasks', String(truth.leaked_tasks), '--tasks-sort', 'id'])).tasks.items.map((i) => i.id);
+  t.deepEqual(
+    byId.tasks.items.map((i) => i.id),
+    allIds.slice(-2),
+  );
   const all = await snapshotOf(fixture.pid, ['--tasks-state', 'all', '--tasks-filter', 'REQUEST', '--tasks', '1000']);
   t.true(all.tasks.items.every((i) => i.name === 'request' && i.state === 'completed'));
   t.is(all.tasks.items_total, truth.requests_completed, 'completed tasks are retained for a while');

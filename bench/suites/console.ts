@@ -12,7 +12,7 @@ import chalk from 'chalk';
 import { DEFAULT_THRESHOLDS } from '../../src/analysis/detector.js';
 import { connect } from '../../src/conn/attach.js';
 import { LiveFeed } from '../../src/conn/live-feed.js';
-import { loadConsole } from '../../src/cli/console-app.js';
+import { loadConsole, RENDER_OPTIONS } from '../../src/cli/console-app.js';
 import { agentLibraryPath, PACKAGE_ROOT } from '../../src/paths.js';
 import { ConsoleInbox } from '../../tui/inbox.js';
 import { measuredOn, median, writeSection } from '../page.js';
@@ -99,7 +99,7 @@ async function keystrokes(pid: number): Promise<KeyTiming[]> {
         if (intent.type === 'query') feed.setQuery(intent.query);
       },
     }),
-    { stdout: screen as unknown as NodeJS.WriteStream, stdin: keyboard as unknown as NodeJS.ReadStream, exitOnCtrlC: false, patchConsole: false },
+    { ...RENDER_OPTIONS, stdout: screen as unknown as NodeJS.WriteStream, stdin: keyboard as unknown as NodeJS.ReadStream },
   );
   /** Types `key` and waits for the first frame for which `shows` holds. */
   const time = async (key: string, shows: (frame: string) => boolean): Promise<number> => {
@@ -202,7 +202,7 @@ export async function runConsoleSuite(): Promise<void> {
     const body = [
       measuredOn('npm run bench -- console'),
       '',
-      `Target: \`build/bench/many_tasks ${WORKERS} ${LIVE_TASKS} ${SITES}\` under the agent (${LIVE_TASKS.toLocaleString('en-US')} live tasks, ${WORKERS} threads, ${SITES} sites). Keystrokes: the console (Ink, the live feed, the agent's socket) in the benchmark's process on an 80×24 screen in memory, refreshing at 1 Hz meanwhile; time from the key to the first frame showing its effect, ${KEY_ROUNDS} rounds. Ink draws at most 30 frames a second, so up to 33 ms of each figure is its frame pacing.`,
+      `Target: \`build/bench/many_tasks ${WORKERS} ${LIVE_TASKS} ${SITES}\` under the agent (${LIVE_TASKS.toLocaleString('en-US')} live tasks, ${WORKERS} threads, ${SITES} sites). Keystrokes: the console (Ink, the live feed, the agent's socket) in the benchmark's process on an 80×24 screen in memory, refreshing at 1 Hz meanwhile; time from the key to the first frame showing its effect, ${KEY_ROUNDS} rounds. The console draws at most ${RENDER_OPTIONS.maxFps} frames a second, so up to ${Math.ceil(1000 / RENDER_OPTIONS.maxFps)} ms of each figure is frame pacing.`,
       '',
       '| keystroke | median | max |',
       '|---|---|---|',

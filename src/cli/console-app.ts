@@ -21,6 +21,14 @@ export interface ConsoleHandlers {
 const ENTER_ALTERNATE_SCREEN = '\u001b[?1049h';
 const LEAVE_ALTERNATE_SCREEN = '\u001b[?1049l';
 
+/**
+ * How Ink draws the console: q is ours to handle, nothing else writes to the
+ * screen, and frames are paced at up to 60 a second (at Ink's 30, a page the
+ * agent had already sent waited up to 33 ms). Frames come from keys and
+ * refreshes, not a timer, so the pace is a ceiling, not a cost.
+ */
+export const RENDER_OPTIONS = { exitOnCtrlC: false, patchConsole: false, maxFps: 60 } as const;
+
 /** Variables that make Ink believe it runs under CI. */
 const CI_MARKERS = ['CI', 'CONTINUOUS_INTEGRATION'] as const;
 
@@ -30,17 +38,23 @@ const CI_MARKERS = ['CI', 'CONTINUOUS_INTEGRATION'] as const;
  * variable) and then draws only the last frame, which leaves an interactive
  * console blank. The console runs only on a terminal, so Ink is loaded with
  * those variables hidden; they are put back at once, so commands the target
- * or `run` starts still see them. Loading here, not at start-up, also keeps
+ * or `run` starts still see them. React is loaded as its production build
+ * unless NODE_ENV says otherwise. Loading here, not at start-up, also keeps
  * React out of the scripted commands.
  */
 export async function loadConsole() {
-  const saved = CI_MARKERS.map((name) => [name, process.env[name]] as const);
-  for (const [name] of saved) delete process.env[name];
+  const saved = [...CI_MARKERS, 'NODE_ENV'].map((name) => [name, process.env[name]] as const);
+  for (const name of CI_MARKERS) delete process.env[name];
+  // React's development build checks every render and times each component; unless asked for, load the production one.
+  process.env.NODE_ENV ??= 'production';
   try {
     const [{ render }, { createElement }, { Console }] = await Promise.all([import('ink'), import('react'), import('../../tui/Console.js')]);
     return { render, createElement, Console };
   } finally {
-    for (const [name, value] of saved) if (value !== undefined) process.env[name] = value;
+    for (const [name, value] of saved) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
   }
 }
 
@@ -99,7 +113,7 @@ export async function runConsole(
   };
   for (const signal of ['SIGTERM', 'SIGHUP'] as const) process.once(signal, stop);
   try {
-    instance = render(createElement(Console, { source, inbox, onIntent }), { exitOnCtrlC: false, patchConsole: false });
+    instance = render(createElement(Console, { source, inbox, onIntent }), RENDER_OPTIONS);
     onReady?.(stop);
     await instance.waitUntilExit();
   } finally {

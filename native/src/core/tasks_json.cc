@@ -4,6 +4,7 @@
 // A task that changes while it is read is reported as one or the other.
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 
 #include "tasks.h"
 
@@ -21,6 +22,40 @@ struct Candidate {
   uint32_t index;
   uint64_t key;  // larger first
   uint64_t id;
+};
+
+bool better(const Candidate& a, const Candidate& b) { return a.key != b.key ? a.key > b.key : a.id < b.id; }
+
+// The `keep` best candidates offered, the worst of them on top of a heap: a
+// page near the top of 100,000 tasks holds 64 of them, not 100,000.
+class BestCandidates {
+ public:
+  explicit BestCandidates(size_t keep, size_t expected) : keep_(keep) { heap_.reserve(std::min(keep, expected)); }
+
+  void offer(const Candidate& c) {
+    ++offered_;
+    if (heap_.size() < keep_) {
+      heap_.push_back(c);
+      std::push_heap(heap_.begin(), heap_.end(), better);
+    } else if (keep_ > 0 && better(c, heap_.front())) {
+      std::pop_heap(heap_.begin(), heap_.end(), better);
+      heap_.back() = c;
+      std::push_heap(heap_.begin(), heap_.end(), better);
+    }
+  }
+
+  size_t offered() const { return offered_; }
+
+  // Best first; call once, after the last offer.
+  const std::vector<Candidate>& sorted() {
+    std::sort_heap(heap_.begin(), heap_.end(), better);
+    return heap_;
+  }
+
+ private:
+  size_t keep_;
+  size_t offered_ = 0;
+  std::vector<Candidate> heap_;
 };
 
 double ms(uint64_t ns) { return double(ns / 1000) / 1000.0; }  // µs precision
@@ -44,11 +79,35 @@ const char* state_name(uint32_t state) {
   return "idle";
 }
 
-bool state_selected(const std::string& wanted, uint32_t state) {
-  if (wanted == "all") return true;
-  if (wanted == "live") return !(state & kTaskCompleted);
-  return wanted == state_name(state);
+// The query's sort and state, named once per request rather than compared
+// as strings for each of up to a million records.
+enum class SortKey { kIdle, kAge, kPolls, kBusy, kAllocated, kLiveBytes, kId };
+
+SortKey sort_key(const std::string& name) {
+  if (name == "age") return SortKey::kAge;
+  if (name == "polls") return SortKey::kPolls;
+  if (name == "busy") return SortKey::kBusy;
+  if (name == "allocated") return SortKey::kAllocated;
+  if (name == "live_bytes") return SortKey::kLiveBytes;
+  if (name == "id") return SortKey::kId;
+  return SortKey::kIdle;
 }
+
+// Which task states the page lists: "all", "live", or one state by name.
+struct StateFilter {
+  bool all = false, live = false;
+  std::string_view only;  // a state_name result
+
+  explicit StateFilter(const std::string& wanted) : all(wanted == "all"), live(wanted == "live") {
+    if (!all && !live) only = wanted;
+  }
+
+  bool selects(uint32_t state) const {
+    if (all) return true;
+    if (live) return !(state & kTaskCompleted);
+    return only == state_name(state);
+  }
+};
 
 }  // namespace
 
@@ -62,10 +121,13 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
   const uint64_t threshold_ns = query.idle_threshold_ms * 1000000;
   std::vector<SiteAggregate> sites(sites_.index_limit());
   std::vector<int8_t> site_matches(sites_.index_limit(), -1);
-  std::vector<Candidate> candidates;
   uint64_t by_state[4] = {0, 0, 0, 0};  // running, scheduled, idle, completed (retained)
+  const SortKey sort = sort_key(query.sort);
+  const StateFilter listed(query.state);
 
   const uint32_t used = std::min(high_water_.load(std::memory_order_acquire), capacity_);
+  const size_t page_end = query.offset + std::min<size_t>(query.limit, SIZE_MAX - query.offset);
+  BestCandidates candidates(page_end, used);
   for (uint32_t i = 0; i < used; ++i) {
     const TaskRecord& r = records_[i];
     const uint64_t id = r.id.load(std::memory_order_acquire);
@@ -107,7 +169,7 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
       }
     }
     // The page of items.
-    if (!state_selected(query.state, state)) continue;
+    if (!listed.selects(state)) continue;
     int8_t& matches = site_matches[site];
     if (matches < 0) {
       const std::string_view text = sites_.text(site);
@@ -116,13 +178,16 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
     }
     if (matches == 0) continue;
     if (matches == 2 && !contains_ignoring_case(names_.text(r.name), query.filter)) continue;
-    if (query.sort == "age") key = ~r.created_ns;
-    else if (query.sort == "polls") key = r.polls.load(std::memory_order_relaxed);
-    else if (query.sort == "busy") key = r.busy_ns.load(std::memory_order_relaxed);
-    else if (query.sort == "allocated") key = r.allocated_bytes.load(std::memory_order_relaxed);
-    else if (query.sort == "live_bytes") key = uint64_t(std::max<int64_t>(0, r.live_bytes.load(std::memory_order_relaxed)));
-    else if (query.sort == "id") key = ~id;
-    candidates.push_back(Candidate{i, key, id});
+    switch (sort) {
+      case SortKey::kIdle: break;  // `key` is the idle time already
+      case SortKey::kAge: key = ~r.created_ns; break;
+      case SortKey::kPolls: key = r.polls.load(std::memory_order_relaxed); break;
+      case SortKey::kBusy: key = r.busy_ns.load(std::memory_order_relaxed); break;
+      case SortKey::kAllocated: key = r.allocated_bytes.load(std::memory_order_relaxed); break;
+      case SortKey::kLiveBytes: key = uint64_t(std::max<int64_t>(0, r.live_bytes.load(std::memory_order_relaxed))); break;
+      case SortKey::kId: key = ~id; break;
+    }
+    candidates.offer(Candidate{i, key, id});
   }
 
   // Totals and sites, most live tasks first.
@@ -212,20 +277,19 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
   out.end_array();
 
   // The page: the `limit` best after `offset`, by the chosen key.
-  const size_t total = candidates.size();
-  const size_t begin = std::min<size_t>(query.offset, total);
-  const size_t end = std::min<size_t>(begin + query.limit, total);
-  auto better = [](const Candidate& a, const Candidate& b) { return a.key != b.key ? a.key > b.key : a.id < b.id; };
-  std::partial_sort(candidates.begin(), candidates.begin() + end, candidates.end(), better);
+  const size_t total = candidates.offered();
+  const std::vector<Candidate>& best = candidates.sorted();
+  const size_t begin = std::min<size_t>(query.offset, best.size());
+  const size_t end = std::min<size_t>(begin + query.limit, best.size());
   out.field("items_total", uint64_t(total))
       .field("items_offset", uint64_t(begin))
       .field("items_sort", query.sort)
       .field("items_state", query.state);
   out.key("items").begin_array();
   for (size_t k = begin; k < end; ++k) {
-    const TaskRecord& r = records_[candidates[k].index];
+    const TaskRecord& r = records_[best[k].index];
     const uint64_t id = r.id.load(std::memory_order_acquire);
-    if (id != candidates[k].id) continue;  // forgotten meanwhile
+    if (id != best[k].id) continue;  // forgotten meanwhile
     const uint32_t state = r.state.load(std::memory_order_acquire);
     const std::string_view key = sites_.text(r.site);
     const size_t sep = key.find('\x1f');
