@@ -25,16 +25,16 @@ function count(view: ViewName, s: Snapshot | null): string {
 }
 
 function Status({ state }: { readonly state: ConsoleState }) {
-  if (state.source === 'replay') {
-    const at = state.frames[state.frameIndex]?.taken_at.replace('T', ' ').replace(/\.\d+Z$/, 'Z') ?? '';
-    return (
-      <Text color="magenta">
-        replay {state.frameIndex + 1}/{state.frames.length} {at}
-      </Text>
-    );
-  }
   const c = state.connection;
   switch (c.state) {
+    case 'recording': {
+      const at = state.frames[state.frameIndex]?.taken_at.replace('T', ' ').replace(/\.\d+Z$/, 'Z') ?? '';
+      return (
+        <Text color="magenta">
+          replay {state.frameIndex + 1}/{state.frames.length} {at}
+        </Text>
+      );
+    }
     case 'connecting':
       return <Text color="yellow">connecting…</Text>;
     case 'connected':

@@ -24,8 +24,8 @@ export const TASK_PAGE_SLACK = 50;
 /** Live mode keeps this many recent snapshots, for rates. */
 const LIVE_FRAMES_KEPT = 8;
 
-/** What the live feed last said, or that it has said nothing yet. */
-export type Connection = FeedStatus | { readonly state: 'connecting' };
+/** What the live feed last said, or that it has said nothing yet; a replay has none. */
+export type Connection = FeedStatus | { readonly state: 'connecting' } | { readonly state: 'recording' };
 
 export type ReclaimState =
   | { readonly state: 'idle' }
@@ -100,7 +100,7 @@ export function initialState(source: 'live' | 'replay'): ConsoleState {
     view: 'findings',
     help: false,
     paused: false,
-    connection: source === 'live' ? { state: 'connecting' } : { state: 'exited', detail: 'replay' },
+    connection: source === 'live' ? { state: 'connecting' } : { state: 'recording' },
     reclaim: { state: 'idle' },
     notice: null,
     tasks: { sort: 'idle', filter: '', filterBefore: null, grouped: false, site: null, cursor: 0, siteCursor: 0, detail: null },
