@@ -7,7 +7,7 @@ import test from 'ava';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { PACKAGE_ROOT } from '../src/paths.js';
-import { runCli, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
+import { runCli, RUST_FIXTURES, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
 
 const schema = JSON.parse(readFileSync(resolve(PACKAGE_ROOT, 'docs/snapshot.schema.json'), 'utf8'));
 const ajv = new Ajv2020({ allErrors: true, strict: false });
@@ -21,6 +21,13 @@ test('a snapshot with findings, under each allocator, conforms', async (t) => {
     t.true(snapshot.findings.length > 0, fixture);
     t.true(validate(snapshot), `${fixture}: ${ajv.errorsText(validate.errors)}`);
   }
+});
+
+test('a snapshot from a Rust service through the crate conforms', async (t) => {
+  const started = await startFixture<{ pid: number }>(t, 'owner_mimalloc', ['16'], { withoutAgent: true, dir: RUST_FIXTURES });
+  const snapshot = await snapshotUntil(started.pid, (s) => s.findings.length > 0, { extra: ['--idle-threshold', '2s'] });
+  t.is(snapshot.agent.mode, 'crate');
+  t.true(validate(snapshot), ajv.errorsText(validate.errors));
 });
 
 test('a /proc-only snapshot conforms', async (t) => {

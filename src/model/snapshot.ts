@@ -3,7 +3,7 @@
 
 export const SNAPSHOT_SCHEMA = 'leakscope.snapshot/1';
 
-export type AgentMode = 'preload' | 'inject' | 'node' | 'proc';
+export type AgentMode = 'preload' | 'crate' | 'inject' | 'node' | 'proc';
 export type AllocatorName = 'glibc' | 'jemalloc' | 'mimalloc' | 'tcmalloc' | 'unknown';
 export type Severity = 'info' | 'warn' | 'error';
 

@@ -9,6 +9,8 @@ import type { Snapshot } from '../../src/model/snapshot.js';
 
 export const CLI = resolve(PACKAGE_ROOT, 'bin/leakscope.js');
 export const FIXTURES = resolve(PACKAGE_ROOT, 'build/fixtures');
+/** The Rust fixtures (fixtures/rust), which carry the agent in themselves through leakscope's crate. */
+export const RUST_FIXTURES = resolve(PACKAGE_ROOT, 'build/cargo/release');
 
 export interface FixtureOptions {
   readonly allocator?: 'glibc' | 'jemalloc' | 'mimalloc';
@@ -16,6 +18,8 @@ export interface FixtureOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Start it bare, without leakscope run. */
   readonly withoutAgent?: boolean;
+  /** Where NAME is, when not in FIXTURES. */
+  readonly dir?: string;
 }
 
 export interface Fixture<Truth> {
@@ -41,7 +45,7 @@ export async function startFixture<Truth extends { pid: number }>(
   args: readonly string[] = [],
   options: FixtureOptions = {},
 ): Promise<Fixture<Truth>> {
-  const binary = resolve(FIXTURES, name);
+  const binary = resolve(options.dir ?? FIXTURES, name);
   const runArgs = ['run', '-q', '--allocator', options.allocator ?? 'glibc'];
   if (options.sampleInterval) runArgs.push('--sample-interval', options.sampleInterval);
   const [file, argv] = options.withoutAgent ? [binary, [...args]] : [process.execPath, [CLI, ...runArgs, '--', binary, ...args]];

@@ -1,6 +1,7 @@
 #include "agent.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@ namespace leakscope {
 
 const char* const kAgentVersion = "0.1.0";
 void* g_forwarded_malloc = nullptr;
+PthreadCreateFn g_real_pthread_create = nullptr;
 
 namespace {
 
@@ -128,8 +130,17 @@ AgentConfig config_from_env() {
 bool start_internal_thread(void* (*routine)(void*), void* arg) {
   if (g_real_pthread_create == nullptr) return false;
   auto* start = new InternalStart{routine, arg};
+  // The agent's threads block every signal (a new thread inherits the mask):
+  // a signal sent to the process must reach one of the program's threads. A
+  // program that blocks SIGUSR1 everywhere and waits for it in sigwait would
+  // otherwise see it delivered to our thread, and die of its default action.
+  sigset_t all, before;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &before);
   pthread_t thread;
-  if (g_real_pthread_create(&thread, nullptr, internal_trampoline, start) != 0) {
+  const int rc = g_real_pthread_create(&thread, nullptr, internal_trampoline, start);
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  if (rc != 0) {
     delete start;
     return false;
   }
@@ -137,7 +148,7 @@ bool start_internal_thread(void* (*routine)(void*), void* arg) {
   return true;
 }
 
-void agent_start(const AgentConfig& config) {
+void agent_start(const AgentConfig& config, std::unique_ptr<AllocatorProbe> probe) {
   if (g_agent != nullptr) return;
   ThreadState& ts = t_state;
   const uint8_t was_busy = ts.busy;
@@ -146,7 +157,8 @@ void agent_start(const AgentConfig& config) {
   ledger_init(config.sample_interval);
   if (!g_tasks.init(config.max_tasks, config.task_retain_ms, config.task_retain_max))
     fprintf(stderr, "leakscope: no room for the task table; tasks are not tracked\n");
-  g_agent = new Agent{config, detect_allocator(g_forwarded_malloc), nullptr, nullptr};
+  if (!probe) probe = detect_allocator(g_forwarded_malloc);
+  g_agent = new Agent{config, std::move(probe), nullptr, nullptr};
   g_agent->sampler = std::make_unique<Sampler>(*g_agent->probe, config.history_seconds);
   g_agent->server = std::make_unique<Server>(g_agent->config, *g_agent->sampler, *g_agent->probe, wall_ms());
   g_accounting.store(true);

@@ -3,14 +3,17 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <pthread.h>
 
+#include "probes.h"
+
 namespace leakscope {
 
 struct AgentConfig {
-  std::string mode = "preload";
+  std::string mode = "preload";  // how the agent got in: preload | crate
   uint64_t sample_interval = 65536;  // LEAKSCOPE_SAMPLE_INTERVAL; 0 = exact
   std::string socket_dir;            // LEAKSCOPE_SOCKET_DIR or /tmp/leakscope-<uid>
   bool follow_children = false;      // LEAKSCOPE_FOLLOW_CHILDREN=1
@@ -24,8 +27,10 @@ extern const char* const kAgentVersion;
 
 // Reads LEAKSCOPE_* from the environment. Runs before the agent's threads.
 AgentConfig config_from_env();
-// Starts accounting, the sampler thread and the server thread.
-void agent_start(const AgentConfig& config);
+// Starts accounting, the sampler thread and the server thread. `probe`
+// describes the allocator when the caller knows it (the Rust crate wraps
+// one); otherwise it is found from the malloc the hooks forward to.
+void agent_start(const AgentConfig& config, std::unique_ptr<AllocatorProbe> probe = nullptr);
 // At process exit: removes the socket file of this process.
 void agent_stop();
 // In a forked child: hooks forward only, inherited sockets are closed.
@@ -38,7 +43,8 @@ bool start_internal_thread(void* (*routine)(void*), void* arg);
 // True for the agent's own sampler and server threads.
 bool is_agent_thread(int tid);
 
-// Set by the interposition layer: the real pthread_create it resolved.
+// Set by the way in: the real pthread_create (resolved past the hooks, or
+// the C library's own for the crate).
 using PthreadCreateFn = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
 extern PthreadCreateFn g_real_pthread_create;
 // Set by the interposition layer: the malloc its hooks forward to.

@@ -16,12 +16,11 @@ namespace leakscope {
 
 namespace {
 
-using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
 constexpr unsigned kAllArenas = 4096;  // MALLCTL_ARENAS_ALL
 
 class JemallocProbe : public AllocatorProbe {
  public:
-  JemallocProbe() { mallctl_ = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl")); }
+  explicit JemallocProbe(Mallctl mallctl) : mallctl_(mallctl) {}
   const char* name() const override { return "jemalloc"; }
 
   std::string version() const override {
@@ -141,6 +140,8 @@ class JemallocProbe : public AllocatorProbe {
 
 }  // namespace
 
-std::unique_ptr<AllocatorProbe> make_jemalloc_probe() { return std::make_unique<JemallocProbe>(); }
+std::unique_ptr<AllocatorProbe> make_jemalloc_probe(Mallctl mallctl) {
+  return std::make_unique<JemallocProbe>(mallctl != nullptr ? mallctl : reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl")));
+}
 
 }  // namespace leakscope

@@ -13,15 +13,12 @@ namespace {
 
 class MimallocProbe : public AllocatorProbe {
  public:
-  MimallocProbe() {
-    version_ = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "mi_version"));
-    process_info_ = reinterpret_cast<ProcessInfo>(dlsym(RTLD_DEFAULT, "mi_process_info"));
-    collect_ = reinterpret_cast<void (*)(bool)>(dlsym(RTLD_DEFAULT, "mi_collect"));
-  }
+  explicit MimallocProbe(const MimallocCalls& calls) : version_(calls.version), process_info_(calls.process_info), collect_(calls.collect) {}
   const char* name() const override { return "mimalloc"; }
   std::string version() const override {
     if (version_ == nullptr) return "";
-    const int v = version_();  // e.g. 209 for 2.0.9
+    const int v = version_();  // 209 for 2.0.9; from 2.1 on two digits each: 30302 for 3.3.2
+    if (v >= 10000) return std::to_string(v / 10000) + "." + std::to_string((v / 100) % 100) + "." + std::to_string(v % 100);
     return std::to_string(v / 100) + "." + std::to_string((v / 10) % 10) + "." + std::to_string(v % 10);
   }
 
@@ -40,14 +37,20 @@ class MimallocProbe : public AllocatorProbe {
   }
 
  private:
-  using ProcessInfo = void (*)(size_t*, size_t*, size_t*, size_t*, size_t*, size_t*, size_t*, size_t*);
   int (*version_)() = nullptr;
-  ProcessInfo process_info_ = nullptr;
+  decltype(MimallocCalls::process_info) process_info_ = nullptr;
   void (*collect_)(bool) = nullptr;
 };
 
 }  // namespace
 
-std::unique_ptr<AllocatorProbe> make_mimalloc_probe() { return std::make_unique<MimallocProbe>(); }
+std::unique_ptr<AllocatorProbe> make_mimalloc_probe(const MimallocCalls* calls) {
+  if (calls != nullptr) return std::make_unique<MimallocProbe>(*calls);
+  MimallocCalls found{};
+  found.version = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "mi_version"));
+  found.process_info = reinterpret_cast<decltype(found.process_info)>(dlsym(RTLD_DEFAULT, "mi_process_info"));
+  found.collect = reinterpret_cast<void (*)(bool)>(dlsym(RTLD_DEFAULT, "mi_collect"));
+  return std::make_unique<MimallocProbe>(found);
+}
 
 }  // namespace leakscope

@@ -31,9 +31,21 @@ class AllocatorProbe {
 // defines it is the allocator in charge.
 std::unique_ptr<AllocatorProbe> detect_allocator(void* forwarded_malloc);
 
+// mimalloc's calls the probe uses. A statically linked mimalloc (a Rust
+// #[global_allocator]) exports no symbols to look up: its linker passes them.
+struct MimallocCalls {
+  int (*version)();
+  void (*process_info)(size_t*, size_t*, size_t*, size_t*, size_t*, size_t*, size_t*, size_t*);
+  void (*collect)(bool);
+};
+// jemalloc's mallctl, however it is named in the program (tikv-jemalloc's is
+// _rjem_mallctl).
+using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+
 std::unique_ptr<AllocatorProbe> make_glibc_probe();
-std::unique_ptr<AllocatorProbe> make_jemalloc_probe();
-std::unique_ptr<AllocatorProbe> make_mimalloc_probe();
+// Without calls: looked up by their usual names in the process.
+std::unique_ptr<AllocatorProbe> make_jemalloc_probe(Mallctl mallctl = nullptr);
+std::unique_ptr<AllocatorProbe> make_mimalloc_probe(const MimallocCalls* calls = nullptr);
 std::unique_ptr<AllocatorProbe> make_unknown_probe(const std::string& name, const std::string& object);
 
 }  // namespace leakscope

@@ -208,10 +208,6 @@ void* thread_trampoline(void* raw) {
 
 }  // namespace
 
-namespace leakscope {
-PthreadCreateFn g_real_pthread_create = nullptr;
-}
-
 extern "C" {
 
 __attribute__((visibility("default"))) void* malloc(size_t size) {

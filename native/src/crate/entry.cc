@@ -1,0 +1,91 @@
+// The way in for a Rust service: leakscope's crate links this module and the
+// agent core into the program, wraps its #[global_allocator], and calls here.
+// No symbol is interposed: the crate reports each allocation and free itself,
+// with the size its Layout gives, and names the allocator it wraps so that
+// the probe can read that allocator's statistics (a statically linked
+// mimalloc or jemalloc exports nothing to look up).
+#include <pthread.h>
+#include <string.h>
+
+#include <atomic>
+#include <memory>
+
+#include "../core/agent.h"
+#include "../core/ledger.h"
+#include "../core/probes.h"
+
+using namespace leakscope;
+
+namespace {
+
+pthread_key_t exit_key;
+std::atomic<bool> exit_key_ready{false};
+
+// Runs on a thread as it exits, after its own TLS destructors.
+void on_thread_exit(void*) { mark_thread_exited(t_state); }
+
+void after_fork_in_child() { agent_after_fork_child(); }
+
+// A thread's first accounted call: its slot, and a note to free it at exit.
+// Threads are not started through the agent here, so their start routine is
+// unknown; /proc names them.
+ThreadSlot* first_call(ThreadState& ts) {
+  ThreadSlot* slot = claim_slot(ts, 0, 0);
+  if (slot != nullptr && exit_key_ready.load(std::memory_order_acquire)) pthread_setspecific(exit_key, &ts);
+  return slot;
+}
+
+std::unique_ptr<AllocatorProbe> probe_for(const char* allocator, const void* calls) {
+  if (strcmp(allocator, "glibc") == 0) return make_glibc_probe();
+  if (strcmp(allocator, "mimalloc") == 0) return make_mimalloc_probe(static_cast<const MimallocCalls*>(calls));
+  if (strcmp(allocator, "jemalloc") == 0) return make_jemalloc_probe(reinterpret_cast<Mallctl>(const_cast<void*>(calls)));
+  return make_unknown_probe(allocator, "");
+}
+
+}  // namespace
+
+extern "C" {
+
+// Starts the agent once, in mode "crate". `allocator` is glibc, mimalloc,
+// jemalloc or any other name; `calls` is the allocator's MimallocCalls, its
+// mallctl, or null. Returns false when the agent was running already.
+bool leakscope_crate_start(const char* allocator, const void* calls) {
+  static std::atomic<bool> started{false};
+  if (started.exchange(true)) return false;
+  ThreadState& ts = t_state;
+  ts.busy = 1;
+  g_real_pthread_create = pthread_create;
+  if (pthread_key_create(&exit_key, on_thread_exit) == 0) exit_key_ready.store(true, std::memory_order_release);
+  pthread_atfork(nullptr, nullptr, after_fork_in_child);
+  AgentConfig config = config_from_env();
+  config.mode = "crate";
+  ts.busy = 0;
+  agent_start(config, probe_for(allocator, calls));
+  return true;
+}
+
+// Hot path: after the wrapped allocator returned `block` of `size` bytes.
+void leakscope_crate_alloc(void* block, size_t size) {
+  ThreadState& ts = t_state;
+  if (ts.busy || !g_accounting.load(std::memory_order_relaxed)) return;
+  ts.busy = 1;
+  if (__builtin_expect(ts.slot == nullptr, 0)) first_call(ts);
+  on_alloc(ts, block, size);
+  ts.busy = 0;
+}
+
+// Hot path: before the wrapped allocator frees `block` of `size` bytes.
+void leakscope_crate_free(void* block, size_t size) {
+  ThreadState& ts = t_state;
+  if (ts.busy || !g_accounting.load(std::memory_order_relaxed)) return;
+  ts.busy = 1;
+  if (__builtin_expect(ts.slot == nullptr, 0)) first_call(ts);
+  on_free(ts, block, size);
+  ts.busy = 0;
+}
+
+}  // extern "C"
+
+namespace {
+__attribute__((destructor)) void crate_stop() { agent_stop(); }
+}  // namespace
