@@ -1,17 +1,8 @@
 // The retention detectors on real allocators: each fires on its fixture,
 // on the right subject, and stays quiet on its control.
 import test from 'ava';
-import type { Snapshot } from '../src/model/snapshot.js';
+import { findingIds as ids, IDLE, type OwnerTruth } from './helpers/owner.js';
 import { MiB, runCli, safeKill, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
-
-const IDLE = ['--idle-threshold', '2s'];
-const ids = (s: Snapshot) => s.findings.map((f) => f.id);
-
-interface OwnerTruth {
-  pid: number;
-  owner_tid: number;
-  remote_freed_bytes: number;
-}
 
 test('sleeping-owner fires under mimalloc on the loader thread, and clears when it wakes', async (t) => {
   const fixture = await startFixture<OwnerTruth>(t, 'sleeping_owner', ['128'], { allocator: 'mimalloc' });

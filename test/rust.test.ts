@@ -3,21 +3,11 @@
 // inside, attached by pid with no leakscope run. The fixtures (fixtures/rust)
 // print their own truth.
 import test from 'ava';
-import type { Snapshot } from '../src/model/snapshot.js';
+import { findingIds as ids, IDLE, type OwnerTruth } from './helpers/owner.js';
 import { isAlive, MiB, RUST_FIXTURES, safeKill, snapshotUntil, startFixture } from './helpers/process.js';
 
-const IDLE = ['--idle-threshold', '2s'];
-const ids = (s: Snapshot) => s.findings.map((f) => f.id);
-
-interface OwnerTruth {
-  pid: number;
-  allocator: string;
-  owner_tid: number;
-  remote_freed_bytes: number;
-}
-
 const start = (t: Parameters<typeof startFixture>[0], binary: string) =>
-  startFixture<OwnerTruth>(t, binary, ['128'], { withoutAgent: true, dir: RUST_FIXTURES });
+  startFixture<OwnerTruth & { allocator: string }>(t, binary, ['128'], { withoutAgent: true, dir: RUST_FIXTURES });
 
 test('MiMalloc wrapped: sleeping-owner on the loader thread with the bytes its workers freed, and it clears when the loader wakes', async (t) => {
   const fixture = await start(t, 'owner_mimalloc');

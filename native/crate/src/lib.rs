@@ -120,25 +120,26 @@ fn ensure_started<A: Wrapped>() {
     }
 }
 
+/// A block the wrapped allocator returned, reported unless it is null.
+#[inline(always)]
+unsafe fn reported(block: *mut u8, size: usize) -> *mut u8 {
+    if !block.is_null() {
+        leakscope_crate_alloc(block.cast(), size);
+    }
+    block
+}
+
 unsafe impl<A: Wrapped> GlobalAlloc for Tracked<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ensure_started::<A>();
-        let block = self.inner.alloc(layout);
-        if !block.is_null() {
-            leakscope_crate_alloc(block.cast(), layout.size());
-        }
-        block
+        reported(self.inner.alloc(layout), layout.size())
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         ensure_started::<A>();
-        let block = self.inner.alloc_zeroed(layout);
-        if !block.is_null() {
-            leakscope_crate_alloc(block.cast(), layout.size());
-        }
-        block
+        reported(self.inner.alloc_zeroed(layout), layout.size())
     }
 
     #[inline]

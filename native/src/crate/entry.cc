@@ -35,6 +35,18 @@ ThreadSlot* first_call(ThreadState& ts) {
   return slot;
 }
 
+// Runs `record` on the calling thread's ledger state, unless the agent is
+// not accounting yet or this thread is inside the agent already.
+template <typename Record>
+inline void accounted(Record record) {
+  ThreadState& ts = t_state;
+  if (ts.busy || !g_accounting.load(std::memory_order_relaxed)) return;
+  ts.busy = 1;
+  if (__builtin_expect(ts.slot == nullptr, 0)) first_call(ts);
+  record(ts);
+  ts.busy = 0;
+}
+
 std::unique_ptr<AllocatorProbe> probe_for(const char* allocator, const void* calls) {
   if (strcmp(allocator, "glibc") == 0) return make_glibc_probe();
   if (strcmp(allocator, "mimalloc") == 0) return make_mimalloc_probe(static_cast<const MimallocCalls*>(calls));
@@ -65,24 +77,10 @@ bool leakscope_crate_start(const char* allocator, const void* calls) {
 }
 
 // Hot path: after the wrapped allocator returned `block` of `size` bytes.
-void leakscope_crate_alloc(void* block, size_t size) {
-  ThreadState& ts = t_state;
-  if (ts.busy || !g_accounting.load(std::memory_order_relaxed)) return;
-  ts.busy = 1;
-  if (__builtin_expect(ts.slot == nullptr, 0)) first_call(ts);
-  on_alloc(ts, block, size);
-  ts.busy = 0;
-}
+void leakscope_crate_alloc(void* block, size_t size) { accounted([&](ThreadState& ts) { on_alloc(ts, block, size); }); }
 
 // Hot path: before the wrapped allocator frees `block` of `size` bytes.
-void leakscope_crate_free(void* block, size_t size) {
-  ThreadState& ts = t_state;
-  if (ts.busy || !g_accounting.load(std::memory_order_relaxed)) return;
-  ts.busy = 1;
-  if (__builtin_expect(ts.slot == nullptr, 0)) first_call(ts);
-  on_free(ts, block, size);
-  ts.busy = 0;
-}
+void leakscope_crate_free(void* block, size_t size) { accounted([&](ThreadState& ts) { on_free(ts, block, size); }); }
 
 }  // extern "C"
 
