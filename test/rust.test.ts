@@ -4,10 +4,15 @@
 // print their own truth.
 import test from 'ava';
 import { findingIds as ids, IDLE, type OwnerTruth } from './helpers/owner.js';
-import { isAlive, MiB, RUST_FIXTURES, safeKill, snapshotUntil, startFixture } from './helpers/process.js';
+import { isAlive, MiB, runCli, RUST_FIXTURES, safeKill, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
 
-const start = (t: Parameters<typeof startFixture>[0], binary: string) =>
-  startFixture<OwnerTruth & { allocator: string }>(t, binary, ['128'], { withoutAgent: true, dir: RUST_FIXTURES });
+interface JemallocTruth extends OwnerTruth {
+  owner_arena: number;
+  owner_arena_dirty_bytes: number;
+}
+
+const start = <Truth extends OwnerTruth = OwnerTruth>(t: Parameters<typeof startFixture>[0], binary: string, env: NodeJS.ProcessEnv = {}) =>
+  startFixture<Truth & { allocator: string }>(t, binary, ['128'], { withoutAgent: true, dir: RUST_FIXTURES, env });
 
 test('MiMalloc wrapped: sleeping-owner on the loader thread with the bytes its workers freed, and it clears when the loader wakes', async (t) => {
   const fixture = await start(t, 'owner_mimalloc');
@@ -54,4 +59,39 @@ test('System wrapped: the ledger sees the same remote frees, and glibc is not ju
   );
   t.true((owner?.heap?.unreclaimed_bytes ?? 0) > 100 * MiB, 'the ledger still measures the remote frees');
   t.false(ids(snapshot).includes('sleeping-owner'));
+});
+
+test('tikv-jemallocator wrapped: idle-dirty-pages on the loader\'s arena, and a purge gives the pages back', async (t) => {
+  const fixture = await start<JemallocTruth>(t, 'owner_jemalloc');
+  const truth = fixture.truth;
+  t.true(truth.owner_arena_dirty_bytes >= 32 * MiB, `the loader's arena holds ${truth.owner_arena_dirty_bytes} dirty bytes`);
+  const snapshot = await snapshotUntil(fixture.pid, (s) => ids(s).includes('idle-dirty-pages'), { extra: IDLE });
+  t.is(snapshot.agent.mode, 'crate');
+  t.is(snapshot.allocator.name, 'jemalloc');
+  t.is(snapshot.allocator.background_thread, false);
+  const findings = snapshot.findings.filter((f) => f.id === 'idle-dirty-pages');
+  t.deepEqual(
+    findings.map((f) => [f.subject.kind, f.subject.id]),
+    [['arena', String(truth.owner_arena)]],
+    `findings: ${ids(snapshot).join(', ')}`,
+  );
+  t.true(
+    Math.abs(findings[0]!.value - truth.owner_arena_dirty_bytes) <= 0.1 * truth.owner_arena_dirty_bytes,
+    `dirty ${findings[0]!.value}, truth ${truth.owner_arena_dirty_bytes}`,
+  );
+  t.false(ids(snapshot).includes('sleeping-owner'), 'jemalloc takes frees back from any thread');
+
+  const reclaim = await runCli(['reclaim', String(fixture.pid), '--json']);
+  const result = JSON.parse(reclaim.stdout) as { before_rss_bytes: number; after_rss_bytes: number };
+  t.true(result.before_rss_bytes - result.after_rss_bytes >= 0.8 * truth.owner_arena_dirty_bytes, JSON.stringify(result));
+  t.false(ids(await snapshotOf(fixture.pid, IDLE)).includes('idle-dirty-pages'));
+  t.true(isAlive(fixture.pid));
+});
+
+test('tikv-jemallocator wrapped, background threads on: the idle arena decays and nothing fires', async (t) => {
+  // tikv-jemallocator's jemalloc is prefixed, and so is its configuration variable.
+  const fixture = await start<JemallocTruth>(t, 'owner_jemalloc', { _RJEM_MALLOC_CONF: 'background_thread:true,dirty_decay_ms:1000' });
+  const snapshot = await snapshotUntil(fixture.pid, (s) => s.history.length >= 4, { extra: IDLE });
+  t.is(snapshot.allocator.background_thread, true);
+  t.false(ids(snapshot).includes('idle-dirty-pages'));
 });

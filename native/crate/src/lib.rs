@@ -12,6 +12,14 @@
 //! static GLOBAL: leakscope::Tracked<mimalloc::MiMalloc> = leakscope::Tracked::new(mimalloc::MiMalloc);
 //! ```
 //!
+//! With the `tracing` feature, [`layer`] turns Tokio's task instrumentation
+//! (`--cfg tokio_unstable`) into leakscope tasks:
+//!
+//! ```ignore
+//! use tracing_subscriber::prelude::*;
+//! tracing_subscriber::registry().with(leakscope::layer()).init();
+//! ```
+//!
 //! The agent also reads the wrapped allocator's own statistics (and runs its
 //! reclaim call) once it knows which allocator that is: see [`Wrapped`].
 //! Environment variables are the agent's (`LEAKSCOPE_SAMPLE_INTERVAL`,
@@ -82,6 +90,23 @@ mod mimalloc_calls {
         }
     }
 }
+
+/// tikv-jemallocator's jemalloc is built with a `_rjem_` prefix; its
+/// `mallctl` is what the agent's jemalloc probe reads statistics and purges
+/// arenas with. The feature turns on jemalloc's statistics (`stats`), which
+/// the per-arena dirty pages come from.
+#[cfg(feature = "jemalloc")]
+impl Wrapped for tikv_jemallocator::Jemalloc {
+    const NAME: &'static CStr = c"jemalloc";
+    fn calls() -> *const c_void {
+        tikv_jemalloc_sys::mallctl as *const c_void
+    }
+}
+
+#[cfg(feature = "tracing")]
+mod tokio_layer;
+#[cfg(feature = "tracing")]
+pub use tokio_layer::{layer, subscriber, TaskLayer, TokioTasks};
 
 /// Set once the agent was asked to start; read on every allocation.
 static STARTED: AtomicBool = AtomicBool::new(false);
