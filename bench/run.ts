@@ -1,10 +1,16 @@
 // npm run bench [-- SUITE...]: runs the benchmark suites (all by default:
-// malloc, tasks, console) and writes their sections of docs/benchmarks.md.
+// malloc, tasks, console, rust) and writes their sections of docs/benchmarks.md.
 import { runConsoleSuite } from './suites/console.js';
 import { runMallocSuite } from './suites/malloc.js';
+import { runRustSuite } from './suites/rust.js';
 import { runTasksSuite } from './suites/tasks.js';
 
-const SUITES: Readonly<Record<string, () => void | Promise<void>>> = { malloc: runMallocSuite, tasks: runTasksSuite, console: runConsoleSuite };
+const SUITES: Readonly<Record<string, () => void | Promise<void>>> = {
+  malloc: runMallocSuite,
+  tasks: runTasksSuite,
+  console: runConsoleSuite,
+  rust: runRustSuite,
+};
 
 const chosen = process.argv.slice(2);
 for (const name of chosen) if (!(name in SUITES)) throw new Error(`unknown suite '${name}' (have: ${Object.keys(SUITES).join(', ')})`);

@@ -15,8 +15,8 @@
 //! enters a task's span once more to drop its future.
 
 use std::cell::Cell;
-use std::ffi::{c_char, CString};
-use std::fmt::{self, Write as _};
+use std::ffi::{c_char, CStr};
+use std::fmt::{self, Write};
 
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id};
@@ -65,51 +65,101 @@ impl<S> Filter<S> for TokioTasks {
 /// The agent's id of the task a span stands for, kept in the span's extensions.
 struct TaskId(u64);
 
+/// A NUL-terminated string on the stack: a span's strings reach the agent
+/// (which copies them) without a heap allocation per spawn. Longer text is cut.
+struct CBuf<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> CBuf<N> {
+    const fn new() -> Self {
+        CBuf { bytes: [0; N], len: 0 }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn as_ptr(&mut self) -> *const c_char {
+        self.bytes[self.len] = 0;
+        self.bytes.as_ptr().cast()
+    }
+}
+
+impl<const N: usize> fmt::Write for CBuf<N> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        for &byte in text.as_bytes() {
+            if self.len + 1 >= N {
+                break;
+            }
+            if byte != 0 {
+                self.bytes[self.len] = byte;
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a `runtime.spawn` span says about its task.
-#[derive(Default)]
 struct Spawn {
-    kind: String,
-    name: String,
-    file: String,
-    line: u64,
+    kind: &'static CStr,
+    name: CBuf<128>,
+    site: CBuf<512>, // loc.file, then ":" and loc.line
+}
+
+impl Spawn {
+    /// The kind as findings name it: "task", "local task", "blocking task".
+    fn kind_of(kind: &str) -> &'static CStr {
+        match kind {
+            "local" => c"local task",
+            "blocking" => c"blocking task",
+            "block_on" => c"block_on task",
+            _ => c"task",
+        }
+    }
 }
 
 impl Visit for Spawn {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "kind" => value.clone_into(&mut self.kind),
-            "task.name" => value.clone_into(&mut self.name),
-            "loc.file" => value.clone_into(&mut self.file),
+            "kind" => self.kind = Spawn::kind_of(value),
+            "task.name" => {
+                self.name.clear();
+                let _ = self.name.write_str(value);
+            }
+            "loc.file" => {
+                self.site.clear();
+                let _ = self.site.write_str(value);
+            }
             _ => {}
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         if field.name() == "loc.line" {
-            self.line = value;
+            let _ = write!(self.site, ":{value}");
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         // `%kind` and `%task.name` arrive as Display values, through Debug.
-        let into = match field.name() {
-            "kind" => &mut self.kind,
-            "task.name" => &mut self.name,
-            _ => return,
-        };
-        into.clear();
-        let _ = write!(into, "{value:?}");
-    }
-}
-
-impl Spawn {
-    /// The kind as findings name it: "task", "local task", "blocking task".
-    fn kind(&self) -> &'static str {
-        match self.kind.as_str() {
-            "local" => "local task",
-            "blocking" => "blocking task",
-            "block_on" => "block_on task",
-            _ => "task",
+        match field.name() {
+            "kind" => {
+                let mut kind = CBuf::<16>::new();
+                let _ = write!(kind, "{value:?}");
+                self.kind = Spawn::kind_of(std::str::from_utf8(&kind.bytes[..kind.len]).unwrap_or(""));
+            }
+            "task.name" => {
+                self.name.clear();
+                let _ = write!(self.name, "{value:?}");
+            }
+            _ => {}
         }
     }
 }
@@ -151,48 +201,62 @@ impl Visit for WakerOp {
     fn record_debug(&mut self, _field: &Field, _value: &dyn fmt::Debug) {}
 }
 
-/// The polls running on this thread, innermost last: the innermost is the
-/// parent of a task spawned now. A span entered again while its task is
-/// already being polled here (user code entering `Span::current()`) is marked
-/// so that its exit does not end the poll.
+/// The spans entered on this thread, innermost last, with their tasks: the
+/// innermost task is the parent of a task spawned now, and an exit finds its
+/// task here without a registry lookup. A span entered again while its task
+/// is already being polled here (user code entering `Span::current()`) does
+/// not begin or end a poll. Beyond MAX_DEPTH entries the layer falls back to
+/// looking tasks up.
 const MAX_DEPTH: usize = 16;
-const NESTED: u64 = 1 << 63;
+
+#[derive(Clone, Copy)]
+struct Entered {
+    span: u64,
+    task: u64,
+    polls: bool, // this entry began a poll, and its exit ends it
+}
+
+const NONE: Entered = Entered { span: 0, task: 0, polls: false };
+
+struct Stack {
+    entries: [Cell<Entered>; MAX_DEPTH],
+    depth: Cell<usize>,
+}
 
 thread_local! {
-    static POLLS: Cell<[u64; MAX_DEPTH]> = const { Cell::new([0; MAX_DEPTH]) };
-    static DEPTH: Cell<usize> = const { Cell::new(0) };
+    static STACK: Stack = const { Stack { entries: [const { Cell::new(NONE) }; MAX_DEPTH], depth: Cell::new(0) } };
 }
 
-fn polling() -> u64 {
-    let depth = DEPTH.get();
-    if depth == 0 || depth > MAX_DEPTH {
-        return 0;
+impl Stack {
+    /// The task being polled innermost on this thread, or 0.
+    fn polling(&self) -> u64 {
+        (0..self.depth.get()).rev().map(|i| self.entries[i].get().task).find(|&task| task != 0).unwrap_or(0)
     }
-    POLLS.get()[depth - 1] & !NESTED
-}
 
-/// Records an entered task on this thread's stack; false when it was already
-/// being polled here.
-fn push_poll(task: u64) -> bool {
-    let depth = DEPTH.get();
-    let mut polls = POLLS.get();
-    let nested = polls[..depth.min(MAX_DEPTH)].iter().any(|&p| p & !NESTED == task);
-    if depth < MAX_DEPTH {
-        polls[depth] = if nested { task | NESTED } else { task };
-        POLLS.set(polls);
+    /// Notes an entered span; true when its task's poll begins now.
+    fn push(&self, span: u64, task: u64) -> bool {
+        let depth = self.depth.get();
+        let nested = (0..depth).any(|i| self.entries[i].get().task == task);
+        if depth == MAX_DEPTH {
+            return !nested; // not noted: its exit looks the task up
+        }
+        self.entries[depth].set(Entered { span, task, polls: !nested });
+        self.depth.set(depth + 1);
+        !nested
     }
-    DEPTH.set(depth + 1);
-    !nested
-}
 
-/// Pops the innermost entry; true when its exit ends a poll.
-fn pop_poll() -> bool {
-    let depth = DEPTH.get();
-    if depth == 0 {
-        return false;
+    /// Takes the innermost entry of `span` off (exits are almost always the
+    /// innermost); None when it was never noted.
+    fn pop(&self, span: u64) -> Option<Entered> {
+        let depth = self.depth.get();
+        let at = (0..depth).rev().find(|&i| self.entries[i].get().span == span)?;
+        let entered = self.entries[at].get();
+        for i in at..depth - 1 {
+            self.entries[i].set(self.entries[i + 1].get());
+        }
+        self.depth.set(depth - 1);
+        Some(entered)
     }
-    DEPTH.set(depth - 1);
-    depth > MAX_DEPTH || POLLS.get()[depth - 1] & NESTED == 0
 }
 
 /// The layer's work; see [`layer`] for the filtered layer to install.
@@ -217,13 +281,11 @@ where
         if !is_task_span(attrs.metadata()) {
             return;
         }
-        let mut spawn = Spawn::default();
+        let mut spawn = Spawn { kind: c"task", name: CBuf::new(), site: CBuf::new() };
         attrs.record(&mut spawn);
-        let site = CString::new(format!("{}:{}", spawn.file, spawn.line)).unwrap_or_default();
-        let name = CString::new(spawn.name.as_str()).unwrap_or_default();
-        let kind = CString::new(spawn.kind()).unwrap_or_default();
-        let name_ptr = if spawn.name.is_empty() { std::ptr::null() } else { name.as_ptr() };
-        let task = unsafe { leakscope_task_spawn(kind.as_ptr(), name_ptr, site.as_ptr(), polling()) };
+        let name = if spawn.name.is_empty() { std::ptr::null() } else { spawn.name.as_ptr() };
+        let parent = STACK.with(Stack::polling);
+        let task = unsafe { leakscope_task_spawn(spawn.kind.as_ptr(), name, spawn.site.as_ptr(), parent) };
         if task == 0 {
             return; // no agent yet, or its task table is full
         }
@@ -233,17 +295,20 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if let Some(task) = Self::task(id, &ctx) {
-            if push_poll(task) {
-                unsafe { leakscope_task_poll_begin(task) };
-            }
+        let Some(task) = Self::task(id, &ctx) else { return };
+        if STACK.with(|stack| stack.push(id.into_u64(), task)) {
+            unsafe { leakscope_task_poll_begin(task) };
         }
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        if let Some(task) = Self::task(id, &ctx) {
-            if pop_poll() {
-                unsafe { leakscope_task_poll_end(task) };
+        match STACK.with(|stack| stack.pop(id.into_u64())) {
+            Some(entered) if entered.polls => unsafe { leakscope_task_poll_end(entered.task) },
+            Some(_) => {}
+            None => {
+                if let Some(task) = Self::task(id, &ctx) {
+                    unsafe { leakscope_task_poll_end(task) };
+                }
             }
         }
     }

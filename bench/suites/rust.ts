@@ -1,0 +1,135 @@
+// The rust suite. (1) HTTP throughput of the Tokio quote service
+// (fixtures/rust/src/service.rs, healthy twin): bare (built without
+// tokio_unstable, as a service runs today), with leakscope's allocator
+// wrapper alone, with the wrapper and leakscope's Tokio layer, and with
+// console-subscriber — interleaved rounds, the server pinned to CPU 0 and the
+// load (fixtures/rust/src/bin/http_load.rs) to CPU 1. (2) The allocator
+// wrapper on an allocation-heavy load with cross-thread frees, no client
+// attached: MiMalloc against Tracked<MiMalloc>.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { resolve } from 'node:path';
+import { PACKAGE_ROOT } from '../../src/paths.js';
+import { measuredOn, median, writeSection } from '../page.js';
+
+const RELEASE = resolve(PACKAGE_ROOT, 'build/cargo/release');
+const BARE_TARGET = resolve(PACKAGE_ROOT, 'build/cargo-bare');
+const ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS ?? 5);
+const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 4);
+const CONNECTIONS = 32;
+const CHURN_OPS = Number(process.env.BENCH_CHURN_OPS ?? 10_000_000);
+const CHURN_ROUNDS = Number(process.env.BENCH_CHURN_ROUNDS ?? 7);
+
+interface Server {
+  readonly name: string;
+  readonly binary: string;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** The quote service without --cfg tokio_unstable: what runs when no tool is in. */
+function buildBare(): string {
+  const build = spawnSync(
+    'cargo',
+    ['build', '--release', '--quiet', '--bin', 'http_bare', '--manifest-path', resolve(PACKAGE_ROOT, 'fixtures/rust/Cargo.toml'), '--target-dir', BARE_TARGET],
+    { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, RUSTFLAGS: '' } },
+  );
+  if (build.status !== 0) throw new Error('building the bare quote service failed');
+  return resolve(BARE_TARGET, 'release/http_bare');
+}
+
+async function startServer(server: Server): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn('taskset', ['-c', '0', server.binary], { env: { ...process.env, ...server.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolvePort, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      if (line.startsWith('{"ready":true')) resolvePort((JSON.parse(line) as { port: number }).port);
+    });
+    child.once('exit', (code) => reject(new Error(`${server.name} exited (${code}) before it was ready`)));
+  });
+  return { child, port };
+}
+
+async function throughput(server: Server): Promise<number> {
+  const { child, port } = await startServer(server);
+  try {
+    const load = spawnSync('taskset', ['-c', '1', resolve(RELEASE, 'http_load'), String(port), String(SECONDS), String(CONNECTIONS)], { encoding: 'utf8' });
+    const line = load.stdout.split('\n').find((l) => l.startsWith('{"requests"'));
+    if (load.status !== 0 || !line) throw new Error(`http_load against ${server.name} failed: ${load.stderr.slice(-400)}`);
+    const result = JSON.parse(line) as { requests: number; seconds: number; errors: number };
+    if (result.errors > 0) throw new Error(`${server.name}: ${result.errors} connections failed`);
+    return result.requests / result.seconds;
+  } finally {
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('close', r));
+  }
+}
+
+async function httpSection(): Promise<string> {
+  const servers: Server[] = [
+    { name: 'bare (no tokio_unstable)', binary: buildBare(), env: {} },
+    { name: 'leakscope: allocator wrapper only', binary: resolve(RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_LAYER: '0' } },
+    { name: 'leakscope: wrapper + Tokio layer', binary: resolve(RELEASE, 'http_healthy'), env: {} },
+    { name: 'console-subscriber', binary: resolve(RELEASE, 'http_console'), env: { TOKIO_CONSOLE_BIND: '127.0.0.1:0' } },
+  ];
+  const rates = new Map<string, number[]>(servers.map((s) => [s.name, []]));
+  for (let round = 0; round < ROUNDS; round++)
+    for (const server of servers) {
+      const rate = await throughput(server);
+      rates.get(server.name)!.push(rate);
+      process.stderr.write(`http round ${round + 1}/${ROUNDS}  ${server.name.padEnd(36)} ${Math.round(rate)} req/s\n`);
+    }
+  const bare = median(rates.get(servers[0]!.name)!);
+  const rows = servers.map((s) => {
+    const values = rates.get(s.name)!;
+    const m = median(values);
+    return `| ${s.name} | ${Math.round(m).toLocaleString('en-US')} req/s | ${Math.round(Math.min(...values)).toLocaleString('en-US')}–${Math.round(Math.max(...values)).toLocaleString('en-US')} | ${(m / bare).toFixed(2)}× |`;
+  });
+  const ours = median(rates.get(servers[2]!.name)!) / bare;
+  return [
+    `Load: \`http_load PORT ${SECONDS} ${CONNECTIONS}\` — ${CONNECTIONS} keep-alive connections, each sending \`GET /quote\` and reading the response before the next, for ${SECONDS} s; the service (healthy twin: each request spawns a task that ends with it) pinned to CPU 0, the load to CPU 1. Median of ${ROUNDS} interleaved rounds; ratio against bare.`,
+    '',
+    '| service | throughput | range | ratio |',
+    '|---|---|---|---|',
+    ...rows,
+    '',
+    `Budget: leakscope (wrapper + layer) ≥ 0.95× bare → ${ours >= 0.95 ? 'met' : `NOT MET (${ours.toFixed(2)}×)`}.`,
+  ].join('\n');
+}
+
+function churnOnce(binary: string): number {
+  const result = spawnSync(resolve(RELEASE, binary), [String(CHURN_OPS)], { encoding: 'utf8' });
+  const line = result.stdout.split('\n').find((l) => l.startsWith('{"ops"'));
+  if (result.status !== 0 || !line) throw new Error(`${binary} failed (${result.status}): ${result.stderr.slice(-400)}`);
+  return (JSON.parse(line) as { seconds: number }).seconds;
+}
+
+function churnSection(): string {
+  const times: Record<'churn_bare' | 'churn_tracked', number[]> = { churn_bare: [], churn_tracked: [] };
+  for (let round = 0; round < CHURN_ROUNDS; round++)
+    for (const binary of ['churn_bare', 'churn_tracked'] as const) {
+      times[binary].push(churnOnce(binary));
+      process.stderr.write(`churn round ${round + 1}/${CHURN_ROUNDS}  ${binary} ${times[binary].at(-1)!.toFixed(3)} s\n`);
+    }
+  const bare = median(times.churn_bare);
+  const tracked = median(times.churn_tracked);
+  const row = (name: string, values: number[]) =>
+    `| ${name} | ${median(values).toFixed(3)} s | ${Math.min(...values).toFixed(3)}–${Math.max(...values).toFixed(3)} s | ${(median(values) / bare).toFixed(2)}× |`;
+  return [
+    `Load: \`churn_bare|churn_tracked ${CHURN_OPS}\` — two threads, ${CHURN_OPS.toLocaleString('en-US')} allocations of 16–1024 bytes each, every eighth freed by the other thread; no leakscope client attached. Median of ${CHURN_ROUNDS} interleaved runs.`,
+    '',
+    '| global allocator | wall | range | ratio |',
+    '|---|---|---|---|',
+    row('MiMalloc', times.churn_bare),
+    row('leakscope::Tracked<MiMalloc>', times.churn_tracked),
+    '',
+    `The wrapper costs ${((tracked / bare - 1) * 100).toFixed(0)} % on this load (${(((tracked - bare) / (CHURN_OPS * 2)) * 1e9).toFixed(1)} ns per allocation and free). The agent records from the first allocation whether or not a client is attached, so that a later snapshot sees which thread owns which blocks; attaching adds nothing to this path.`,
+  ].join('\n');
+}
+
+export async function runRustSuite(): Promise<void> {
+  const http = await httpSection();
+  const churn = churnSection();
+  const body = [measuredOn('npm run bench -- rust'), '', '### HTTP throughput of the Tokio service', '', http, '', '### The allocator wrapper alone', '', churn].join('\n');
+  writeSection('rust', body);
+  process.stdout.write(`${body}\n`);
+}
