@@ -6,7 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { isAlive, oneLineError, runCli, snapshotOf, startFixture } from './helpers/process.js';
+import { CLI, isAlive, oneLineError, runCli, snapshotOf, startFixture } from './helpers/process.js';
 
 
 /** A live process with no agent in it. */
@@ -176,4 +176,15 @@ test('the socket directory is private and the socket is the owner’s only', asy
   const dir = `/tmp/leakscope-${process.getuid!()}`;
   t.is((await fs.stat(dir)).mode & 0o777, 0o700);
   t.is((await fs.stat(`${dir}/${fixture.pid}.sock`)).mode & 0o777, 0o600);
+});
+
+test('a reader that closes the pipe early ends the output quietly, not with a stack trace', async (t) => {
+  const pid = sleeper(t);
+  const child = spawn(process.execPath, [CLI, 'snapshot', String(pid), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy(); // like `| head -c 0`: nobody reads
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += String(d)));
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  t.is(stderr, '');
+  t.is(code, 0);
 });

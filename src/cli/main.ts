@@ -17,6 +17,14 @@ import { watchCommand } from './commands/watch.js';
 
 const VERSION = '0.1.0';
 
+// A reader that stops early (`leakscope snapshot PID --json | head`) closes
+// the pipe: that ends the output, not the command with a stack trace.
+for (const stream of [process.stdout, process.stderr])
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
+
 function durationOption(text: string): number {
   const ms = parseDuration(text);
   if (ms === null) throw new InvalidArgumentError(`expected a duration like 30s, 2m or 500ms`);
