@@ -106,7 +106,7 @@ impl Wrapped for tikv_jemallocator::Jemalloc {
 #[cfg(feature = "tracing")]
 mod tokio_layer;
 #[cfg(feature = "tracing")]
-pub use tokio_layer::{layer, subscriber, TaskLayer, TokioTasks};
+pub use tokio_layer::{layer, TaskLayer, TokioTasks};
 
 /// Set once the agent was asked to start; read on every allocation.
 static STARTED: AtomicBool = AtomicBool::new(false);

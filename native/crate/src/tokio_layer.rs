@@ -23,7 +23,7 @@ use tracing_core::span::{Attributes, Id};
 use tracing_core::subscriber::Interest;
 use tracing_core::{Event, Metadata, Subscriber};
 use tracing_subscriber::filter::Filtered;
-use tracing_subscriber::layer::{Context, Filter, Layer, SubscriberExt as _};
+use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 extern "C" {
@@ -360,10 +360,4 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     TaskLayer { _private: () }.with_filter(TokioTasks)
-}
-
-/// A registry with the layer alone, for a service that has no subscriber of
-/// its own: `tracing::subscriber::set_global_default(leakscope::subscriber())`.
-pub fn subscriber() -> impl Subscriber + Send + Sync {
-    tracing_subscriber::registry().with(layer())
 }
