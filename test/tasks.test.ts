@@ -2,13 +2,11 @@
 // the leaking site and stay quiet on the healthy ones; counts and per-task
 // memory equal the fixture's own truth (exact sampling).
 import test from 'ava';
-import type { Snapshot, TaskSite } from '../src/model/snapshot.js';
+import { findingsAt, siteOf } from './helpers/task-sites.js';
 import type { EventLoopTruth } from './helpers/event-loop.js';
 import { snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
 
 
-const siteOf = (s: Snapshot, site: string): TaskSite | undefined => s.tasks.sites.find((x) => x.site === site);
-const findingsAt = (s: Snapshot, id: string) => s.findings.filter((f) => f.id === id).map((f) => [f.subject.label, f.value]);
 
 test('exact counts and per-task memory at every site; each lint on its own site only', async (t) => {
   const fixture = await startFixture<EventLoopTruth>(t, 'event_loop', ['--connections', '12', '--interval-ms', '50'], {

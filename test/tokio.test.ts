@@ -4,7 +4,7 @@
 // serves. The service answers its own truth at /truth.
 import { connect } from 'node:http2';
 import test, { type ExecutionContext } from 'ava';
-import type { Snapshot, TaskSite } from '../src/model/snapshot.js';
+import { findingsAt, siteOf } from './helpers/task-sites.js';
 import { Client } from './helpers/http.js';
 import { RUST_FIXTURES, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
 
@@ -25,8 +25,6 @@ interface ServiceTruth {
 const TASK_LINTS = ['idle-forever', 'task-growth', 'lost-waker', 'never-yielded'];
 const LOOKUPS = 5;
 
-const siteOf = (s: Snapshot, site: string): TaskSite | undefined => s.tasks.sites.find((x) => x.site === site);
-const findingsAt = (s: Snapshot, id: string) => s.findings.filter((f) => f.id === id).map((f) => [f.subject.label, f.value]);
 
 async function startService(t: ExecutionContext, binary: 'http_leaky' | 'http_healthy', env: NodeJS.ProcessEnv = {}) {
   const fixture = await startFixture<Ready>(t, binary, [], {
