@@ -21,9 +21,10 @@ export function origin(kind: string): string {
   return CREATED_KINDS.has(kind) ? 'created at' : 'spawned at';
 }
 
-/** "idle" for tasks, "pending" for promises. */
+/** "idle" for tasks, "pending" for promises and timers, "open" for spans. */
 export function waiting(kind: string): string {
-  return kind === 'promise' ? 'pending' : 'idle';
+  if (kind === 'promise' || kind === 'timer') return 'pending';
+  return kind === 'span' ? 'open' : 'idle';
 }
 
 export function siteSubject(site: Pick<TaskSite, 'kind' | 'site'>): Subject {

@@ -6,6 +6,7 @@ import { type AgentFacts, observationFromFacts, type ReclaimResult } from '../mo
 import type { Observation } from '../model/snapshot.js';
 import { AgentClient, type HelloResult, type RequestParams } from './agent-client.js';
 import { procObservation } from './proc-view.js';
+import { injectNodeBridge, isNodeProcess } from './node-inject.js';
 import { identifyTarget, isAlive, processStartedAt, socketPath } from './target.js';
 
 export type Connection =
@@ -14,6 +15,10 @@ export type Connection =
 
 export interface ConnectOptions {
   readonly timeoutMs?: number;
+  /** A Node process without the agent gets it through its inspector (default true). */
+  readonly injectNode?: boolean;
+  /** For an injected Node agent: how long it records after the last client leaves. */
+  readonly lingerMs?: number;
 }
 
 async function removeStaleSocket(path: string): Promise<string> {
@@ -28,18 +33,23 @@ async function removeStaleSocket(path: string): Promise<string> {
 export async function connect(pid: number, options: ConnectOptions = {}): Promise<Connection> {
   const target = await identifyTarget(pid);
   const path = socketPath(pid, target.uid);
+  const withoutAgent = async (reason: string): Promise<Connection> => {
+    if (options.injectNode === false || !(await isNodeProcess(pid))) return { kind: 'proc', pid, reason };
+    await injectNodeBridge(pid, { lingerMs: options.lingerMs, timeoutMs: options.timeoutMs });
+    return connect(pid, { ...options, injectNode: false });
+  };
   let client: AgentClient;
   try {
     client = await AgentClient.connect(path, pid, options.timeoutMs);
   } catch (error) {
     if (error instanceof LeakscopeError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return { kind: 'proc', pid, reason: 'no agent socket' };
+    if (code === 'ENOENT') return withoutAgent('no agent socket');
     if (code === 'ECONNREFUSED') {
       if (!isAlive(pid)) throw new LeakscopeError(`no process with pid ${pid} (it exited; ${await removeStaleSocket(path)})`);
       // Alive but nobody listens: the process exec'd, or forked from one
       // with an agent. The file is a leftover either way.
-      return { kind: 'proc', pid, reason: await removeStaleSocket(path) };
+      return withoutAgent(await removeStaleSocket(path));
     }
     if (code === 'EACCES' || code === 'EPERM')
       throw new LeakscopeError(`permission denied on ${path}: run leakscope as uid ${target.uid} or as root`);

@@ -2,6 +2,7 @@
 // Observation. The agent reports facts in its allocator's own terms; the
 // shape users see is decided here.
 import { parseMallocInfo } from './malloc-info.js';
+import { type AgentNodeFacts, nodeFromFacts, nodeNotes } from './node-facts.js';
 import {
   type AgentMode,
   type AllocatorInfo,
@@ -63,12 +64,22 @@ export interface AgentFacts {
   started_ms: number;
   now_ms: number;
   process: { rss_bytes: number };
-  ledger: { alloc_count: number; allocated_bytes: number; free_count: number; freed_bytes: number; exited_threads: number };
+  ledger: {
+    /** False when no allocation reaches the ledger (a Node process attached late); absent before it was reported. */
+    counting?: boolean;
+    alloc_count: number;
+    allocated_bytes: number;
+    free_count: number;
+    freed_bytes: number;
+    exited_threads: number;
+  };
   allocator: { name: string; version: string } & Record<string, unknown>;
   threads: AgentThreadFacts[];
   history: { t_ms: number; rss_bytes: number; live_bytes: number; tasks_live: number; threads: number }[];
   /** Absent from agents before the task ABI. */
   tasks?: AgentTaskFacts;
+  /** Node targets: the bridge's part. */
+  node?: AgentNodeFacts;
 }
 
 export type AgentTaskSiteFacts = Omit<TaskSite, 'live_history'> & { live_history?: number[] };
@@ -153,7 +164,7 @@ function jemallocArenas(raw: Record<string, unknown>, nowMs: number): Arena[] {
   }));
 }
 
-function threadFromFacts(t: AgentThreadFacts): ThreadInfo {
+function threadFromFacts(t: AgentThreadFacts, counting: boolean): ThreadInfo {
   return {
     tid: t.tid,
     name: t.name,
@@ -163,7 +174,7 @@ function threadFromFacts(t: AgentThreadFacts): ThreadInfo {
     start_routine: t.start_routine ? t.start_routine : null,
     creator_tid: t.creator_tid ? t.creator_tid : null,
     agent_thread: t.agent_thread,
-    heap: t.heap
+    heap: t.heap && counting
       ? {
           alloc_count: t.heap.alloc_count,
           allocated_bytes: t.heap.allocated_bytes,
@@ -201,14 +212,15 @@ export function observationFromFacts(facts: AgentFacts): Observation {
   const raw = facts.allocator as Record<string, unknown>;
   const arenas = name === 'glibc' ? glibcArenas(raw) : name === 'jemalloc' ? jemallocArenas(raw, facts.now_ms) : [];
   const ledger = facts.ledger;
+  const counting = ledger.counting !== false;
   const allocator: AllocatorInfo = {
     name,
     version: facts.allocator.version || null,
-    live_bytes: ledger.allocated_bytes - ledger.freed_bytes,
-    allocated_bytes: ledger.allocated_bytes,
-    freed_bytes: ledger.freed_bytes,
-    alloc_count: ledger.alloc_count,
-    free_count: ledger.free_count,
+    live_bytes: counting ? ledger.allocated_bytes - ledger.freed_bytes : null,
+    allocated_bytes: counting ? ledger.allocated_bytes : null,
+    freed_bytes: counting ? ledger.freed_bytes : null,
+    alloc_count: counting ? ledger.alloc_count : null,
+    free_count: counting ? ledger.free_count : null,
     arenas,
     background_thread: typeof raw.background_thread === 'boolean' ? raw.background_thread : null,
     // The probe's own words; "none" when the allocator has no such call.
@@ -216,11 +228,13 @@ export function observationFromFacts(facts: AgentFacts): Observation {
     stats: scalarStats(raw),
   };
   const notes: string[] = [];
-  if (facts.sample_interval_bytes > 0)
+  if (facts.sample_interval_bytes > 0 && counting)
     notes.push(`per-thread live, remote-freed and unreclaimed bytes are estimates from sampling every ~${facts.sample_interval_bytes} bytes`);
   if (facts.dropped_events > 0) notes.push(`the agent dropped ${facts.dropped_events} events (ownership table full)`);
   const tasks = tasksFromFacts(facts.tasks);
   if (tasks.dropped > 0) notes.push(`the agent's task table was full: ${tasks.dropped} spawned tasks are not tracked`);
+  const node = nodeFromFacts(facts.node);
+  notes.push(...nodeNotes(node, facts.node, counting));
   return {
     schema: SNAPSHOT_SCHEMA,
     pid: facts.pid,
@@ -235,8 +249,9 @@ export function observationFromFacts(facts: AgentFacts): Observation {
     },
     process: { rss_bytes: facts.process.rss_bytes, threads: facts.threads.length },
     allocator,
-    threads: facts.threads.map(threadFromFacts),
+    threads: facts.threads.map((t) => threadFromFacts(t, counting)),
     tasks,
-    history: facts.history.map((h) => ({ ...h })),
+    history: facts.history.map((h) => ({ ...h, live_bytes: counting ? h.live_bytes : null })),
+    ...(node ? { node } : {}),
   };
 }

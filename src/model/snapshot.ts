@@ -144,6 +144,8 @@ export interface TaskItem {
   readonly allocated_bytes: number;
   readonly live_bytes: number;
   readonly completed_ms_ago?: number;
+  /** A sampled task (Node promises under load) stands for this many; absent when 1. */
+  readonly weight?: number;
 }
 
 export interface Tasks {
@@ -198,6 +200,54 @@ export interface PendingCheck {
   readonly reason: string;
 }
 
+export interface HandleCount {
+  readonly total: number;
+  readonly active: number;
+  /** Active and ref'd: these keep the event loop alive. */
+  readonly referenced: number;
+}
+
+/** What the bridge inside a Node.js process reports (agent mode "node", or `leakscope run` of node). */
+export interface NodeRuntime {
+  readonly version: string;
+  /** recording; lingering (no client, still recording); dormant (hooks removed until a client connects). */
+  readonly state: 'recording' | 'lingering' | 'dormant';
+  readonly linger_ms: number;
+  /** When recording began (ISO 8601): the attach, the last wake, or the start under `leakscope run`. */
+  readonly recording_since: string;
+  readonly from_start: boolean;
+  /** False when the event loop did not answer in time: the fields below are from `answered_at`. */
+  readonly responsive: boolean;
+  readonly answered_at: string | null;
+  /** How long the snapshot request waited for the event loop. */
+  readonly loop_delay_ms: number;
+  /** Share of time the loop was busy since the previous snapshot (0–1). */
+  readonly loop_utilization: number;
+  readonly promises: {
+    readonly hooked: boolean;
+    /** 1: every promise's site is recorded; n: one in about n, each standing for n. */
+    readonly sample_interval: number;
+    readonly created: number;
+    readonly captured: number;
+    readonly existed_at_attach: number;
+    readonly collected_pending: number;
+  };
+  readonly timers: { readonly patched: boolean; readonly tracked: number; readonly existed_at_attach: number };
+  readonly spans: { readonly api: 'none' | 'no-sdk' | 'hooked'; readonly api_version: string | null; readonly open: number };
+  /** libuv handles of the main loop by type. */
+  readonly handles: Readonly<Record<string, HandleCount>>;
+  readonly active_resources: Readonly<Record<string, number>>;
+  readonly v8_heap: {
+    readonly used_bytes: number;
+    readonly total_bytes: number;
+    readonly limit_bytes: number;
+    readonly external_bytes: number;
+    readonly malloced_bytes: number;
+    readonly native_contexts: number;
+    readonly detached_contexts: number;
+  };
+}
+
 export interface Snapshot {
   readonly schema: typeof SNAPSHOT_SCHEMA;
   readonly pid: number;
@@ -209,6 +259,8 @@ export interface Snapshot {
   readonly threads: readonly ThreadInfo[];
   readonly tasks: Tasks;
   readonly history: readonly HistorySample[];
+  /** Present for Node.js targets. */
+  readonly node?: NodeRuntime;
   readonly findings: readonly Finding[];
   readonly pending_checks: readonly PendingCheck[];
 }

@@ -5,6 +5,7 @@
 #include "leakscope.h"
 
 #include "../core/tasks.h"
+#include "runtime_abi.h"
 
 #define LEAKSCOPE_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -20,3 +21,12 @@ LEAKSCOPE_EXPORT void leakscope_task_waker_clone(uint64_t id) { g_tasks.waker_cl
 LEAKSCOPE_EXPORT void leakscope_task_waker_drop(uint64_t id) { g_tasks.waker_drop(id); }
 LEAKSCOPE_EXPORT void leakscope_task_complete(uint64_t id) { g_tasks.complete(id); }
 LEAKSCOPE_EXPORT uint32_t leakscope_abi_version(void) { return LEAKSCOPE_ABI_VERSION; }
+
+// native/src/abi/runtime_abi.h
+LEAKSCOPE_EXPORT uint64_t leakscope_runtime_spawn(const char* kind, const char* name, const char* site, uint64_t parent_id,
+                                                  int waiting, uint32_t weight_log2) {
+  return g_tasks.spawn(kind, name, site, parent_id, leakscope::SpawnOptions{waiting != 0, weight_log2});
+}
+LEAKSCOPE_EXPORT void leakscope_runtime_extension(const leakscope::RuntimeExtension* extension) {
+  leakscope::agent_set_extension(extension);
+}

@@ -169,6 +169,10 @@ void agent_start(const AgentConfig& config, std::unique_ptr<AllocatorProbe> prob
   ts.busy = was_busy;
 }
 
+void agent_set_extension(const RuntimeExtension* extension) {
+  if (g_agent != nullptr && g_agent->server) g_agent->server->set_extension(extension);
+}
+
 void agent_stop() {
   if (g_agent != nullptr && g_agent->server) g_agent->server->remove_socket_file();
 }

@@ -13,7 +13,8 @@
 namespace leakscope {
 
 struct AgentConfig {
-  std::string mode = "preload";  // how the agent got in: preload | crate
+  std::string mode = "preload";  // how the agent got in: preload | crate | node
+  bool ledger_counting = true;   // false when no allocation reaches the ledger (a Node target attached late)
   uint64_t sample_interval = 65536;  // LEAKSCOPE_SAMPLE_INTERVAL; 0 = exact
   std::string socket_dir;            // LEAKSCOPE_SOCKET_DIR or /tmp/leakscope-<uid>
   bool follow_children = false;      // LEAKSCOPE_FOLLOW_CHILDREN=1
@@ -35,6 +36,24 @@ void agent_start(const AgentConfig& config, std::unique_ptr<AllocatorProbe> prob
 void agent_stop();
 // In a forked child: hooks forward only, inherited sockets are closed.
 void agent_after_fork_child();
+
+// A runtime inside the process (the Node bridge) that adds its own part to
+// each snapshot and hears when clients come and go. Plain data: a Node
+// addon may hand it to an agent that another module (the LD_PRELOAD library)
+// carries.
+struct RuntimeExtension {
+  const char* key;  // the snapshot field it fills
+  // Runs on the server thread: one JSON value into `json`. It may wait for
+  // the runtime, for a bounded time.
+  void (*write)(void* context, std::string* json);
+  // Runs on the server thread: a client was admitted (true) or left (false).
+  void (*client)(void* context, bool attached);
+  void* context;
+};
+
+// Any thread: sets the runtime extension, or removes it (nullptr). Returns
+// once no server call into the previous one is running.
+void agent_set_extension(const RuntimeExtension* extension);
 
 // Starts an agent-internal thread with the real pthread_create; its own
 // allocations are never accounted.

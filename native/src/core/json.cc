@@ -58,6 +58,7 @@ JsonWriter& JsonWriter::value(uint64_t n) { separate(); out_ += std::to_string(n
 JsonWriter& JsonWriter::value(int64_t n) { separate(); out_ += std::to_string(n); return *this; }
 JsonWriter& JsonWriter::value(bool b) { separate(); out_ += b ? "true" : "false"; return *this; }
 JsonWriter& JsonWriter::null() { separate(); out_ += "null"; return *this; }
+JsonWriter& JsonWriter::raw(const std::string& json) { separate(); out_ += json.empty() ? "null" : json; return *this; }
 
 JsonWriter& JsonWriter::value(double n) {
   separate();

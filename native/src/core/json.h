@@ -24,6 +24,8 @@ class JsonWriter {
   JsonWriter& value(double n);
   JsonWriter& value(bool b);
   JsonWriter& null();
+  // A value that is JSON already (a runtime's part of a snapshot).
+  JsonWriter& raw(const std::string& json);
   template <typename T>
   JsonWriter& field(const char* name, const T& v) { return key(name).value(v); }
   const std::string& str() const { return out_; }

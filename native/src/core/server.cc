@@ -69,6 +69,15 @@ void Server::remove_socket_file() {
   if (!path_.empty() && getpid() == owner_pid_) unlink(path_.c_str());
 }
 
+void Server::set_extension(const RuntimeExtension* extension) {
+  std::lock_guard<std::mutex> hold(extension_lock_);
+  has_extension_ = extension != nullptr;
+  extension_ = has_extension_ ? *extension : RuntimeExtension{};
+  // A client attached already counts as arriving now.
+  client_told_ = has_extension_ && client_fd_.load() >= 0;
+  if (client_told_ && extension_.client) extension_.client(extension_.context, true);
+}
+
 void Server::close_in_child() {
   const int client = client_fd_.exchange(-1);
   if (client >= 0) close(client);
@@ -187,7 +196,13 @@ void Server::accept_client() {
   greeting.begin_object().field("v", kProtocolVersion).key("id").null().field("ok", true).key("result");
   write_hello(greeting);
   greeting.end_object();
-  if (!send_line(fd, greeting.str())) drop_client();
+  if (!send_line(fd, greeting.str())) {
+    drop_client();
+    return;
+  }
+  std::lock_guard<std::mutex> hold(extension_lock_);
+  client_told_ = has_extension_;
+  if (has_extension_ && extension_.client) extension_.client(extension_.context, true);
 }
 
 void Server::drop_client() {
@@ -195,6 +210,9 @@ void Server::drop_client() {
   if (fd >= 0) close(fd);
   pending_.clear();
   client_pid_ = 0;
+  std::lock_guard<std::mutex> hold(extension_lock_);
+  if (client_told_ && has_extension_ && extension_.client) extension_.client(extension_.context, false);
+  client_told_ = false;
 }
 
 void Server::read_client() {
@@ -297,6 +315,7 @@ void Server::write_snapshot(JsonWriter& out, const TaskQuery& query) {
       .field("now_ms", wall_ms());
   out.key("process").begin_object().field("rss_bytes", self_rss_bytes()).end_object();
   out.key("ledger").begin_object()
+      .field("counting", config_.ledger_counting)
       .field("alloc_count", totals.alloc_count)
       .field("allocated_bytes", totals.alloc_bytes)
       .field("free_count", totals.free_count)
@@ -315,6 +334,14 @@ void Server::write_snapshot(JsonWriter& out, const TaskQuery& query) {
   sampler_.write_history(out);
   out.key("tasks");
   write_tasks(out, query);
+  {
+    std::lock_guard<std::mutex> hold(extension_lock_);
+    if (has_extension_ && extension_.write) {
+      std::string json;
+      extension_.write(extension_.context, &json);
+      out.key(extension_.key).raw(json);
+    }
+  }
   out.end_object();
 }
 

@@ -5,8 +5,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <string>
 
+#include "agent.h"
 #include "json.h"
 
 namespace leakscope {
@@ -28,6 +30,8 @@ class Server {
   // a forked child so that the parent keeps its clients.
   void remove_socket_file();
   void close_in_child();
+  // Any thread (agent_set_extension).
+  void set_extension(const RuntimeExtension* extension);
 
   static constexpr int kProtocolVersion = 1;
   static constexpr size_t kMaxRequestBytes = 64 * 1024;
@@ -53,6 +57,12 @@ class Server {
   int client_pid_ = 0;
   int owner_pid_ = 0;
   std::string pending_;
+  // Held while the server thread calls into the extension, so that removing
+  // it waits for that call to return.
+  std::mutex extension_lock_;
+  RuntimeExtension extension_{};
+  bool has_extension_ = false;
+  bool client_told_ = false;  // the extension heard of the current client
 };
 
 // /tmp/leakscope-<uid>, or LEAKSCOPE_SOCKET_DIR.

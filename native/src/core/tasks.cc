@@ -168,7 +168,7 @@ void TaskRegistry::push_free_index(uint32_t index) {
   free_count_.fetch_add(1, std::memory_order_relaxed);
 }
 
-uint64_t TaskRegistry::spawn(const char* kind, const char* name, const char* site, uint64_t parent_id) {
+uint64_t TaskRegistry::spawn(const char* kind, const char* name, const char* site, uint64_t parent_id, SpawnOptions options) {
   if (records_ == nullptr) return 0;
   const std::string_view kind_text = kind != nullptr && *kind != '\0' ? kind : "task";
   const std::string_view site_parts[3] = {kind_text, "\x1f", site != nullptr && *site != '\0' ? site : "unknown"};
@@ -198,7 +198,8 @@ uint64_t TaskRegistry::spawn(const char* kind, const char* name, const char* sit
   const uint64_t id = uint64_t(generation) << kIndexBits | index;
   const uint64_t now = coarse_ns();
   r.generation.store(generation, std::memory_order_relaxed);
-  r.state.store(kTaskNotified, std::memory_order_relaxed);
+  const uint32_t weight_bits = (std::min<uint32_t>(options.weight_log2, 31) << kTaskWeightShift) & kTaskWeightMask;
+  r.state.store((options.waiting ? 0u : uint32_t(kTaskNotified)) | weight_bits, std::memory_order_relaxed);
   r.site = site_index;
   r.name = name_index;
   r.wakers.store(0, std::memory_order_relaxed);
@@ -210,7 +211,7 @@ uint64_t TaskRegistry::spawn(const char* kind, const char* name, const char* sit
   r.live_bytes.store(0, std::memory_order_relaxed);
   r.id.store(id, std::memory_order_release);
   SiteStats& s = sites_stats_[site_index];
-  my_shard(s).spawned.fetch_add(1, std::memory_order_relaxed);
+  my_shard(s).spawned.fetch_add(uint64_t(1) << (weight_bits >> kTaskWeightShift), std::memory_order_relaxed);
   // The first spawn at a site lists it for the readers.
   if (s.kind.load(std::memory_order_acquire) == 0) {
     uint32_t unset = 0;
@@ -231,7 +232,8 @@ void TaskRegistry::poll_begin(uint64_t id) {
     return;
   }
   const uint64_t now = mono_ns();
-  r->state.store(kTaskRunning, std::memory_order_relaxed);  // the poll consumes the wake-up
+  // The poll consumes the wake-up; the weight stays.
+  r->state.store(kTaskRunning | (r->state.load(std::memory_order_relaxed) & kTaskWeightMask), std::memory_order_relaxed);
   r->poll_started_ns.store(now, std::memory_order_relaxed);
   const ThreadSlot* slot = thread_slot();
   const uint64_t tag = make_tag(uint32_t(id >> kIndexBits), r->site, uint32_t(id & kIndexMask));
@@ -307,7 +309,7 @@ void TaskRegistry::complete(uint64_t id) {
   s.done_wakes.fetch_add(relaxed(r->wakes), std::memory_order_relaxed);
   s.done_allocated_bytes.fetch_add(relaxed(r->allocated_bytes), std::memory_order_relaxed);
   raise_to(s.done_longest_poll_ns, relaxed(r->longest_poll_ns));
-  s.completed.fetch_add(1, std::memory_order_relaxed);
+  s.completed.fetch_add(task_weight(before), std::memory_order_relaxed);
 }
 
 void TaskRegistry::sample_taken(uint64_t tag, uint64_t weight) {

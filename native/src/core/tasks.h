@@ -24,6 +24,18 @@ enum TaskFlag : uint32_t {
   kTaskForgotten = 8,  // completed and past retention: its id no longer answers
   kTaskFree = 16,      // on the free list
 };
+// A sampled task stands for 2^k tasks (the Node bridge samples promises when
+// they come fast): k lives in these bits of the state, set at spawn.
+constexpr uint32_t kTaskWeightShift = 8;
+constexpr uint32_t kTaskWeightMask = 0x1Fu << kTaskWeightShift;
+inline uint64_t task_weight(uint32_t state) { return uint64_t(1) << ((state & kTaskWeightMask) >> kTaskWeightShift); }
+
+// How a task starts: waiting (a promise, a timer: nothing to run until
+// something settles or fires) rather than scheduled, and what it weighs.
+struct SpawnOptions {
+  bool waiting = false;
+  uint32_t weight_log2 = 0;  // at most 31
+};
 
 // One task. The runtime polls a task on one thread at a time, so the poll
 // fields have one writer at a time; fields any thread may write (state,
@@ -113,7 +125,7 @@ class TaskRegistry {
   bool ready() const { return records_ != nullptr; }
 
   // The ABI, any runtime thread.
-  uint64_t spawn(const char* kind, const char* name, const char* site, uint64_t parent_id);
+  uint64_t spawn(const char* kind, const char* name, const char* site, uint64_t parent_id, SpawnOptions options = {});
   void poll_begin(uint64_t id);
   void poll_end(uint64_t id);
   void wake(uint64_t id);

@@ -139,32 +139,33 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
     const uint64_t idle_since = std::max(r.last_poll_end_ns.load(std::memory_order_relaxed), r.created_ns);
     const uint64_t idle_ns = now > idle_since ? now - idle_since : 0;
     uint64_t key = 0;
+    const uint64_t w = task_weight(state);  // a sampled task counts for the ones it stands for
     if (state & kTaskCompleted) {
-      ++by_state[3];
-      ++a.retained;
+      by_state[3] += w;
+      a.retained += w;
     } else {
-      ++a.live;
+      a.live += w;
       a.polls += r.polls.load(std::memory_order_relaxed);
       a.busy_ns += r.busy_ns.load(std::memory_order_relaxed);
       a.wakes += r.wakes.load(std::memory_order_relaxed);
       a.allocated_bytes += r.allocated_bytes.load(std::memory_order_relaxed);
       a.longest_poll_ns = std::max(a.longest_poll_ns, r.longest_poll_ns.load(std::memory_order_relaxed));
       if (state & kTaskRunning) {
-        ++by_state[0];
-        ++a.running;
+        by_state[0] += w;
+        a.running += w;
         const uint64_t started = r.poll_started_ns.load(std::memory_order_relaxed);
         if (started != 0 && now > started) a.running_longest_ns = std::max(a.running_longest_ns, now - started);
       } else if (state & kTaskNotified) {
-        ++by_state[1];
-        ++a.scheduled;
+        by_state[1] += w;
+        a.scheduled += w;
       } else {
-        ++by_state[2];
-        ++a.idle;
+        by_state[2] += w;
+        a.idle += w;
         a.oldest_idle_ns = std::max(a.oldest_idle_ns, idle_ns);
-        if (idle_ns >= threshold_ns) ++a.idle_over;
+        if (idle_ns >= threshold_ns) a.idle_over += w;
         const uint32_t kind = sites_stats_[site].kind.load(std::memory_order_relaxed);
         if (kind_tracks_wakers_[kind].load(std::memory_order_relaxed) && r.wakers.load(std::memory_order_relaxed) <= 0)
-          ++a.no_waker;
+          a.no_waker += w;
         key = idle_ns;
       }
     }
@@ -320,6 +321,7 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
     out.field("allocated_bytes", r.allocated_bytes.load(std::memory_order_relaxed))
         .field("live_bytes", std::max<int64_t>(0, r.live_bytes.load(std::memory_order_relaxed)));
     if (state & kTaskCompleted) out.field("completed_ms_ago", ms(now - std::min(now, ended)));
+    if (task_weight(state) > 1) out.field("weight", task_weight(state));
     out.end_object();
   }
   out.end_array();

@@ -1,0 +1,128 @@
+// The N-API surface of leakscope's Node addon (src/node-agent/native.d.cts
+// declares it). This file checks arguments, converts and exports; the work
+// is in agent_link, runtime_bridge and uv_census.
+#include <napi.h>
+
+#include <memory>
+
+#include "agent_link.h"
+#include "runtime_bridge.h"
+#include "uv_census.h"
+
+using namespace leakscope;
+
+namespace {
+
+struct AddonState {
+  AgentLink link;
+  std::unique_ptr<RuntimeBridge> bridge;
+};
+
+AddonState& state_of(const Napi::CallbackInfo& info) { return *info.Env().GetInstanceData<AddonState>(); }
+
+[[noreturn]] void usage(Napi::Env env, const char* text) { throw Napi::TypeError::New(env, std::string("Usage: ") + text); }
+
+uint64_t task_id(const Napi::CallbackInfo& info, const char* text) {
+  if (info.Length() < 1 || !info[0].IsNumber()) usage(info.Env(), text);
+  const double id = info[0].As<Napi::Number>().DoubleValue();
+  return id >= 0 && id < 9007199254740992.0 ? uint64_t(id) : 0;
+}
+
+// start(collect: (delayMs) => string, clients: (attached) => void, answerTimeoutMs)
+Napi::Value Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* text = "start(collect: function, clients: function, answerTimeoutMs: number)";
+  if (info.Length() < 3 || !info[0].IsFunction() || !info[1].IsFunction() || !info[2].IsNumber()) usage(env, text);
+  AddonState& state = state_of(info);
+  if (state.bridge) throw Napi::Error::New(env, "leakscope: the agent is started already");
+  std::string error;
+  if (!open_agent_link(&state.link, &error)) throw Napi::Error::New(env, "leakscope: " + error);
+  const double timeout = info[2].As<Napi::Number>().DoubleValue();
+  state.bridge = std::make_unique<RuntimeBridge>(env, state.link, info[0].As<Napi::Function>(),
+                                                 info[1].As<Napi::Function>(), uint64_t(timeout > 0 ? timeout : 0));
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("mode", state.link.mode);
+  result.Set("guest", state.link.guest);
+  return result;
+}
+
+// spawn(kind, name | null, site, parentId, waiting, weightLog2) → id (0: not tracked)
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* text = "spawn(kind: string, name: string | null, site: string, parentId: number, waiting: boolean, weightLog2: number)";
+  if (info.Length() < 6 || !info[0].IsString() || !(info[1].IsString() || info[1].IsNull()) || !info[2].IsString() ||
+      !info[3].IsNumber() || !info[4].IsBoolean() || !info[5].IsNumber())
+    usage(env, text);
+  AddonState& state = state_of(info);
+  if (!state.link.spawn) return Napi::Number::New(env, 0);
+  const std::string kind = info[0].As<Napi::String>().Utf8Value();
+  const std::string name = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : std::string();
+  const std::string site = info[2].As<Napi::String>().Utf8Value();
+  const double parent = info[3].As<Napi::Number>().DoubleValue();
+  const double weight = info[5].As<Napi::Number>().DoubleValue();
+  const uint64_t id = state.link.spawn(kind.c_str(), name.empty() ? nullptr : name.c_str(), site.c_str(),
+                                       parent > 0 ? uint64_t(parent) : 0, info[4].As<Napi::Boolean>().Value() ? 1 : 0,
+                                       weight > 0 && weight < 32 ? uint32_t(weight) : 0);
+  return Napi::Number::New(env, double(id));
+}
+
+Napi::Value PollBegin(const Napi::CallbackInfo& info) {
+  const uint64_t id = task_id(info, "pollBegin(id: number)");
+  if (state_of(info).link.poll_begin) state_of(info).link.poll_begin(id);
+  return info.Env().Undefined();
+}
+
+Napi::Value PollEnd(const Napi::CallbackInfo& info) {
+  const uint64_t id = task_id(info, "pollEnd(id: number)");
+  if (state_of(info).link.poll_end) state_of(info).link.poll_end(id);
+  return info.Env().Undefined();
+}
+
+Napi::Value Complete(const Napi::CallbackInfo& info) {
+  const uint64_t id = task_id(info, "complete(id: number)");
+  if (state_of(info).link.complete) state_of(info).link.complete(id);
+  return info.Env().Undefined();
+}
+
+// uvHandles() → { [type]: { total, active, referenced } } of this thread's loop
+Napi::Value UvHandles(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uv_loop_s* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) throw Napi::Error::New(env, "leakscope: no event loop");
+  Napi::Object result = Napi::Object::New(env);
+  for (const auto& [type, count] : count_handles(loop)) {
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("total", count.total);
+    entry.Set("active", count.active);
+    entry.Set("referenced", count.referenced);
+    result.Set(type, entry);
+  }
+  return result;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* state = new AddonState();
+  env.SetInstanceData<AddonState>(state);
+  // Runs on the JS main thread at teardown, before the instance data goes.
+  napi_add_env_cleanup_hook(
+      env,
+      [](void* arg) {
+        auto* state = static_cast<AddonState*>(arg);
+        if (state->bridge) {
+          state->bridge->close();
+          close_agent_link(state->link);
+        }
+      },
+      state);
+  exports.Set("start", Napi::Function::New(env, Start, "start"));
+  exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
+  exports.Set("pollBegin", Napi::Function::New(env, PollBegin, "pollBegin"));
+  exports.Set("pollEnd", Napi::Function::New(env, PollEnd, "pollEnd"));
+  exports.Set("complete", Napi::Function::New(env, Complete, "complete"));
+  exports.Set("uvHandles", Napi::Function::New(env, UvHandles, "uvHandles"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(leakscope, Init)

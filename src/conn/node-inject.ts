@@ -1,0 +1,180 @@
+// Putting leakscope's agent into a running Node process, with no restart:
+// open its inspector (SIGUSR1) unless it is open already, check that the
+// listener is that pid's own, load the bridge with Runtime.evaluate
+// (createRequire: CommonJS and ESM programs alike), count the promises
+// already pending, and close the inspector again if leakscope opened it.
+import { promises as fs } from 'node:fs';
+import { basename, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LeakscopeError } from '../errors.js';
+import { PACKAGE_ROOT } from '../paths.js';
+import { CdpSession } from './cdp-session.js';
+import { findInspector, type InspectorTarget, ownLoopbackListeners, portHolder } from './inspector-port.js';
+
+export const DEFAULT_INSPECTOR_PORT = 9229;
+
+export interface InjectOptions {
+  /** Recording goes on this long after the last client leaves. */
+  readonly lingerMs?: number;
+  /** For each step that waits on the target. */
+  readonly timeoutMs?: number;
+}
+
+export interface InjectResult {
+  readonly inspectorPort: number;
+  /** The inspector was open before; it is left open. */
+  readonly inspectorWasOpen: boolean;
+  /** The bridge was loaded by an earlier attach. */
+  readonly already: boolean;
+  readonly pendingAtAttach: number;
+  readonly nodeVersion: string;
+}
+
+/** True when `pid` runs the node binary. */
+export async function isNodeProcess(pid: number): Promise<boolean> {
+  try {
+    const exe = await fs.readlink(`/proc/${pid}/exe`);
+    return /^node(js)?(\d+)?$/.test(basename(exe.replace(/ \(deleted\)$/, '')));
+  } catch {
+    return false;
+  }
+}
+
+export function bridgePath(): string {
+  return resolve(PACKAGE_ROOT, 'dist/src/node-agent/bridge.cjs');
+}
+
+/** An expression that loads the bridge in the target, CommonJS or ESM, and calls `call` on it. */
+function bridgeExpression(call: string): string {
+  const path = JSON.stringify(bridgePath());
+  return `(() => {
+    const load = process.getBuiltinModule ? process.getBuiltinModule('module').createRequire(${path})
+      : process.mainModule ? process.mainModule.require('module').createRequire(${path}) : null;
+    if (!load) return { error: 'no-loader', version: process.version };
+    return load(${path}).${call};
+  })()`;
+}
+
+interface EvaluateReply {
+  result?: { type: string; value?: unknown; objectId?: string };
+  exceptionDetails?: { text?: string; exception?: { description?: string } };
+}
+
+function evaluated<T>(reply: EvaluateReply, what: string): T {
+  if (reply.exceptionDetails) {
+    const detail = reply.exceptionDetails.exception?.description?.split('\n')[0] ?? reply.exceptionDetails.text ?? 'an exception';
+    throw new LeakscopeError(`${what} failed inside the target: ${detail}`);
+  }
+  return reply.result?.value as T;
+}
+
+async function openInspector(pid: number, timeoutMs: number): Promise<InspectorTarget> {
+  // Listeners from before the signal are the program's, not the inspector.
+  const before = new Set((await ownLoopbackListeners(pid)).map((l) => l.port));
+  try {
+    process.kill(pid, 'SIGUSR1');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EPERM') throw new LeakscopeError(`permission denied signalling pid ${pid}: run leakscope as its user or as root`);
+    throw new LeakscopeError(`no process with pid ${pid} (it may have exited)`);
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const found = await findInspector(pid, DEFAULT_INSPECTOR_PORT, before);
+    if (found) return found;
+    await sleep(50);
+  }
+  const holder = await portHolder(DEFAULT_INSPECTOR_PORT, pid);
+  if (holder !== null)
+    throw new LeakscopeError(
+      `pid ${pid} could not open its inspector: 127.0.0.1:${DEFAULT_INSPECTOR_PORT} is taken by pid ${holder}; free that port, or start the program with 'leakscope run'`,
+    );
+  throw new LeakscopeError(
+    `pid ${pid} did not open its inspector within ${timeoutMs} ms after SIGUSR1 (started with --disable-sigusr1, or not a Node.js process?)`,
+  );
+}
+
+/** Loads the bridge into `pid`; the agent's socket exists when this returns. */
+export async function injectNodeBridge(pid: number, options: InjectOptions = {}): Promise<InjectResult> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const wasOpen = await findInspector(pid, DEFAULT_INSPECTOR_PORT);
+  const inspector = wasOpen ?? (await openInspector(pid, timeoutMs));
+  const session = await CdpSession.open(inspector.webSocketUrl, timeoutMs);
+  const busy = `the event loop of pid ${pid} did not run leakscope's bridge within ${timeoutMs} ms (blocked in native code?)`;
+  try {
+    const attachOptions = JSON.stringify(options.lingerMs === undefined ? {} : { lingerMs: options.lingerMs });
+    const attached = evaluated<{ error?: string; version?: string; already?: boolean; node_version?: string }>(
+      await session.send<EvaluateReply>(
+        'Runtime.evaluate',
+        { expression: bridgeExpression(`attach(${attachOptions})`), returnByValue: true },
+        timeoutMs,
+        busy,
+      ),
+      'loading the leakscope bridge',
+    );
+    if (attached?.error === 'no-loader')
+      throw new LeakscopeError(
+        `Node ${attached.version} has neither process.getBuiltinModule nor a CommonJS main module to load leakscope with (Node 20.16 or newer can be attached); start it with 'leakscope run'`,
+      );
+    let pendingAtAttach = 0;
+    if (!attached?.already) {
+      pendingAtAttach = await adoptFromHeap(session, 'Promise.prototype', 'adoptExisting', timeoutMs, busy);
+      await adoptFromHeap(session, bridgeExpression('timeoutPrototype()'), 'adoptTimers', timeoutMs, busy);
+    }
+    return {
+      inspectorPort: inspector.port,
+      inspectorWasOpen: wasOpen !== null,
+      already: attached?.already ?? false,
+      pendingAtAttach,
+      nodeVersion: attached?.node_version ?? '',
+    };
+  } finally {
+    if (!wasOpen) {
+      // Closes every inspector connection (ours too) and the listener, once
+      // this evaluation has returned.
+      await session
+        .send('Runtime.evaluate', { expression: "setImmediate(() => process.getBuiltinModule('inspector').close()), 0" }, timeoutMs, busy)
+        .catch(() => undefined);
+    }
+    session.close();
+    if (!wasOpen) await waitForInspectorClosed(pid, inspector.port, timeoutMs);
+  }
+}
+
+/**
+ * Objects on the heap from before the hooks (promises, timers), found by
+ * their prototype: the bridge's `adopt` counts the ones still pending.
+ */
+async function adoptFromHeap(session: CdpSession, prototypeExpression: string, adopt: string, timeoutMs: number, busy: string): Promise<number> {
+  const group = 'leakscope-attach';
+  const prototype = await session.send<EvaluateReply>('Runtime.evaluate', { expression: prototypeExpression, objectGroup: group }, timeoutMs, busy);
+  const prototypeId = prototype.result?.objectId;
+  if (!prototypeId) return 0;
+  try {
+    const found = await session.send<{ objects: { objectId?: string } }>(
+      'Runtime.queryObjects',
+      { prototypeObjectId: prototypeId, objectGroup: group },
+      timeoutMs,
+      busy,
+    );
+    if (!found.objects.objectId) return 0;
+    const adopted = await session.send<EvaluateReply>(
+      'Runtime.callFunctionOn',
+      { objectId: found.objects.objectId, functionDeclaration: `function () { return ${bridgeExpression(`${adopt}(this)`)}; }`, returnByValue: true },
+      timeoutMs,
+      busy,
+    );
+    return evaluated<number>(adopted, `${adopt} on the heap's objects`) ?? 0;
+  } finally {
+    await session.send('Runtime.releaseObjectGroup', { objectGroup: group }, timeoutMs, busy).catch(() => undefined);
+  }
+}
+
+async function waitForInspectorClosed(pid: number, port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!(await ownLoopbackListeners(pid)).some((l) => l.port === port)) return;
+    await sleep(50);
+  }
+  throw new LeakscopeError(`the inspector of pid ${pid} is still open after ${timeoutMs} ms; it closes when its event loop next runs`);
+}

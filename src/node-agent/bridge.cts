@@ -1,0 +1,189 @@
+// The JS half of leakscope's agent in a Node process. `leakscope attach`
+// loads it through the inspector (Runtime.evaluate → createRequire), and
+// `leakscope run` through --require; either way `attach()` starts the native
+// agent (or joins the preloaded one) and the trackers. Runs on the main
+// thread only: a worker has its own isolate and loop, which this does not
+// follow.
+import { getHeapStatistics } from 'node:v8';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+import * as timers from 'node:timers';
+import { isMainThread } from 'node:worker_threads';
+import { loadNativeAgent, type NativeAgent } from './native.cjs';
+import { SpanTracker } from './otel.cjs';
+import { PromiseTracker } from './promises.cjs';
+import { TimerTracker } from './timers.cjs';
+
+// Taken before any wrapping: leakscope's own timer is not the program's.
+const realSetTimeout = timers.setTimeout;
+const realClearTimeout = timers.clearTimeout;
+/** leakscope's own timers: not the program's, never reported. */
+const ownTimers = new WeakSet<object>();
+
+/** After the last client leaves, recording goes on this long, then the hooks come out. */
+export const DEFAULT_LINGER_MS = 5 * 60_000;
+/** How long the agent's server waits for the event loop before it reports the last answer. */
+export const DEFAULT_ANSWER_TIMEOUT_MS = 2000;
+
+export interface AttachOptions {
+  readonly lingerMs?: number;
+  /** Loaded at start-up (leakscope run) rather than into a running process. */
+  readonly fromStart?: boolean;
+  readonly answerTimeoutMs?: number;
+}
+
+export type BridgeState = 'recording' | 'lingering' | 'dormant';
+
+export interface AttachResult {
+  readonly pid: number;
+  readonly mode: 'node' | 'preload';
+  readonly state: BridgeState;
+  /** The bridge was there already (a dormant one wakes when a client connects). */
+  readonly already: boolean;
+  readonly node_version: string;
+}
+
+class Bridge {
+  private readonly promises: PromiseTracker;
+  private readonly timers: TimerTracker;
+  private readonly spans: SpanTracker;
+  private state: BridgeState = 'recording';
+  private lingerTimer: NodeJS.Timeout | null = null;
+  private recordingSinceMs = Date.now();
+  private lastUtilization: EventLoopUtilization | undefined;
+  private clients = 0;
+  readonly mode: 'node' | 'preload';
+
+  constructor(
+    agent: NativeAgent,
+    private readonly options: Required<AttachOptions>,
+  ) {
+    this.promises = new PromiseTracker(agent);
+    this.timers = new TimerTracker(agent, ownTimers);
+    this.spans = new SpanTracker(agent);
+    const started = agent.start(
+      (delayMs) => this.collect(delayMs),
+      (attached) => this.clientsChanged(attached),
+      options.answerTimeoutMs,
+    );
+    this.mode = started.mode;
+    this.record();
+    // Loaded into a running process for a client that may never come.
+    if (!options.fromStart) this.startLinger();
+  }
+
+  get currentState(): BridgeState {
+    return this.state;
+  }
+
+  adoptExisting(promises: readonly unknown[]): number {
+    return this.promises.adoptExisting(promises);
+  }
+
+  adoptTimers(timers: readonly unknown[]): number {
+    return this.timers.adoptExisting(timers);
+  }
+
+  private record(): void {
+    this.promises.start();
+    this.timers.start();
+    this.spans.start();
+    this.state = 'recording';
+    this.recordingSinceMs = Date.now();
+  }
+
+  private sleep(): void {
+    this.lingerTimer = null;
+    this.promises.stop();
+    this.timers.stop();
+    this.spans.stop();
+    this.state = 'dormant';
+  }
+
+  private startLinger(): void {
+    if (this.lingerTimer) realClearTimeout(this.lingerTimer);
+    this.state = 'lingering';
+    this.lingerTimer = realSetTimeout(() => this.sleep(), this.options.lingerMs);
+    this.lingerTimer.unref();
+    ownTimers.add(this.lingerTimer);
+  }
+
+  // Runs on the main thread, queued by the agent's server thread.
+  private clientsChanged(attached: boolean): void {
+    this.clients = Math.max(0, this.clients + (attached ? 1 : -1));
+    if (attached) {
+      if (this.lingerTimer) realClearTimeout(this.lingerTimer);
+      this.lingerTimer = null;
+      if (this.state === 'dormant') this.record();
+      else this.state = 'recording';
+    } else if (this.clients === 0 && this.state !== 'dormant') {
+      this.startLinger();
+    }
+  }
+
+  // Runs on the main thread when a snapshot asks; the agent's server thread
+  // waits for it. `delayMs`: how long the request waited for the loop.
+  private collect(delayMs: number): string {
+    this.spans.start();  // a provider registered since the last look
+    const utilization = performance.eventLoopUtilization(this.lastUtilization);
+    this.lastUtilization = performance.eventLoopUtilization();
+    const heap = getHeapStatistics();
+    const resources: Record<string, number> = {};
+    for (const type of process.getActiveResourcesInfo()) resources[type] = (resources[type] ?? 0) + 1;
+    return JSON.stringify({
+      node_version: process.version,
+      state: this.state,
+      linger_ms: this.options.lingerMs,
+      recording_since_ms: this.recordingSinceMs,
+      from_start: this.options.fromStart,
+      event_loop: { answer_delay_ms: delayMs, utilization: utilization.utilization },
+      promises: this.promises.facts(),
+      timers: this.timers.facts(),
+      spans: this.spans.facts(),
+      handles: loadedAgent?.uvHandles() ?? {},
+      active_resources: resources,
+      v8_heap: {
+        used_bytes: heap.used_heap_size,
+        total_bytes: heap.total_heap_size,
+        limit_bytes: heap.heap_size_limit,
+        external_bytes: heap.external_memory,
+        malloced_bytes: heap.malloced_memory,
+        native_contexts: heap.number_of_native_contexts,
+        detached_contexts: heap.number_of_detached_contexts,
+      },
+    });
+  }
+}
+
+let loadedAgent: NativeAgent | null = null;
+let bridge: Bridge | null = null;
+
+export function attach(options: AttachOptions = {}): AttachResult {
+  if (!isMainThread) throw new Error('leakscope: attach from the main thread (workers are not followed yet)');
+  const already = bridge !== null;
+  if (!bridge) {
+    loadedAgent = loadNativeAgent();
+    bridge = new Bridge(loadedAgent, {
+      lingerMs: options.lingerMs ?? DEFAULT_LINGER_MS,
+      fromStart: options.fromStart ?? false,
+      answerTimeoutMs: options.answerTimeoutMs ?? DEFAULT_ANSWER_TIMEOUT_MS,
+    });
+  }
+  return { pid: process.pid, mode: bridge.mode, state: bridge.currentState, already, node_version: process.version };
+}
+
+/** Called by `leakscope attach` with the promises the inspector found on the heap. */
+export function adoptExisting(promises: readonly unknown[]): number {
+  return bridge ? bridge.adoptExisting(promises) : 0;
+}
+
+/** Called by `leakscope attach` with the Timeout objects the inspector found on the heap. */
+export function adoptTimers(timers: readonly unknown[]): number {
+  return bridge ? bridge.adoptTimers(timers) : 0;
+}
+
+/** Node's Timeout prototype, for the inspector to find the timers on the heap. */
+export function timeoutPrototype(): object {
+  const probe = timers.setTimeout(() => undefined, 0);
+  timers.clearTimeout(probe);
+  return Object.getPrototypeOf(probe) as object;
+}

@@ -1,0 +1,47 @@
+// The addon's surface (native/src/node/binding.cc) and its one loader.
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+export interface HandleCount {
+  readonly total: number;
+  readonly active: number;
+  readonly referenced: number;
+}
+
+export interface NativeAgent {
+  /** Starts (or joins a preloaded) agent; `collect` gives the bridge's part of a snapshot as JSON. */
+  start(collect: (delayMs: number) => string, clients: (attached: boolean) => void, answerTimeoutMs: number): {
+    mode: 'node' | 'preload';
+    guest: boolean;
+  };
+  /** A task in the agent's registry; 0 when it is not tracked. */
+  spawn(kind: string, name: string | null, site: string, parentId: number, waiting: boolean, weightLog2: number): number;
+  pollBegin(id: number): void;
+  pollEnd(id: number): void;
+  complete(id: number): void;
+  /** This thread's libuv handles by type. */
+  uvHandles(): Record<string, HandleCount>;
+}
+
+/** dist/src/node-agent → the package root is three levels up. */
+export const PACKAGE_ROOT = resolve(__dirname, '..', '..', '..');
+
+export function loadNativeAgent(): NativeAgent {
+  const candidates = [process.env.LEAKSCOPE_NODE_ADDON, resolve(PACKAGE_ROOT, 'build/lib/leakscope.node')].filter(
+    (p): p is string => !!p,
+  );
+  const errors: string[] = [];
+  for (const path of candidates) {
+    if (!existsSync(path)) {
+      errors.push(`${path}: not found`);
+      continue;
+    }
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      return require(path) as NativeAgent;
+    } catch (error) {
+      errors.push(`${path}: ${(error as Error).message}`);
+    }
+  }
+  throw new Error(`leakscope: cannot load the Node addon (${errors.join('; ')}); run 'npm install' in leakscope`);
+}

@@ -1,0 +1,51 @@
+// Where a promise, timer or span was created: the first frame of the
+// program's own code, as "file:line" (relative to the working directory when
+// inside it). Frames of leakscope, of Node's internals and of the
+// OpenTelemetry packages are skipped.
+import { relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const OWN_DIR = __dirname + sep;
+const SKIPPED_PACKAGES = `${sep}node_modules${sep}@opentelemetry${sep}`;
+/** Frames kept per capture: enough to get past Node's and leakscope's own. */
+const FRAMES = 8;
+
+type CallSite = NodeJS.CallSite;
+
+function displayPath(file: string): string {
+  const path = file.startsWith('file://') ? fileURLToPath(file) : file;
+  const fromCwd = relative(process.cwd(), path);
+  return fromCwd && !fromCwd.startsWith('..') && !fromCwd.startsWith(sep) ? fromCwd : path;
+}
+
+function programFrame(frames: readonly CallSite[]): string | null {
+  for (const frame of frames) {
+    const file = frame.getFileName();
+    if (!file || file.startsWith('node:') || file.startsWith(OWN_DIR) || file.includes(SKIPPED_PACKAGES)) continue;
+    return `${displayPath(file)}:${frame.getLineNumber() ?? 0}`;
+  }
+  return null;
+}
+
+const holder: { stack?: unknown } = {};
+
+function structuredFrames(_error: Error, frames: CallSite[]): CallSite[] {
+  return frames;
+}
+
+/** The creation site of whatever the caller is being told about, or "unknown". */
+export function captureSite(): string {
+  const limit = Error.stackTraceLimit;
+  const prepare = Error.prepareStackTrace;
+  Error.stackTraceLimit = FRAMES;
+  Error.prepareStackTrace = structuredFrames;
+  try {
+    Error.captureStackTrace(holder, captureSite);
+    const frames = holder.stack as CallSite[] | undefined;
+    return (frames && programFrame(frames)) ?? 'unknown';
+  } finally {
+    Error.prepareStackTrace = prepare;
+    Error.stackTraceLimit = limit;
+    holder.stack = undefined;
+  }
+}
