@@ -1,7 +1,8 @@
 // npm run bench [-- SUITE...]: runs the benchmark suites (all by default:
-// malloc, tasks, console, rust) and writes their sections of docs/benchmarks.md.
+// malloc, tasks, console, rust, node) and writes their sections of docs/benchmarks.md.
 import { runConsoleSuite } from './suites/console.js';
 import { runMallocSuite } from './suites/malloc.js';
+import { runNodeSuite } from './suites/node.js';
 import { runRustSuite } from './suites/rust.js';
 import { runTasksSuite } from './suites/tasks.js';
 
@@ -10,6 +11,7 @@ const SUITES: Readonly<Record<string, () => void | Promise<void>>> = {
   tasks: runTasksSuite,
   console: runConsoleSuite,
   rust: runRustSuite,
+  node: runNodeSuite,
 };
 
 const chosen = process.argv.slice(2);

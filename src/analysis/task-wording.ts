@@ -27,6 +27,22 @@ export function waiting(kind: string): string {
   return kind === 'span' ? 'open' : 'idle';
 }
 
+/** What has not happened to an idle one: "been polled or woken", "settled", "ended", "fired". */
+export function notYet(kind: string): string {
+  if (kind === 'promise') return 'settled';
+  if (kind === 'span') return 'ended';
+  if (kind === 'timer') return 'fired';
+  return 'been polled or woken';
+}
+
+/** What would end one: "wake", "settle", "end", "fire". */
+export function ender(kind: string): string {
+  if (kind === 'promise') return 'settle';
+  if (kind === 'span') return 'end';
+  if (kind === 'timer') return 'fire';
+  return 'wake';
+}
+
 export function siteSubject(site: Pick<TaskSite, 'kind' | 'site'>): Subject {
   return { kind: 'site', id: `${site.kind}@${site.site}`, label: site.site };
 }

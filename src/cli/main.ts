@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_IDLE_THRESHOLD_MS, type Thresholds } from '../analysis/detector.js';
 import { LeakscopeError } from '../errors.js';
 import { parseDuration } from '../format.js';
+import { setNodeAttachDefaults } from '../conn/attach.js';
 import { TASK_SORTS, TASK_STATE_FILTERS, type TaskQuery, type TaskSort, type TaskStateFilter } from '../conn/attach.js';
 import { attachCommand } from './commands/attach.js';
 import { checkCommand, EXIT_UNCHECKED, parseFailOn } from './commands/check.js';
@@ -58,6 +59,13 @@ function withTaskOptions(command: Command): Command {
     .option('--tasks-site <site>', 'list tasks spawned at this file:line');
 }
 
+/** How a Node.js process without the agent gets it (attach, snapshot, watch, check, reclaim). */
+function withNodeOptions(command: Command): Command {
+  return command
+    .option('--linger <duration>', 'a Node target loaded through its inspector records this long after the last client leaves (default 5m)', durationOption)
+    .option('--no-inject', 'never load the agent into a Node process; without one, read /proc only');
+}
+
 interface TaskOptionValues {
   tasks?: number;
   tasksOffset?: number;
@@ -108,10 +116,14 @@ export function buildProgram(): Command {
     .configureOutput({
       // Usage errors read like every other error: one line, our prefix.
       outputError: (text, write) => write(`leakscope: ${text.replace(/^error: /, '').replace(/\n+$/, '')}\n`),
+    })
+    .hook('preAction', (_program, action) => {
+      const o = action.opts<{ linger?: number; inject?: boolean }>();
+      setNodeAttachDefaults({ lingerMs: o.linger, injectNode: o.inject });
     });
 
-  program
-    .command('attach')
+  withNodeOptions(program
+    .command('attach'))
     .description('the interactive console on a running process: findings, tasks, threads, heap')
     .argument('<pid>', 'process id')
     .option('--interval <duration>', 'time between refreshes', durationOption, 1000)
@@ -148,19 +160,19 @@ export function buildProgram(): Command {
     .passThroughOptions()
     .action((command: string[], options) => exitWith(() => runCommand(command, options)));
 
-  withTaskOptions(
+  withTaskOptions(withNodeOptions(
     program
       .command('snapshot')
-      .description('one snapshot of a process: findings, tasks, threads, allocator')
+      .description('one snapshot of a process: findings, tasks, threads, allocator (a Node process gets the agent through its inspector)')
       .argument('<pid>', 'process id')
       .option('--json', 'print the leakscope.snapshot/1 JSON document', false)
       .option('--out <file>', 'write the JSON snapshot to a file')
       .option('--idle-threshold <duration>', IDLE_THRESHOLD_HELP, durationOption),
-  ).action((pid: string, options) =>
+  )).action((pid: string, options) =>
     exitWith(() => snapshotCommand(pid, { ...options, thresholds: thresholdsFrom(options), tasks: taskQueryFrom(options) })),
   );
 
-  withTaskOptions(
+  withTaskOptions(withNodeOptions(
     program
       .command('watch')
       .description('record a snapshot every interval as JSON lines, until the count is reached or the target exits')
@@ -169,7 +181,7 @@ export function buildProgram(): Command {
       .option('--count <n>', 'stop after n snapshots', wholeNumber(10_000_000))
       .option('--out <file>', 'write the recording to a file instead of stdout')
       .option('--idle-threshold <duration>', IDLE_THRESHOLD_HELP, durationOption),
-  ).action((pid: string, options) =>
+  )).action((pid: string, options) =>
     exitWith(() =>
       watchCommand(pid, {
         intervalMs: Math.max(100, options.interval as number),
@@ -188,8 +200,8 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON', false)
     .action((files: string[], options) => exitWith(() => diffCommand(files, options)));
 
-  program
-    .command('check')
+  withNodeOptions(program
+    .command('check'))
     .description('exit 0 when clean, 1 with findings at or above --fail-on, 2 when the check could not be made')
     .argument('<target>', 'a process id, or a snapshot file or watch recording')
     .option('--fail-on <severity>', 'warn or error', checked(parseFailOn), 'warn')
@@ -199,8 +211,8 @@ export function buildProgram(): Command {
     .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_UNCHECKED))
     .action((target: string, options) => exitWith(() => checkCommand(target, { ...options, thresholds: thresholdsFrom(options) })));
 
-  program
-    .command('reclaim')
+  withNodeOptions(program
+    .command('reclaim'))
     .description("run the allocator's reclaim call in the process and report RSS before and after")
     .argument('<pid>', 'process id')
     .option('--json', 'print JSON', false)

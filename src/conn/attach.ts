@@ -6,7 +6,7 @@ import { type AgentFacts, observationFromFacts, type ReclaimResult } from '../mo
 import type { Observation } from '../model/snapshot.js';
 import { AgentClient, type HelloResult, type RequestParams } from './agent-client.js';
 import { procObservation } from './proc-view.js';
-import { injectNodeBridge, isNodeProcess } from './node-inject.js';
+import { injectNodeBridge, isNodeProcess, waitForInspectorClosed } from './node-inject.js';
 import { identifyTarget, isAlive, processStartedAt, socketPath } from './target.js';
 
 export type Connection =
@@ -30,13 +30,30 @@ async function removeStaleSocket(path: string): Promise<string> {
   }
 }
 
-export async function connect(pid: number, options: ConnectOptions = {}): Promise<Connection> {
+let nodeDefaults: Pick<ConnectOptions, 'injectNode' | 'lingerMs'> = {};
+
+/** The CLI's --linger and --no-inject, for every connect of this run. */
+export function setNodeAttachDefaults(defaults: Pick<ConnectOptions, 'injectNode' | 'lingerMs'>): void {
+  nodeDefaults = defaults;
+}
+
+export async function connect(pid: number, given: ConnectOptions = {}): Promise<Connection> {
+  const options = { ...nodeDefaults, ...given };
   const target = await identifyTarget(pid);
   const path = socketPath(pid, target.uid);
   const withoutAgent = async (reason: string): Promise<Connection> => {
     if (options.injectNode === false || !(await isNodeProcess(pid))) return { kind: 'proc', pid, reason };
-    await injectNodeBridge(pid, { lingerMs: options.lingerMs, timeoutMs: options.timeoutMs });
-    return connect(pid, { ...options, injectNode: false });
+    const injected = await injectNodeBridge(pid, { lingerMs: options.lingerMs, timeoutMs: options.timeoutMs });
+    const connection = await connect(pid, { ...options, injectNode: false });
+    if (!injected.inspectorWasOpen) {
+      try {
+        await waitForInspectorClosed(pid, injected.inspectorPort, options.timeoutMs ?? 10_000);
+      } catch (error) {
+        disconnect(connection);
+        throw error;
+      }
+    }
+    return connection;
   };
   let client: AgentClient;
   try {

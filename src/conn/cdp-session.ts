@@ -63,7 +63,19 @@ export class CdpSession {
     });
   }
 
-  close(): void {
-    this.socket.close();
+  /** Resolves when the close handshake is done (or the socket is gone). */
+  close(): Promise<void> {
+    if (this.socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.socket.terminate();
+        resolve();
+      }, 2000);
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.socket.close();
+    });
   }
 }

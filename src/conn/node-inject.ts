@@ -78,17 +78,22 @@ async function openInspector(pid: number, timeoutMs: number): Promise<InspectorT
     if (code === 'EPERM') throw new LeakscopeError(`permission denied signalling pid ${pid}: run leakscope as its user or as root`);
     throw new LeakscopeError(`no process with pid ${pid} (it may have exited)`);
   }
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  const started = Date.now();
+  let portChecked = false;
+  while (Date.now() < started + timeoutMs) {
     const found = await findInspector(pid, DEFAULT_INSPECTOR_PORT, before);
     if (found) return found;
+    // Node gives up at once when the port is taken; so do we, after a second.
+    if (!portChecked && Date.now() - started > 1000) {
+      portChecked = true;
+      const holder = await portHolder(DEFAULT_INSPECTOR_PORT, pid);
+      if (holder !== null)
+        throw new LeakscopeError(
+          `pid ${pid} could not open its inspector: 127.0.0.1:${DEFAULT_INSPECTOR_PORT} is taken by pid ${holder}; free that port, or start the program with 'leakscope run'`,
+        );
+    }
     await sleep(50);
   }
-  const holder = await portHolder(DEFAULT_INSPECTOR_PORT, pid);
-  if (holder !== null)
-    throw new LeakscopeError(
-      `pid ${pid} could not open its inspector: 127.0.0.1:${DEFAULT_INSPECTOR_PORT} is taken by pid ${holder}; free that port, or start the program with 'leakscope run'`,
-    );
   throw new LeakscopeError(
     `pid ${pid} did not open its inspector within ${timeoutMs} ms after SIGUSR1 (started with --disable-sigusr1, or not a Node.js process?)`,
   );
@@ -102,7 +107,7 @@ export async function injectNodeBridge(pid: number, options: InjectOptions = {})
   const session = await CdpSession.open(inspector.webSocketUrl, timeoutMs);
   const busy = `the event loop of pid ${pid} did not run leakscope's bridge within ${timeoutMs} ms (blocked in native code?)`;
   try {
-    const attachOptions = JSON.stringify(options.lingerMs === undefined ? {} : { lingerMs: options.lingerMs });
+    const attachOptions = JSON.stringify({ closeInspector: !wasOpen, ...(options.lingerMs === undefined ? {} : { lingerMs: options.lingerMs }) });
     const attached = evaluated<{ error?: string; version?: string; already?: boolean; node_version?: string }>(
       await session.send<EvaluateReply>(
         'Runtime.evaluate',
@@ -129,15 +134,10 @@ export async function injectNodeBridge(pid: number, options: InjectOptions = {})
       nodeVersion: attached?.node_version ?? '',
     };
   } finally {
-    if (!wasOpen) {
-      // Closes every inspector connection (ours too) and the listener, once
-      // this evaluation has returned.
-      await session
-        .send('Runtime.evaluate', { expression: "setImmediate(() => process.getBuiltinModule('inspector').close()), 0" }, timeoutMs, busy)
-        .catch(() => undefined);
-    }
-    session.close();
-    if (!wasOpen) await waitForInspectorClosed(pid, inspector.port, timeoutMs);
+    // The bridge closes the inspector it did not find open once a client
+    // reaches the agent (connect() waits for that): our session must be
+    // gone first.
+    await session.close();
   }
 }
 
@@ -170,7 +170,8 @@ async function adoptFromHeap(session: CdpSession, prototypeExpression: string, a
   }
 }
 
-async function waitForInspectorClosed(pid: number, port: number, timeoutMs: number): Promise<void> {
+/** After the first client reached the agent, the bridge closes the inspector leakscope opened. */
+export async function waitForInspectorClosed(pid: number, port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!(await ownLoopbackListeners(pid)).some((l) => l.port === port)) return;

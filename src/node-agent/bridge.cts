@@ -29,6 +29,13 @@ export interface AttachOptions {
   /** Loaded at start-up (leakscope run) rather than into a running process. */
   readonly fromStart?: boolean;
   readonly answerTimeoutMs?: number;
+  /**
+   * leakscope opened the inspector to load us: close it when the first
+   * client reaches the agent's socket. By then leakscope's inspector session
+   * is gone; closing the inspector while a session's socket is closing can
+   * crash Node (WsHandler::OnCloseFrameWritten after InspectorIo is gone).
+   */
+  readonly closeInspector?: boolean;
 }
 
 export type BridgeState = 'recording' | 'lingering' | 'dormant';
@@ -51,15 +58,17 @@ class Bridge {
   private recordingSinceMs = Date.now();
   private lastUtilization: EventLoopUtilization | undefined;
   private clients = 0;
+  private inspectorToClose = false;
   readonly mode: 'node' | 'preload';
 
   constructor(
     agent: NativeAgent,
     private readonly options: Required<AttachOptions>,
   ) {
-    this.promises = new PromiseTracker(agent);
-    this.timers = new TimerTracker(agent, ownTimers);
     this.spans = new SpanTracker(agent);
+    // A program registers its tracer provider after leakscope run loaded us.
+    this.promises = new PromiseTracker(agent, () => this.spans.start());
+    this.timers = new TimerTracker(agent, ownTimers);
     const started = agent.start(
       (delayMs) => this.collect(delayMs),
       (attached) => this.clientsChanged(attached),
@@ -79,6 +88,22 @@ class Bridge {
     return this.promises.adoptExisting(promises);
   }
 
+  closeInspectorLater(): void {
+    this.inspectorToClose = true;
+  }
+
+  private closeInspector(): void {
+    if (!this.inspectorToClose) return;
+    this.inspectorToClose = false;
+    setImmediate(() => {
+      try {
+        (process.getBuiltinModule?.('inspector') ?? require('node:inspector')).close();
+      } catch {
+        /* closed already */
+      }
+    });
+  }
+
   adoptTimers(timers: readonly unknown[]): number {
     return this.timers.adoptExisting(timers);
   }
@@ -93,6 +118,7 @@ class Bridge {
 
   private sleep(): void {
     this.lingerTimer = null;
+    this.closeInspector(); // no client ever came: leave the process as found
     this.promises.stop();
     this.timers.stop();
     this.spans.stop();
@@ -111,6 +137,7 @@ class Bridge {
   private clientsChanged(attached: boolean): void {
     this.clients = Math.max(0, this.clients + (attached ? 1 : -1));
     if (attached) {
+      this.closeInspector();
       if (this.lingerTimer) realClearTimeout(this.lingerTimer);
       this.lingerTimer = null;
       if (this.state === 'dormant') this.record();
@@ -166,8 +193,10 @@ export function attach(options: AttachOptions = {}): AttachResult {
       lingerMs: options.lingerMs ?? DEFAULT_LINGER_MS,
       fromStart: options.fromStart ?? false,
       answerTimeoutMs: options.answerTimeoutMs ?? DEFAULT_ANSWER_TIMEOUT_MS,
+      closeInspector: false,
     });
   }
+  if (options.closeInspector) bridge.closeInspectorLater();
   return { pid: process.pid, mode: bridge.mode, state: bridge.currentState, already, node_version: process.version };
 }
 

@@ -74,7 +74,7 @@ export class SpanTracker {
 
   /** Hooks in where a provider is registered now; call again to catch one registered later. */
   start(): void {
-    if (this.list) return;
+    if (this.list || !apiGlobal()?.trace) return;
     const list = processorList();
     if (!list) return;
     list.push(this.processor);

@@ -39,7 +39,11 @@ export class PromiseTracker {
   private existedAtAttach = 0;
   private collectedPending = 0;
 
-  constructor(private readonly agent: NativeAgent) {
+  /** `onCapture` runs at each captured site: a cheap moment to look for things registered since (a tracer provider). */
+  constructor(
+    private readonly agent: NativeAgent,
+    private readonly onCapture: () => void = () => undefined,
+  ) {
     // A pending promise nobody can reach any more is gone, not leaked.
     this.collected = new FinalizationRegistry((id) => {
       if (this.open.delete(id)) {
@@ -124,6 +128,7 @@ export class PromiseTracker {
     // promise creation cannot hide one site from the sample.
     this.countdown = interval === 1 ? 1 : Math.max(1, Math.ceil(-Math.log(1 - Math.random()) * interval));
     this.track(promise, captureSite(), this.shift);
+    this.onCapture();
   }
 
   private track(promise: Promise<unknown>, site: string, shift: number): void {

@@ -39,6 +39,15 @@ test('promises read as pending, created at', (t) => {
   t.is(result.findings[0]?.summary, '3,000 promises created at cart.js:14 have been pending for over 30 s');
 });
 
+test('spans read as open and not ended; the message says what would end them', (t) => {
+  const spans = site({ site: 'checkout.js:9', kind: 'span', live: 12, idle: 12, idle_over_threshold: 12, spawned: 40, completed: 28 });
+  const result = check(observation((d) => (d.tasks = tasks([spans]))), DEFAULT_THRESHOLDS);
+  if (result.status !== 'found') return t.fail(result.status);
+  t.is(result.findings[0]?.summary, '12 spans created at checkout.js:9 have been open for over 30 s');
+  t.regex(result.findings[0]?.message ?? '', /12 of the 12 live spans created at checkout\.js:9 have not ended for over 30 s/);
+  t.regex(result.findings[0]?.message ?? '', /40 were created there and 28 finished\. If nothing will ever end them, they are leaked\./);
+});
+
 test('quiet without tasks; undecided when the snapshot counted at another threshold', (t) => {
   t.is(check(observation(), DEFAULT_THRESHOLDS).status, 'ok');
   const other = check(observation((d) => (d.tasks = tasks([leaking], { idle_threshold_ms: 5000 }))), DEFAULT_THRESHOLDS);

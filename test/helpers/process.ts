@@ -20,6 +20,8 @@ export interface FixtureOptions {
   readonly withoutAgent?: boolean;
   /** Where NAME is, when not in FIXTURES. */
   readonly dir?: string;
+  /** The program that runs NAME (node for a script). */
+  readonly interpreter?: string;
 }
 
 export interface Fixture<Truth> {
@@ -48,7 +50,10 @@ export async function startFixture<Truth extends { pid: number }>(
   const binary = resolve(options.dir ?? FIXTURES, name);
   const runArgs = ['run', '-q', '--allocator', options.allocator ?? 'glibc'];
   if (options.sampleInterval) runArgs.push('--sample-interval', options.sampleInterval);
-  const [file, argv] = options.withoutAgent ? [binary, [...args]] : [process.execPath, [CLI, ...runArgs, '--', binary, ...args]];
+  const program = options.interpreter ? [options.interpreter, binary, ...args] : [binary, ...args];
+  const [file, argv] = options.withoutAgent
+    ? [program[0]!, program.slice(1)]
+    : [process.execPath, [CLI, ...runArgs, '--', ...program]];
   const child = spawn(file, argv, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk) => (stderr += String(chunk)));

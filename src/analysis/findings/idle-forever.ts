@@ -5,7 +5,7 @@
 import { formatBytes, formatCount, formatDuration, plural } from '../../format.js';
 import type { Finding, Observation, Severity, TaskSite } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
-import { countOf, nounOf, origin, siteSubject, waiting } from '../task-wording.js';
+import { countOf, ender, nounOf, notYet, origin, siteSubject, waiting } from '../task-wording.js';
 
 export const id = 'idle-forever';
 /** At a site with this many idle-forever tasks the finding is a warning; below, information. */
@@ -25,9 +25,9 @@ export function message(site: TaskSite, thresholdMs: number): string {
   const held = site.live_bytes > 0 ? ` Memory allocated while they ran and still live: ${formatBytes(site.live_bytes)}.` : '';
   return (
     `${formatCount(site.idle_over_threshold)} of the ${formatCount(site.live)} live ${nounOf(site.kind, site.live)} ${origin(site.kind)} ${site.site} ` +
-    `${plural(site.idle_over_threshold, 'has', 'have')} not been polled or woken for over ${formatDuration(thresholdMs)} ` +
-    `(the oldest for ${formatDuration(site.oldest_idle_ms)}); ${formatCount(site.spawned)} ${plural(site.spawned, 'was', 'were')} spawned there ` +
-    `and ${formatCount(site.completed)} finished.${held} If nothing will ever wake them, they are leaked.`
+    `${plural(site.idle_over_threshold, 'has', 'have')} not ${notYet(site.kind)} for over ${formatDuration(thresholdMs)} ` +
+    `(the oldest for ${formatDuration(site.oldest_idle_ms)}); ${formatCount(site.spawned)} ${plural(site.spawned, 'was', 'were')} ${origin(site.kind).replace(' at', '')} there ` +
+    `and ${formatCount(site.completed)} finished.${held} If nothing will ever ${ender(site.kind)} them, they are leaked.`
   );
 }
 

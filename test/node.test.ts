@@ -1,0 +1,165 @@
+// Real Node.js: the quote service (fixtures/node/service.mjs) started bare,
+// attached by pid through its inspector while it serves; and the same
+// service under `leakscope run`. The service answers its own truth at
+// /truth. Inspector tests run one at a time: they share port 9229.
+import { createServer, type Server } from 'node:net';
+import { relative, resolve } from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import { ownLoopbackListeners } from '../src/conn/inspector-port.js';
+import type { Snapshot } from '../src/model/snapshot.js';
+import { PACKAGE_ROOT } from '../src/paths.js';
+import { Client } from './helpers/http.js';
+import { oneLineError, runCli, snapshotOf, startFixture } from './helpers/process.js';
+import { findingsAt } from './helpers/task-sites.js';
+
+interface Ready {
+  pid: number;
+  port: number;
+}
+
+interface ServiceTruth {
+  parked: number;
+  intervals: number;
+  open_spans: number;
+  sites: { cart?: string; poll?: string; open_span?: string; ended_span?: string };
+}
+
+const NODE_FIXTURES = resolve(PACKAGE_ROOT, 'fixtures/node');
+const EXISTED = '(existed at attach)';
+
+/** A site as the bridge names it: relative to the service's working directory (ours). */
+const siteName = (absolute: string | undefined) => (absolute === EXISTED ? EXISTED : relative(process.cwd(), absolute ?? '?'));
+
+async function startService(t: ExecutionContext, entry: 'service.mjs' | 'service.cjs', nodeArgs: readonly string[] = [], underRun = false) {
+  const fixture = await startFixture<Ready>(t, entry, [], {
+    withoutAgent: !underRun,
+    dir: NODE_FIXTURES,
+    interpreter: nodeArgs.length ? `${process.execPath}` : process.execPath,
+    env: nodeArgs.length ? { NODE_OPTIONS: nodeArgs.join(' ') } : {},
+  });
+  const client = new Client(fixture.truth.port);
+  t.teardown(() => client.close());
+  return { fixture, client };
+}
+
+async function leak(client: Client, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    await client.get('/cart');
+    await client.get('/poll');
+    await client.get('/trace');
+    await client.get('/quote');
+  }
+}
+
+/** Ports the service itself listens on, apart from its HTTP port: the inspector's, if open. */
+async function otherListeners(pid: number, httpPort: number): Promise<number[]> {
+  return (await ownLoopbackListeners(pid)).map((l) => l.port).filter((p) => p !== httpPort);
+}
+
+function live(s: Snapshot, site: string | undefined, kind: string) {
+  const found = s.tasks.sites.find((x) => x.site === siteName(site) && x.kind === kind);
+  return found ? { live: found.live, spawned: found.spawned, completed: found.completed } : null;
+}
+
+test.serial('attach by pid: exact sites of pending promises, intervals and open spans; the inspector closes again; the service serves on', async (t) => {
+  const { fixture, client } = await startService(t, 'service.cjs');
+  await leak(client, 4); // before attach: counted without a site
+  const first = await snapshotOf(fixture.pid, ['--idle-threshold', '1s']);
+  t.is(first.agent.mode, 'node');
+  t.deepEqual(await otherListeners(fixture.pid, fixture.truth.port), [], 'the inspector is closed after attach');
+  t.is(live(first, EXISTED, 'promise')?.live, 4);
+  t.is(first.node?.promises.existed_at_attach, 4, 'the four parked carts were pending at attach');
+  t.true((first.node?.timers.existed_at_attach ?? 0) >= 4, 'the four intervals were found on the heap');
+  t.true(first.agent.notes.some((n) => /native allocations are not counted/.test(n)));
+  t.is(first.allocator.live_bytes, null, 'no ledger without an allocation hook');
+
+  await leak(client, 40);
+  const truth = await client.json<ServiceTruth>('/truth');
+  t.is(truth.parked, 44);
+  await new Promise((r) => setTimeout(r, 1200)); // past the idle threshold
+  const after = await snapshotOf(fixture.pid, ['--idle-threshold', '1s']);
+  t.deepEqual(live(after, truth.sites.cart, 'promise'), { live: 40, spawned: 40, completed: 0 });
+  t.deepEqual(live(after, truth.sites.poll, 'interval'), { live: 40, spawned: 40, completed: 0 });
+  t.deepEqual(live(after, truth.sites.open_span, 'span'), { live: 40, spawned: 40, completed: 0 });
+  t.deepEqual(live(after, truth.sites.ended_span, 'span'), { live: 0, spawned: 40, completed: 40 });
+  t.is(after.node?.spans.api, 'hooked');
+  t.is(after.node?.promises.sample_interval, 1, 'at this rate every promise has its site');
+  // Only what leaks stays live: the quote chain's promises all settled.
+  // (Timers from before attach are the keep-alive sockets' own, Node's.)
+  const liveSites = after.tasks.sites
+    .filter((s) => s.live > 0 && `${s.kind}@${s.site}` !== `timer@${EXISTED}`)
+    .map((s) => `${s.kind}@${s.site}`)
+    .sort();
+  t.deepEqual(liveSites, [`interval@${EXISTED}`, `interval@${siteName(truth.sites.poll)}`, `promise@${EXISTED}`, `promise@${siteName(truth.sites.cart)}`, `span@${siteName(truth.sites.open_span)}`].sort());
+  const idle = after.findings.find((f) => f.id === 'idle-forever' && f.subject.label === siteName(truth.sites.cart));
+  t.is(idle?.summary, `40 promises created at ${siteName(truth.sites.cart)} have been pending for over 1 s`);
+  t.deepEqual(findingsAt(after, 'idle-forever').find(([label]) => label === siteName(truth.sites.open_span)), [siteName(truth.sites.open_span), 40]);
+  t.true(Object.keys(after.node?.handles ?? {}).includes('tcp'), 'libuv handles are counted');
+  t.true((after.node?.v8_heap.used_bytes ?? 0) > 0);
+  t.is((await client.get('/quote')).body, '1700\n', 'the service still answers');
+  t.deepEqual(await otherListeners(fixture.pid, fixture.truth.port), []);
+});
+
+test.serial('an ESM service whose inspector is open already: used and left open', async (t) => {
+  const { fixture, client } = await startService(t, 'service.mjs', ['--inspect=127.0.0.1:0']);
+  const before = await otherListeners(fixture.pid, fixture.truth.port);
+  t.is(before.length, 1, 'the service opened its own inspector');
+  await leak(client, 3);
+  const snapshot = await snapshotOf(fixture.pid);
+  t.is(snapshot.agent.mode, 'node');
+  t.is(snapshot.node?.promises.existed_at_attach, 3);
+  t.deepEqual(await otherListeners(fixture.pid, fixture.truth.port), before, 'left as found');
+});
+
+test.serial('the inspector port taken by another process: a one-line error naming it; the target is untouched', async (t) => {
+  const blocker: Server = createServer();
+  await new Promise<void>((r, reject) => blocker.once('error', reject).listen(9229, '127.0.0.1', () => r()));
+  t.teardown(() => blocker.close());
+  const { fixture, client } = await startService(t, 'service.mjs');
+  const result = await runCli(['snapshot', String(fixture.pid), '--json']);
+  oneLineError(t, result, new RegExp(`127\\.0\\.0\\.1:9229 is taken by pid ${process.pid}`));
+  t.is((await client.get('/quote')).body, '1700\n');
+});
+
+test.serial('after the last client leaves and the linger ends, the hooks are out: nothing created meanwhile is counted, and a new attach records again', async (t) => {
+  const { fixture, client } = await startService(t, 'service.mjs');
+  const first = await snapshotOf(fixture.pid, ['--linger', '1s']);
+  t.is(first.node?.linger_ms, 1000);
+  await leak(client, 2);
+  await new Promise((r) => setTimeout(r, 2000)); // linger over: dormant
+  await leak(client, 5); // while dormant: not seen
+  const truth = await client.json<ServiceTruth>('/truth');
+  const woken = await snapshotOf(fixture.pid);
+  t.true(Date.parse(woken.node?.recording_since ?? '') > Date.parse(first.node?.recording_since ?? ''), 'recording began again');
+  t.is(live(woken, truth.sites.cart, 'promise')?.live ?? 0, 0, 'the two tracked before dormancy ended with it; the five since were never seen');
+  await leak(client, 3);
+  const again = await snapshotOf(fixture.pid);
+  t.is(live(again, truth.sites.cart, 'promise')?.live, 3);
+  t.is(again.node?.state, 'recording');
+});
+
+test.serial('a busy event loop: the snapshot still comes, with the last answer and a note', async (t) => {
+  const { fixture, client } = await startService(t, 'service.mjs');
+  await leak(client, 2);
+  await snapshotOf(fixture.pid); // attached, and one answer from the loop
+  await client.get('/spin?ms=5000');
+  const busy = await snapshotOf(fixture.pid);
+  t.false(busy.node?.responsive);
+  t.true(busy.agent.notes.some((n) => /event loop did not answer within \d+ ms/.test(n)), busy.agent.notes.join('; '));
+  t.true(busy.tasks.sites.some((s) => s.kind === 'promise' && s.live === 2), 'the task registry needs no JS to answer');
+});
+
+test('leakscope run -- node: sites from the first line, and the native heap ledger counts', async (t) => {
+  const { fixture, client } = await startService(t, 'service.mjs', [], true);
+  await leak(client, 6);
+  const truth = await client.json<ServiceTruth>('/truth');
+  const snapshot = await snapshotOf(fixture.pid);
+  t.is(snapshot.agent.mode, 'preload');
+  t.is(snapshot.node?.from_start, true);
+  t.is(snapshot.node?.promises.existed_at_attach, 0);
+  t.deepEqual(live(snapshot, truth.sites.cart, 'promise'), { live: 6, spawned: 6, completed: 0 });
+  t.deepEqual(live(snapshot, truth.sites.open_span, 'span'), { live: 6, spawned: 6, completed: 0 });
+  t.true((snapshot.allocator.live_bytes ?? 0) > 0, 'the preloaded agent counts allocations');
+  const main = snapshot.threads.find((th) => th.tid === fixture.pid);
+  t.true((main?.heap?.allocated_bytes ?? 0) > 0, 'the main thread has a heap ledger');
+});
