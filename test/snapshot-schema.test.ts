@@ -23,6 +23,20 @@ test('a snapshot with findings, under each allocator, conforms', async (t) => {
   }
 });
 
+test('a snapshot of a Node service, attached by pid and under leakscope run, conforms', async (t) => {
+  for (const underRun of [false, true]) {
+    const started = await startFixture<{ pid: number; port: number }>(t, 'service.mjs', [], {
+      withoutAgent: !underRun,
+      dir: resolve(PACKAGE_ROOT, 'fixtures/node'),
+      interpreter: process.execPath,
+    });
+    await fetch(`http://127.0.0.1:${started.truth.port}/cart`);
+    const snapshot = await snapshotUntil(started.pid, (s) => s.findings.length > 0, { extra: ['--idle-threshold', '1s'] });
+    t.truthy(snapshot.node, 'the Node part is there');
+    t.true(validate(snapshot), `${underRun ? 'run' : 'attached'}: ${ajv.errorsText(validate.errors)}`);
+  }
+});
+
 test('a snapshot from a Rust service through the crate conforms', async (t) => {
   const started = await startFixture<{ pid: number }>(t, 'owner_mimalloc', ['16'], { withoutAgent: true, dir: RUST_FIXTURES });
   const snapshot = await snapshotUntil(started.pid, (s) => s.findings.length > 0, { extra: ['--idle-threshold', '2s'] });
