@@ -3,6 +3,7 @@
 // an SDK tracer provider is registered, leakscope adds a span processor to
 // it (and takes it out again when it goes dormant). It registers no context
 // manager and no provider of its own.
+import type { NodeRuntime } from '../model/snapshot.js' with { 'resolution-mode': 'import' };
 import type { NativeAgent } from './native.cjs';
 import { captureSite } from './sites.cjs';
 
@@ -23,12 +24,8 @@ interface ProviderLike {
   activeSpanProcessor?: { _spanProcessors?: SpanProcessorLike[] };
 }
 
-export interface SpanFacts {
-  /** "none": no @opentelemetry/api in the process; "no-sdk": the API without an SDK provider. */
-  readonly api: 'none' | 'no-sdk' | 'hooked';
-  readonly api_version: string | null;
-  readonly open: number;
-}
+/** The snapshot's `node.spans` (src/model/snapshot.ts is the contract). */
+export type SpanFacts = NodeRuntime['spans'];
 
 function apiGlobal(): { version?: string; trace?: ProviderLike } | undefined {
   return (globalThis as unknown as Record<symbol, { version?: string; trace?: ProviderLike } | undefined>)[API_KEY];

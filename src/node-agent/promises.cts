@@ -7,6 +7,7 @@
 // 0 and the counts are exact.
 import { promiseHooks } from 'node:v8';
 import { inspect } from 'node:util';
+import type { NodeRuntime } from '../model/snapshot.js' with { 'resolution-mode': 'import' };
 import type { NativeAgent } from './native.cjs';
 import { captureSite } from './sites.cjs';
 import { EXISTED_AT_ATTACH_SITE } from './timers.cjs';
@@ -15,14 +16,8 @@ import { EXISTED_AT_ATTACH_SITE } from './timers.cjs';
 export const CAPTURE_BUDGET_PER_S = 2000;
 const MAX_SHIFT = 20;
 
-export interface PromiseFacts {
-  readonly hooked: boolean;
-  readonly sample_interval: number;
-  readonly created: number;
-  readonly captured: number;
-  readonly existed_at_attach: number;
-  readonly collected_pending: number;
-}
+/** The snapshot's `node.promises` (src/model/snapshot.ts is the contract). */
+export type PromiseFacts = NodeRuntime['promises'];
 
 export class PromiseTracker {
   private stopHooks: (() => void) | null = null;

@@ -5,6 +5,7 @@
 // its own reference to the originals before attach is not seen.
 import * as timersModule from 'node:timers';
 import { promisify } from 'node:util';
+import type { NodeRuntime } from '../model/snapshot.js' with { 'resolution-mode': 'import' };
 import type { NativeAgent } from './native.cjs';
 import { captureSite } from './sites.cjs';
 
@@ -20,11 +21,8 @@ interface Originals {
 
 const NAMES = ['setTimeout', 'setInterval', 'clearTimeout', 'clearInterval'] as const;
 
-export interface TimerFacts {
-  readonly patched: boolean;
-  readonly tracked: number;
-  readonly existed_at_attach: number;
-}
+/** The snapshot's `node.timers` (src/model/snapshot.ts is the contract). */
+export type TimerFacts = NodeRuntime['timers'];
 
 export const EXISTED_AT_ATTACH_SITE = '(existed at attach)';
 
