@@ -49,7 +49,12 @@ export class SpanTracker {
   constructor(agent: NativeAgent) {
     this.processor = {
       onStart: (span) => {
-        const id = agent.spawn('span', span.name || null, captureSite(), 0, true, 0);
+        let id = 0;
+        try {
+          id = agent.spawn('span', typeof span.name === 'string' && span.name ? span.name : null, captureSite(), 0, true, 0);
+        } catch {
+          return; // never the program's problem: the span goes unrecorded
+        }
         if (id === 0) return;
         this.ids.set(span, id);
         this.open.add(id);

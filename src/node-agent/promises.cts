@@ -96,7 +96,12 @@ export class PromiseTracker {
   private created_(promise: Promise<unknown>): void {
     ++this.created;
     if (--this.countdown > 0) return;
-    this.sampleTaken(promise);
+    try {
+      this.sampleTaken(promise);
+    } catch {
+      // Never the program's problem: this promise goes unrecorded.
+      this.countdown = 1;
+    }
   }
 
   private settled(promise: Promise<unknown>): void {

@@ -138,7 +138,12 @@ export class TimerTracker {
     const wrap = (original: TimerFn, kind: 'timer' | 'interval'): TimerFn => {
       const wrapper = function (this: unknown, callback: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) {
         if (typeof callback !== 'function') return original.call(this, callback, ms, ...args);
-        const id = agent.spawn(kind, callback.name || null, captureSite(), 0, true, 0);
+        let id = 0;
+        try {
+          id = agent.spawn(kind, callback.name || null, captureSite(), 0, true, 0);
+        } catch {
+          id = 0; // never the program's problem: the timer goes unrecorded
+        }
         if (id === 0) return original.call(this, callback, ms, ...args);
         let timer: NodeJS.Timeout;
         const run = function (this: unknown, ...runArgs: unknown[]) {
