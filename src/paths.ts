@@ -1,6 +1,6 @@
 // Where leakscope's own built files and the allocators it can preload are.
 import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LeakscopeError } from './errors.js';
 
@@ -14,6 +14,16 @@ export function agentLibraryPath(): string {
   const found = candidates.find((p) => existsSync(p));
   if (!found) throw new LeakscopeError(`the leakscope agent is not built (tried ${candidates.join(', ')}); run 'npm install'`);
   return found;
+}
+
+/** A file of the Node bridge (src/node-agent, built to CommonJS), which the target process loads. */
+export function nodeAgentFile(name: 'bridge.cjs' | 'preload.cjs'): string {
+  return resolve(PACKAGE_ROOT, 'dist/src/node-agent', name);
+}
+
+/** Whether an executable's path names node (node, nodejs, node20, …). */
+export function isNodeExecutable(path: string): boolean {
+  return /^node(js)?(\d+)?$/.test(basename(path.replace(/ \(deleted\)$/, '')));
 }
 
 export type PreloadAllocator = 'glibc' | 'jemalloc' | 'mimalloc';

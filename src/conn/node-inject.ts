@@ -4,10 +4,9 @@
 // (createRequire: CommonJS and ESM programs alike), count the promises
 // already pending, and close the inspector again if leakscope opened it.
 import { promises as fs } from 'node:fs';
-import { basename, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LeakscopeError } from '../errors.js';
-import { PACKAGE_ROOT } from '../paths.js';
+import { isNodeExecutable, nodeAgentFile } from '../paths.js';
 import { CdpSession } from './cdp-session.js';
 import { findInspector, type InspectorTarget, ownLoopbackListeners, portHolder } from './inspector-port.js';
 
@@ -24,29 +23,20 @@ export interface InjectResult {
   readonly inspectorPort: number;
   /** The inspector was open before; it is left open. */
   readonly inspectorWasOpen: boolean;
-  /** The bridge was loaded by an earlier attach. */
-  readonly already: boolean;
-  readonly pendingAtAttach: number;
-  readonly nodeVersion: string;
 }
 
 /** True when `pid` runs the node binary. */
 export async function isNodeProcess(pid: number): Promise<boolean> {
   try {
-    const exe = await fs.readlink(`/proc/${pid}/exe`);
-    return /^node(js)?(\d+)?$/.test(basename(exe.replace(/ \(deleted\)$/, '')));
+    return isNodeExecutable(await fs.readlink(`/proc/${pid}/exe`));
   } catch {
     return false;
   }
 }
 
-export function bridgePath(): string {
-  return resolve(PACKAGE_ROOT, 'dist/src/node-agent/bridge.cjs');
-}
-
 /** An expression that loads the bridge in the target, CommonJS or ESM, and calls `call` on it. */
 function bridgeExpression(call: string): string {
-  const path = JSON.stringify(bridgePath());
+  const path = JSON.stringify(nodeAgentFile('bridge.cjs'));
   return `(() => {
     const load = process.getBuiltinModule ? process.getBuiltinModule('module').createRequire(${path})
       : process.mainModule ? process.mainModule.require('module').createRequire(${path}) : null;
@@ -108,7 +98,7 @@ export async function injectNodeBridge(pid: number, options: InjectOptions = {})
   const busy = `the event loop of pid ${pid} did not run leakscope's bridge within ${timeoutMs} ms (blocked in native code?)`;
   try {
     const attachOptions = JSON.stringify({ closeInspector: !wasOpen, ...(options.lingerMs === undefined ? {} : { lingerMs: options.lingerMs }) });
-    const attached = evaluated<{ error?: string; version?: string; already?: boolean; node_version?: string }>(
+    const attached = evaluated<{ error?: string; version?: string; already?: boolean }>(
       await session.send<EvaluateReply>(
         'Runtime.evaluate',
         { expression: bridgeExpression(`attach(${attachOptions})`), returnByValue: true },
@@ -121,17 +111,13 @@ export async function injectNodeBridge(pid: number, options: InjectOptions = {})
       throw new LeakscopeError(
         `Node ${attached.version} has neither process.getBuiltinModule nor a CommonJS main module to load leakscope with (Node 20.16 or newer can be attached); start it with 'leakscope run'`,
       );
-    let pendingAtAttach = 0;
     if (!attached?.already) {
-      pendingAtAttach = await adoptFromHeap(session, 'Promise.prototype', 'adoptExisting', timeoutMs, busy);
+      await adoptFromHeap(session, 'Promise.prototype', 'adoptExisting', timeoutMs, busy);
       await adoptFromHeap(session, bridgeExpression('timeoutPrototype()'), 'adoptTimers', timeoutMs, busy);
     }
     return {
       inspectorPort: inspector.port,
       inspectorWasOpen: wasOpen !== null,
-      already: attached?.already ?? false,
-      pendingAtAttach,
-      nodeVersion: attached?.node_version ?? '',
     };
   } finally {
     // The bridge closes the inspector it did not find open once a client

@@ -212,7 +212,8 @@ export function adoptTimers(timers: readonly unknown[]): number {
 
 /** Node's Timeout prototype, for the inspector to find the timers on the heap. */
 export function timeoutPrototype(): object {
-  const probe = timers.setTimeout(() => undefined, 0);
-  timers.clearTimeout(probe);
+  // The originals: a probe through the wrappers would be recorded as a timer.
+  const probe = realSetTimeout(() => undefined, 0);
+  realClearTimeout(probe);
   return Object.getPrototypeOf(probe) as object;
 }

@@ -198,8 +198,9 @@ uint64_t TaskRegistry::spawn(const char* kind, const char* name, const char* sit
   const uint64_t id = uint64_t(generation) << kIndexBits | index;
   const uint64_t now = coarse_ns();
   r.generation.store(generation, std::memory_order_relaxed);
-  const uint32_t weight_bits = (std::min<uint32_t>(options.weight_log2, 31) << kTaskWeightShift) & kTaskWeightMask;
-  r.state.store((options.waiting ? 0u : uint32_t(kTaskNotified)) | weight_bits, std::memory_order_relaxed);
+  const uint32_t state = (options.waiting ? 0u : uint32_t(kTaskNotified)) |
+                         ((std::min<uint32_t>(options.weight_log2, 31) << kTaskWeightShift) & kTaskWeightMask);
+  r.state.store(state, std::memory_order_relaxed);
   r.site = site_index;
   r.name = name_index;
   r.wakers.store(0, std::memory_order_relaxed);
@@ -211,7 +212,7 @@ uint64_t TaskRegistry::spawn(const char* kind, const char* name, const char* sit
   r.live_bytes.store(0, std::memory_order_relaxed);
   r.id.store(id, std::memory_order_release);
   SiteStats& s = sites_stats_[site_index];
-  my_shard(s).spawned.fetch_add(uint64_t(1) << (weight_bits >> kTaskWeightShift), std::memory_order_relaxed);
+  my_shard(s).spawned.fetch_add(task_weight(state), std::memory_order_relaxed);
   // The first spawn at a site lists it for the readers.
   if (s.kind.load(std::memory_order_acquire) == 0) {
     uint32_t unset = 0;

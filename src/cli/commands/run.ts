@@ -1,8 +1,7 @@
 // leakscope run: start a program with the agent preloaded.
 import { spawn } from 'node:child_process';
 import { LeakscopeError } from '../../errors.js';
-import { basename, resolve } from 'node:path';
-import { agentLibraryPath, allocatorLibraryPath, PACKAGE_ROOT, type PreloadAllocator } from '../../paths.js';
+import { agentLibraryPath, allocatorLibraryPath, isNodeExecutable, nodeAgentFile, type PreloadAllocator } from '../../paths.js';
 
 export interface RunOptions {
   readonly allocator: PreloadAllocator;
@@ -21,15 +20,6 @@ export function parseSampleInterval(text: string): string {
   throw new LeakscopeError(`--sample-interval takes a number of bytes or 'exact', not '${text}'`);
 }
 
-/** The JS bridge `leakscope run` puts on NODE_OPTIONS when the program is node. */
-export function nodePreloadPath(): string {
-  return resolve(PACKAGE_ROOT, 'dist/src/node-agent/preload.cjs');
-}
-
-function isNodeCommand(file: string | undefined): boolean {
-  return !!file && (file === process.execPath || /^node(js)?(\d+)?$/.test(basename(file)));
-}
-
 /**
  * The environment the program starts with: our agent first, so that the
  * allocator after it is what it forwards to; for node, the bridge too.
@@ -37,7 +27,8 @@ function isNodeCommand(file: string | undefined): boolean {
 export function runEnvironment(options: RunOptions, base: NodeJS.ProcessEnv = process.env, command: readonly string[] = []): NodeJS.ProcessEnv {
   const preload = [agentLibraryPath(), allocatorLibraryPath(options.allocator), base.LD_PRELOAD].filter((p): p is string => !!p);
   const env: NodeJS.ProcessEnv = { ...base, LD_PRELOAD: preload.join(':') };
-  if (isNodeCommand(command[0])) env.NODE_OPTIONS = [base.NODE_OPTIONS, `--require ${nodePreloadPath()}`].filter(Boolean).join(' ');
+  if (command[0] && isNodeExecutable(command[0]))
+    env.NODE_OPTIONS = [base.NODE_OPTIONS, `--require ${nodeAgentFile('preload.cjs')}`].filter(Boolean).join(' ');
   if (options.sampleInterval !== undefined) env.LEAKSCOPE_SAMPLE_INTERVAL = options.sampleInterval;
   if (options.followExec) env.LEAKSCOPE_FOLLOW_CHILDREN = '1';
   return env;
