@@ -30,12 +30,15 @@ const EXISTED = '(existed at attach)';
 /** A site as the bridge names it: relative to the service's working directory (ours). */
 const siteName = (absolute: string | undefined) => (absolute === EXISTED ? EXISTED : relative(process.cwd(), absolute ?? '?'));
 
+/** leakscope.tasks.idle counts tasks idle this long in these tests (the service's environment sets it). */
+const GAUGE_IDLE_MS = 1000;
+
 async function startService(t: ExecutionContext, entry: 'service.mjs' | 'service.cjs', nodeArgs: readonly string[] = [], underRun = false) {
   const fixture = await startFixture<Ready>(t, entry, [], {
     withoutAgent: !underRun,
     dir: NODE_FIXTURES,
-    interpreter: nodeArgs.length ? `${process.execPath}` : process.execPath,
-    env: nodeArgs.length ? { NODE_OPTIONS: nodeArgs.join(' ') } : {},
+    interpreter: process.execPath,
+    env: { LEAKSCOPE_IDLE_THRESHOLD_MS: String(GAUGE_IDLE_MS), ...(nodeArgs.length ? { NODE_OPTIONS: nodeArgs.join(' ') } : {}) },
   });
   const client = new Client(fixture.truth.port);
   t.teardown(() => client.close());
@@ -54,6 +57,18 @@ async function leak(client: Client, count: number): Promise<void> {
 /** Ports the service itself listens on, apart from its HTTP port: the inspector's, if open. */
 async function otherListeners(pid: number, httpPort: number): Promise<number[]> {
   return (await ownLoopbackListeners(pid)).map((l) => l.port).filter((p) => p !== httpPort);
+}
+
+type Points = { attributes: Record<string, string>; value: number }[];
+
+/** The service's OpenTelemetry metrics of the `leakscope` meter, collected now through its own reader. */
+async function leakscopeGauges(client: Client): Promise<Record<string, Points> | undefined> {
+  return (await client.json<Record<string, Record<string, Points>>>('/metrics')).leakscope;
+}
+
+/** A gauge's value for one task kind, or for the whole process. */
+function gauge(gauges: Record<string, Points> | undefined, name: string, kind?: string): number | undefined {
+  return gauges?.[name]?.find((p) => (kind === undefined ? true : p.attributes['leakscope.task.kind'] === kind))?.value;
 }
 
 function live(s: Snapshot, site: string | undefined, kind: string) {
@@ -96,6 +111,13 @@ test.serial('attach by pid: exact sites of pending promises, intervals and open 
   t.deepEqual(findingsAt(after, 'idle-forever').find(([label]) => label === siteName(truth.sites.open_span)), [siteName(truth.sites.open_span), 40]);
   t.true(Object.keys(after.node?.handles ?? {}).includes('tcp'), 'libuv handles are counted');
   t.true((after.node?.v8_heap.used_bytes ?? 0) > 0);
+  // leakscope's gauges ride on the service's own OpenTelemetry meter provider.
+  t.deepEqual(after.node?.metrics, { published: true, idle_threshold_ms: GAUGE_IDLE_MS });
+  const gauges = await leakscopeGauges(client);
+  t.is(gauge(gauges, 'leakscope.tasks.idle', 'promise'), truth.parked, 'every parked cart, and nothing else, is a promise idle past the threshold');
+  t.is(gauge(gauges, 'leakscope.tasks.idle', 'span'), truth.open_spans - 4, 'spans opened before attach are not seen');
+  t.true((gauge(gauges, 'leakscope.tasks.live', 'interval') ?? 0) >= truth.intervals);
+  t.is(gauge(gauges, 'leakscope.heap.unreclaimed'), undefined, 'no heap gauges without a ledger');
   t.is((await client.get('/quote')).body, '1700\n', 'the service still answers');
   t.deepEqual(await otherListeners(fixture.pid, fixture.truth.port), []);
 });
@@ -128,6 +150,7 @@ test.serial('after the last client leaves and the linger ends, the hooks are out
   await leak(client, 2);
   await new Promise((r) => setTimeout(r, 2000)); // linger over: dormant
   await leak(client, 5); // while dormant: not seen
+  t.is(await leakscopeGauges(client), undefined, 'dormant: no leakscope gauges on the meter');
   const truth = await client.json<ServiceTruth>('/truth');
   const woken = await snapshotOf(fixture.pid);
   t.true(Date.parse(woken.node?.recording_since ?? '') > Date.parse(first.node?.recording_since ?? ''), 'recording began again');
@@ -136,6 +159,7 @@ test.serial('after the last client leaves and the linger ends, the hooks are out
   const again = await snapshotOf(fixture.pid);
   t.is(live(again, truth.sites.cart, 'promise')?.live, 3);
   t.is(again.node?.state, 'recording');
+  t.is(gauge(await leakscopeGauges(client), 'leakscope.tasks.live', 'span'), 3, 'awake: the gauges are back');
 });
 
 test.serial('a busy event loop: the snapshot still comes, with the last answer and a note', async (t) => {
@@ -162,4 +186,12 @@ test('leakscope run -- node: sites from the first line, and the native heap ledg
   t.true((snapshot.allocator.live_bytes ?? 0) > 0, 'the preloaded agent counts allocations');
   const main = snapshot.threads.find((th) => th.tid === fixture.pid);
   t.true((main?.heap?.allocated_bytes ?? 0) > 0, 'the main thread has a heap ledger');
+  // With a ledger, the heap gauges are published too.
+  const gauges = await leakscopeGauges(client);
+  const heapLive = gauge(gauges, 'leakscope.heap.live') ?? 0;
+  const ledgerLive = (await snapshotOf(fixture.pid)).allocator.live_bytes ?? 0;
+  t.true(heapLive > ledgerLive / 2 && heapLive < ledgerLive * 2, `gauge ${heapLive} B against the snapshot's ${ledgerLive} B`);
+  t.true((gauge(gauges, 'leakscope.heap.unreclaimed') ?? -1) >= 0);
+  t.true((gauge(gauges, 'leakscope.memory.retained') ?? -1) >= 0);
+  t.is(gauge(gauges, 'leakscope.tasks.live', 'span'), truth.open_spans);
 });

@@ -32,6 +32,7 @@ export function nodeFromFacts(facts: AgentNodeFacts | undefined): NodeRuntime | 
     promises: bridge.promises,
     timers: bridge.timers,
     spans: bridge.spans,
+    ...(bridge.metrics ? { metrics: bridge.metrics } : {}),
     handles: bridge.handles,
     active_resources: bridge.active_resources,
     v8_heap: bridge.v8_heap,

@@ -234,6 +234,13 @@ export interface NodeRuntime {
   };
   readonly timers: { readonly patched: boolean; readonly tracked: number; readonly existed_at_attach: number };
   readonly spans: { readonly api: 'none' | 'no-sdk' | 'hooked'; readonly api_version: string | null; readonly open: number };
+  /** leakscope's gauges on the program's OpenTelemetry meter (absent from bridges before they existed). */
+  readonly metrics?: {
+    /** A meter provider is registered and carries the `leakscope` meter. */
+    readonly published: boolean;
+    /** `leakscope.tasks.idle` counts tasks idle at least this long (LEAKSCOPE_IDLE_THRESHOLD_MS). */
+    readonly idle_threshold_ms: number;
+  };
   /** libuv handles of the main loop by type. */
   readonly handles: Readonly<Record<string, HandleCount>>;
   readonly active_resources: Readonly<Record<string, number>>;

@@ -8,7 +8,8 @@ import { getHeapStatistics } from 'node:v8';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import * as timers from 'node:timers';
 import { isMainThread } from 'node:worker_threads';
-import { loadNativeAgent, type NativeAgent } from './native.cjs';
+import { loadNativeAgent, type NativeAgent, packageVersion } from './native.cjs';
+import { GaugePublisher } from './meter.cjs';
 import { SpanTracker } from './otel.cjs';
 import { PromiseTracker } from './promises.cjs';
 import { TimerTracker } from './timers.cjs';
@@ -53,6 +54,7 @@ class Bridge {
   private readonly promises: PromiseTracker;
   private readonly timers: TimerTracker;
   private readonly spans: SpanTracker;
+  private readonly gauges: GaugePublisher;
   private state: BridgeState = 'recording';
   private lingerTimer: NodeJS.Timeout | null = null;
   private recordingSinceMs = Date.now();
@@ -66,8 +68,9 @@ class Bridge {
     private readonly options: Required<AttachOptions>,
   ) {
     this.spans = new SpanTracker(agent);
-    // A program registers its tracer provider after leakscope run loaded us.
-    this.promises = new PromiseTracker(agent, () => this.spans.start());
+    this.gauges = new GaugePublisher(agent, packageVersion());
+    // A program registers its tracer and meter providers after leakscope run loaded us.
+    this.promises = new PromiseTracker(agent, () => this.lookForOtel());
     this.timers = new TimerTracker(agent, ownTimers);
     const started = agent.start(
       (delayMs) => this.collect(delayMs),
@@ -108,10 +111,16 @@ class Bridge {
     return this.timers.adoptExisting(timers);
   }
 
+  /** Hooks into OpenTelemetry providers registered since the last look. */
+  private lookForOtel(): void {
+    this.spans.start();
+    this.gauges.start();
+  }
+
   private record(): void {
     this.promises.start();
     this.timers.start();
-    this.spans.start();
+    this.lookForOtel();
     this.state = 'recording';
     this.recordingSinceMs = Date.now();
   }
@@ -122,6 +131,7 @@ class Bridge {
     this.promises.stop();
     this.timers.stop();
     this.spans.stop();
+    this.gauges.stop();
     this.state = 'dormant';
   }
 
@@ -150,7 +160,7 @@ class Bridge {
   // Runs on the main thread when a snapshot asks; the agent's server thread
   // waits for it. `delayMs`: how long the request waited for the loop.
   private collect(delayMs: number): string {
-    this.spans.start();  // a provider registered since the last look
+    if (this.state !== 'dormant') this.lookForOtel();
     const utilization = performance.eventLoopUtilization(this.lastUtilization);
     this.lastUtilization = performance.eventLoopUtilization();
     const heap = getHeapStatistics();
@@ -166,6 +176,7 @@ class Bridge {
       promises: this.promises.facts(),
       timers: this.timers.facts(),
       spans: this.spans.facts(),
+      metrics: this.gauges.facts(),
       handles: loadedAgent?.uvHandles() ?? {},
       active_resources: resources,
       v8_heap: {

@@ -1,5 +1,5 @@
 // The addon's surface (native/src/node/binding.cc) and its one loader.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 export interface HandleCount {
@@ -21,10 +21,21 @@ export interface NativeAgent {
   complete(id: number): void;
   /** This thread's libuv handles by type. */
   uvHandles(): Record<string, HandleCount>;
+  /** The agent's gauges as JSON (native/src/core/agent.h, agent_copy_gauges); null before start. */
+  gauges(idleThresholdMs: number): string | null;
 }
 
 /** dist/src/node-agent → the package root is three levels up. */
 export const PACKAGE_ROOT = resolve(__dirname, '..', '..', '..');
+
+/** leakscope's version, as its package.json says. */
+export function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(resolve(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
 
 export function loadNativeAgent(): NativeAgent {
   const candidates = [process.env.LEAKSCOPE_NODE_ADDON, resolve(PACKAGE_ROOT, 'build/lib/leakscope.node')].filter(

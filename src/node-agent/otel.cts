@@ -27,12 +27,20 @@ interface ProviderLike {
 /** The snapshot's `node.spans` (src/model/snapshot.ts is the contract). */
 export type SpanFacts = NodeRuntime['spans'];
 
-function apiGlobal(): { version?: string; trace?: ProviderLike } | undefined {
-  return (globalThis as unknown as Record<symbol, { version?: string; trace?: ProviderLike } | undefined>)[API_KEY];
+/** What the program's @opentelemetry/api registered: its version and global providers. */
+export interface OtelApiGlobal {
+  readonly version?: string;
+  readonly trace?: ProviderLike;
+  readonly metrics?: unknown;
+}
+
+/** The program's registered OpenTelemetry globals, whichever copy of the API it loaded. */
+export function otelApi(): OtelApiGlobal | undefined {
+  return (globalThis as unknown as Record<symbol, OtelApiGlobal | undefined>)[API_KEY];
 }
 
 function processorList(): SpanProcessorLike[] | null {
-  const registered = apiGlobal()?.trace;
+  const registered = otelApi()?.trace;
   if (!registered) return null;
   const provider = registered.getDelegate?.() ?? registered;
   // SDK 2.x keeps them on _activeSpanProcessor, 1.x on activeSpanProcessor.
@@ -76,7 +84,7 @@ export class SpanTracker {
 
   /** Hooks in where a provider is registered now; call again to catch one registered later. */
   start(): void {
-    if (this.list || !apiGlobal()?.trace) return;
+    if (this.list || !otelApi()?.trace) return;
     const list = processorList();
     if (!list) return;
     list.push(this.processor);
@@ -94,7 +102,7 @@ export class SpanTracker {
   }
 
   facts(): SpanFacts {
-    const api = apiGlobal();
+    const api = otelApi();
     return {
       api: !api ? 'none' : this.list ? 'hooked' : 'no-sdk',
       api_version: api?.version ?? null,

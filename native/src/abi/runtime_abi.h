@@ -5,6 +5,7 @@
 // there already instead of starting a second one. Not a stable interface.
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../core/agent.h"
@@ -13,4 +14,6 @@ extern "C" {
 uint64_t leakscope_runtime_spawn(const char* kind, const char* name, const char* site, uint64_t parent_id, int waiting,
                                  uint32_t weight_log2);
 void leakscope_runtime_extension(const leakscope::RuntimeExtension* extension);
+// leakscope::agent_copy_gauges.
+size_t leakscope_runtime_gauges(uint64_t idle_threshold_ms, char* buffer, size_t capacity);
 }

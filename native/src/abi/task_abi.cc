@@ -30,3 +30,6 @@ LEAKSCOPE_EXPORT uint64_t leakscope_runtime_spawn(const char* kind, const char* 
 LEAKSCOPE_EXPORT void leakscope_runtime_extension(const leakscope::RuntimeExtension* extension) {
   leakscope::agent_set_extension(extension);
 }
+LEAKSCOPE_EXPORT size_t leakscope_runtime_gauges(uint64_t idle_threshold_ms, char* buffer, size_t capacity) {
+  return leakscope::agent_copy_gauges(idle_threshold_ms, buffer, capacity);
+}

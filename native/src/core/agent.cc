@@ -12,7 +12,9 @@
 #include <atomic>
 #include <memory>
 
+#include "json.h"
 #include "ledger.h"
+#include "proc.h"
 #include "probes.h"
 #include "sampler.h"
 #include "server.h"
@@ -150,9 +152,7 @@ bool start_internal_thread(void* (*routine)(void*), void* arg) {
 
 void agent_start(const AgentConfig& config, std::unique_ptr<AllocatorProbe> probe) {
   if (g_agent != nullptr) return;
-  ThreadState& ts = t_state;
-  const uint8_t was_busy = ts.busy;
-  ts.busy = 1;  // the agent's own set-up is not the program's
+  AgentWork own;  // the agent's own set-up is not the program's
   if (!config.follow_children) remove_self_from_ld_preload();
   ledger_init(config.sample_interval);
   if (!g_tasks.init(config.max_tasks, config.task_retain_ms, config.task_retain_max))
@@ -166,11 +166,33 @@ void agent_start(const AgentConfig& config, std::unique_ptr<AllocatorProbe> prob
   start_internal_thread(sampler_main, nullptr);
   if (g_agent->server->listen(&error)) start_internal_thread(server_main, nullptr);
   else fprintf(stderr, "leakscope: agent not reachable, %s\n", error.c_str());
-  ts.busy = was_busy;
 }
 
 void agent_set_extension(const RuntimeExtension* extension) {
   if (g_agent != nullptr && g_agent->server) g_agent->server->set_extension(extension);
+}
+
+size_t agent_copy_gauges(uint64_t idle_threshold_ms, char* buffer, size_t capacity) {
+  if (g_agent == nullptr) return 0;
+  AgentWork own;  // what it allocates is the agent's, not the program's
+  JsonWriter out;
+  out.begin_object().field("rss_bytes", self_rss_bytes()).field("counting", g_agent->config.ledger_counting);
+  if (g_agent->config.ledger_counting) {
+    const LedgerTotals totals = Sampler::ledger_totals();
+    out.field("live_bytes", int64_t(totals.alloc_bytes - totals.free_bytes))
+        .field("unreclaimed_bytes", g_agent->sampler->unreclaimed_bytes());
+  } else {
+    out.key("live_bytes").null().key("unreclaimed_bytes").null();
+  }
+  std::vector<KindCount> kinds;
+  g_tasks.count_by_kind(idle_threshold_ms, &kinds);
+  out.key("tasks").begin_array();
+  for (const KindCount& k : kinds)
+    out.begin_object().field("kind", k.kind).field("live", k.live).field("idle", k.idle_over).end_object();
+  out.end_array().end_object();
+  const std::string& json = out.str();
+  memcpy(buffer, json.data(), std::min(capacity, json.size()));
+  return json.size();
 }
 
 void agent_stop() {

@@ -55,6 +55,15 @@ struct RuntimeExtension {
 // once no server call into the previous one is running.
 void agent_set_extension(const RuntimeExtension* extension);
 
+// Any thread: the figures a runtime publishes as its own metrics (the Node
+// bridge through the program's OpenTelemetry meter), as one JSON object:
+// {"rss_bytes", "counting", "live_bytes", "unreclaimed_bytes" (null when the
+// ledger does not count), "tasks": [{"kind", "live", "idle"}]}, where "idle"
+// counts the tasks idle for at least `idle_threshold_ms`. Written into
+// `buffer` (not NUL-terminated); returns the whole length, which may exceed
+// `capacity` (then call again, larger).
+size_t agent_copy_gauges(uint64_t idle_threshold_ms, char* buffer, size_t capacity);
+
 // Starts an agent-internal thread with the real pthread_create; its own
 // allocations are never accounted.
 bool start_internal_thread(void* (*routine)(void*), void* arg);

@@ -1,5 +1,5 @@
 // A small JSON writer for the agent's replies and a strict reader for the
-// flat request objects it accepts. Runs on the server thread only.
+// flat request objects it accepts. Plain values: any thread may use its own.
 #pragma once
 
 #include <cstdint>

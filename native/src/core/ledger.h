@@ -56,6 +56,19 @@ struct ThreadState {
 
 extern __thread ThreadState t_state __attribute__((tls_model("initial-exec")));
 
+// The agent's own work on a program's thread: what it allocates and frees in
+// this scope (both, never one) is not the program's and is not accounted.
+class AgentWork {
+ public:
+  AgentWork() : was_busy_(t_state.busy) { t_state.busy = 1; }
+  ~AgentWork() { t_state.busy = was_busy_; }
+  AgentWork(const AgentWork&) = delete;
+  AgentWork& operator=(const AgentWork&) = delete;
+
+ private:
+  uint8_t was_busy_;
+};
+
 // Totals of threads whose slots were recycled after they exited.
 struct ExitedTotals {
   std::atomic<uint64_t> alloc_count{0}, alloc_bytes{0}, free_count{0}, free_bytes{0};

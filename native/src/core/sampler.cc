@@ -31,6 +31,12 @@ std::map<int, uint32_t> slots_by_tid() {
   return index;
 }
 
+// Remote-freed bytes since the owner last had the chance to reclaim them.
+uint64_t unreclaimed_of(const ThreadSlot& slot, const ThreadRecord& record) {
+  const uint64_t remote = relaxed(slot.remote_freed_bytes);
+  return remote > record.reclaim_mark ? remote - record.reclaim_mark : 0;
+}
+
 }  // namespace
 
 Sampler::Sampler(AllocatorProbe& probe, uint32_t history_seconds)
@@ -142,6 +148,18 @@ void Sampler::refresh_threads(uint64_t now_ms) {
   threads_.swap(next);
 }
 
+uint64_t Sampler::unreclaimed_bytes() {
+  std::lock_guard<std::mutex> lock(mutex);
+  refresh_threads(wall_ms());
+  const std::map<int, uint32_t> index = slots_by_tid();
+  uint64_t total = 0;
+  for (const auto& [tid, record] : threads_) {
+    const ThreadSlot* slot = slot_for_tid(index, tid);
+    if (slot != nullptr) total += unreclaimed_of(*slot, record);
+  }
+  return total;
+}
+
 void Sampler::write_threads(JsonWriter& out) {
   const uint64_t now = wall_ms();
   std::lock_guard<std::mutex> lock(mutex);
@@ -159,8 +177,6 @@ void Sampler::write_threads(JsonWriter& out) {
         .field("observed_ms", now - record.first_seen_ms)
         .field("agent_thread", is_agent_thread(tid));
     if (slot != nullptr) {
-      const uint64_t remote = relaxed(slot->remote_freed_bytes);
-      const uint64_t mark = record.reclaim_mark;
       out.field("start_routine", symbolize(slot->start_routine.load()))
           .field("creator_tid", int64_t(slot->creator_tid.load()))
           .field("created_ms", relaxed(slot->created_ms));
@@ -171,8 +187,8 @@ void Sampler::write_threads(JsonWriter& out) {
           .field("freed_bytes", relaxed(slot->free_bytes))
           .field("live_bytes", std::max<int64_t>(0, slot->sampled_live_bytes.load()))
           .field("remote_freed_count", relaxed(slot->remote_freed_count))
-          .field("remote_freed_bytes", remote)
-          .field("unreclaimed_bytes", remote > mark ? remote - mark : uint64_t(0))
+          .field("remote_freed_bytes", relaxed(slot->remote_freed_bytes))
+          .field("unreclaimed_bytes", unreclaimed_of(*slot, record))
           .end_object();
     }
     out.end_object();

@@ -54,6 +54,9 @@ class Sampler {
   // write_history's samples; empty when the site has no history.
   void site_live_history(uint32_t site, std::vector<uint32_t>* out);
   static LedgerTotals ledger_totals();
+  // Any thread but the sampler's: bytes other threads freed that their
+  // owners have not reclaimed, summed over the threads, as of now.
+  uint64_t unreclaimed_bytes();
 
   std::mutex mutex;
 

@@ -112,6 +112,14 @@ struct TaskQuery {
   std::string site;                  // exact spawn site
 };
 
+// Live tasks of one kind, and how many of them have been idle for at least
+// a threshold (the gauges a runtime publishes, native/src/core/gauges.cc).
+struct KindCount {
+  std::string kind;
+  uint64_t live = 0;
+  uint64_t idle_over = 0;
+};
+
 // Per-site live counts as the sampler records them each second.
 struct SiteLive {
   uint32_t site;
@@ -143,6 +151,10 @@ class TaskRegistry {
   void sweep();
   // Runs on the sampler thread: live tasks per site.
   void live_by_site(std::vector<SiteLive>* out, uint64_t* total) const;
+
+  // Any thread: live and long-idle tasks per kind, from one read of every
+  // record (weights included).
+  void count_by_kind(uint64_t idle_threshold_ms, std::vector<KindCount>* out) const;
 
   // Runs on the server thread. `site_history(site, out)` fills the site's
   // live counts aligned with the snapshot's history, or leaves `out` empty.

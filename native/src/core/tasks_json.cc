@@ -72,6 +72,14 @@ std::string_view site_part(std::string_view key) {
   return sep == std::string_view::npos ? key : key.substr(sep + 1);
 }
 
+// Since when a task has had nothing to do: its last poll's end, or its spawn.
+uint64_t idle_since(const TaskRecord& r) {
+  return std::max(r.last_poll_end_ns.load(std::memory_order_relaxed), r.created_ns);
+}
+
+// A live task that is neither running nor woken.
+bool is_idle(uint32_t state) { return !(state & (kTaskCompleted | kTaskRunning | kTaskNotified)); }
+
 const char* state_name(uint32_t state) {
   if (state & kTaskCompleted) return "completed";
   if (state & kTaskRunning) return "running";
@@ -136,8 +144,8 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
     const uint32_t site = r.site;
     if (site == 0 || site >= sites.size()) continue;
     SiteAggregate& a = sites[site];
-    const uint64_t idle_since = std::max(r.last_poll_end_ns.load(std::memory_order_relaxed), r.created_ns);
-    const uint64_t idle_ns = now > idle_since ? now - idle_since : 0;
+    const uint64_t since = idle_since(r);
+    const uint64_t idle_ns = now > since ? now - since : 0;
     uint64_t key = 0;
     const uint64_t w = task_weight(state);  // a sampled task counts for the ones it stands for
     if (state & kTaskCompleted) {
@@ -295,7 +303,7 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
     const std::string_view key = sites_.text(r.site);
     const size_t sep = key.find('\x1f');
     const uint32_t kind = sites_stats_[r.site].kind.load(std::memory_order_relaxed);
-    const uint64_t idle_since = std::max(r.last_poll_end_ns.load(std::memory_order_relaxed), r.created_ns);
+    const uint64_t since = idle_since(r);
     const uint64_t started = r.poll_started_ns.load(std::memory_order_relaxed);
     const uint64_t last_wake = r.last_wake_ns.load(std::memory_order_relaxed);
     const uint64_t ended = r.ended_ns.load(std::memory_order_relaxed);
@@ -308,7 +316,7 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
         .field("state", state_name(state))
         .field("created_ms", base_wall_ms_ + (r.created_ns - base_mono_ns_) / 1000000)
         .field("age_ms", ms(now - std::min(now, r.created_ns)))
-        .field("idle_ms", (state & (kTaskCompleted | kTaskRunning | kTaskNotified)) ? 0.0 : ms(now - std::min(now, idle_since)))
+        .field("idle_ms", is_idle(state) ? ms(now - std::min(now, since)) : 0.0)
         .field("running_for_ms", (state & kTaskRunning) && started != 0 ? ms(now - std::min(now, started)) : 0.0)
         .field("polls", r.polls.load(std::memory_order_relaxed))
         .field("busy_ms", ms(r.busy_ns.load(std::memory_order_relaxed)))
@@ -326,6 +334,33 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
   }
   out.end_array();
   out.end_object();
+}
+
+void TaskRegistry::count_by_kind(uint64_t idle_threshold_ms, std::vector<KindCount>* out) const {
+  out->clear();
+  if (records_ == nullptr) return;
+  const uint64_t now = mono_ns();
+  const uint64_t threshold_ns = idle_threshold_ms * 1000000;
+  std::vector<KindCount> by_index(kinds_.index_limit());
+  const uint32_t used = std::min(high_water_.load(std::memory_order_acquire), capacity_);
+  for (uint32_t i = 0; i < used; ++i) {
+    const TaskRecord& r = records_[i];
+    if (r.id.load(std::memory_order_acquire) == 0) continue;
+    const uint32_t state = r.state.load(std::memory_order_acquire);
+    if ((state & kTaskCompleted) || r.site == 0 || r.site >= sites_.index_limit()) continue;
+    const uint32_t kind = sites_stats_[r.site].kind.load(std::memory_order_relaxed);
+    if (kind >= by_index.size()) continue;
+    KindCount& c = by_index[kind];
+    const uint64_t w = task_weight(state);
+    c.live += w;
+    const uint64_t since = idle_since(r);
+    if (is_idle(state) && now > since && now - since >= threshold_ns) c.idle_over += w;
+  }
+  for (uint32_t kind = 1; kind < by_index.size(); ++kind) {
+    if (by_index[kind].live == 0) continue;
+    by_index[kind].kind = std::string(kinds_.text(kind));
+    out->push_back(std::move(by_index[kind]));
+  }
 }
 
 }  // namespace leakscope

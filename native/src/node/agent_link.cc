@@ -33,7 +33,8 @@ bool open_agent_link(AgentLink* link, std::string* error) {
   AgentLink guest;
   if (resolve("leakscope_runtime_spawn", &guest.spawn) && resolve("leakscope_task_poll_begin", &guest.poll_begin) &&
       resolve("leakscope_task_poll_end", &guest.poll_end) && resolve("leakscope_task_complete", &guest.complete) &&
-      resolve("leakscope_runtime_extension", &guest.set_extension)) {
+      resolve("leakscope_runtime_extension", &guest.set_extension) &&
+      resolve("leakscope_runtime_gauges", &guest.gauges)) {
     guest.guest = true;
     guest.mode = "preload";
     *link = guest;
@@ -56,6 +57,7 @@ bool open_agent_link(AgentLink* link, std::string* error) {
   link->poll_end = own_poll_end;
   link->complete = own_complete;
   link->set_extension = agent_set_extension;
+  link->gauges = agent_copy_gauges;
   link->guest = false;
   link->mode = "node";
   return true;

@@ -17,6 +17,8 @@ struct AgentLink {
   void (*poll_end)(uint64_t id) = nullptr;
   void (*complete)(uint64_t id) = nullptr;
   void (*set_extension)(const RuntimeExtension* extension) = nullptr;
+  // runtime_abi.h's leakscope_runtime_gauges.
+  size_t (*gauges)(uint64_t idle_threshold_ms, char* buffer, size_t capacity) = nullptr;
   bool guest = false;  // true: the preloaded agent's
   std::string mode;    // the agent's mode: "preload" as a guest, "node" otherwise
 };

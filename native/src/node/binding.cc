@@ -100,6 +100,25 @@ Napi::Value UvHandles(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// gauges(idleThresholdMs) → the agent's gauges as JSON (agent.h, agent_copy_gauges)
+Napi::Value Gauges(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) usage(env, "gauges(idleThresholdMs: number)");
+  AddonState& state = state_of(info);
+  if (!state.link.gauges) return env.Null();
+  const double threshold = info[0].As<Napi::Number>().DoubleValue();
+  std::string json(4096, '\0');
+  for (int attempt = 0; attempt < 3; ++attempt) {  // tasks of a new kind may lengthen it between calls
+    const size_t length = state.link.gauges(threshold > 0 ? uint64_t(threshold) : 0, json.data(), json.size());
+    if (length <= json.size()) {
+      json.resize(length);
+      return Napi::String::New(env, json);
+    }
+    json.resize(length + 1024);
+  }
+  throw Napi::Error::New(env, "leakscope: the agent's gauges kept growing");
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* state = new AddonState();
   env.SetInstanceData<AddonState>(state);
@@ -120,6 +139,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pollEnd", Napi::Function::New(env, PollEnd, "pollEnd"));
   exports.Set("complete", Napi::Function::New(env, Complete, "complete"));
   exports.Set("uvHandles", Napi::Function::New(env, UvHandles, "uvHandles"));
+  exports.Set("gauges", Napi::Function::New(env, Gauges, "gauges"));
   return exports;
 }
 
