@@ -6,10 +6,12 @@ import { createServer, type Server } from 'node:net';
 import { relative, resolve } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { ownLoopbackListeners } from '../src/conn/inspector-port.js';
+import { CAPTURE_BURST_MS, CAPTURE_TIME_SHARE } from '../src/node-agent/capture-budget.cjs';
 import type { Snapshot } from '../src/model/snapshot.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { Client } from './helpers/http.js';
 import { oneLineError, runCli, snapshotOf, startFixture } from './helpers/process.js';
+import { schemaErrors } from './helpers/schema.js';
 import { findingsAt } from './helpers/task-sites.js';
 
 interface Ready {
@@ -93,6 +95,7 @@ test.serial('attach by pid: exact sites of pending promises, intervals and open 
   t.is(truth.parked, 44);
   await new Promise((r) => setTimeout(r, 1200)); // past the idle threshold
   const after = await snapshotOf(fixture.pid, ['--idle-threshold', '1s']);
+  t.is(schemaErrors(after), null, 'an attached Node snapshot conforms to the schema');
   t.deepEqual(live(after, truth.sites.cart, 'promise'), { live: 40, spawned: 40, completed: 0 });
   t.deepEqual(live(after, truth.sites.poll, 'interval'), { live: 40, spawned: 40, completed: 0 });
   t.deepEqual(live(after, truth.sites.open_span, 'span'), { live: 40, spawned: 40, completed: 0 });
@@ -179,6 +182,7 @@ test('leakscope run -- node: sites from the first line, and the native heap ledg
   const truth = await client.json<ServiceTruth>('/truth');
   const snapshot = await snapshotOf(fixture.pid);
   t.is(snapshot.agent.mode, 'preload');
+  t.is(schemaErrors(snapshot), null, 'a Node snapshot under run conforms to the schema');
   t.is(snapshot.node?.from_start, true);
   t.is(snapshot.node?.promises.existed_at_attach, 0);
   t.deepEqual(live(snapshot, truth.sites.cart, 'promise'), { live: 6, spawned: 6, completed: 0 });
@@ -194,4 +198,40 @@ test('leakscope run -- node: sites from the first line, and the native heap ledg
   t.true((gauge(gauges, 'leakscope.heap.unreclaimed') ?? -1) >= 0);
   t.true((gauge(gauges, 'leakscope.memory.retained') ?? -1) >= 0);
   t.is(gauge(gauges, 'leakscope.tasks.live', 'span'), truth.open_spans);
+});
+
+interface FloodTruth {
+  pid: number;
+  parked: number;
+  created_settling: number;
+  sites: { parked: string; settling: string };
+}
+
+test('promises faster than sites can be captured: sampled within the time budget, and the weighted counts come near the truth', async (t) => {
+  // 4 s of steps that each await a promise and park one forever: millions of promises.
+  const floodMs = 4000;
+  const fixture = await startFixture<FloodTruth>(t, 'promise_flood.mjs', [String(floodMs)], { dir: NODE_FIXTURES, interpreter: process.execPath });
+  await new Promise((r) => setTimeout(r, 1000)); // quiet: the sampling's windows (250 ms) see the flood is over
+  const truth = fixture.truth;
+  const parkedSite = siteName(truth.sites.parked);
+  const snapshot = await snapshotOf(fixture.pid, ['--tasks', '100000', '--tasks-site', parkedSite]);
+  t.true(truth.created_settling > 200_000, `${truth.created_settling} steps`);
+  t.is(schemaErrors(snapshot), null, 'a sampled Node snapshot (weighted items) conforms to the schema');
+  const promises = snapshot.node!.promises;
+  t.true((promises.sparsest_sample_interval ?? 1) >= 64, `sampling engaged (one in ${promises.sparsest_sample_interval})`);
+  t.is(promises.sample_interval, 1, 'dense again once the flood is over');
+  t.true(snapshot.agent.notes.some((n) => /promise counts are estimates/.test(n)), snapshot.agent.notes.join('; '));
+  // Captures may take their share of the flood after the burst allowance (twice that: the cost is learnt as it goes).
+  const allowedMs = CAPTURE_BURST_MS + CAPTURE_TIME_SHARE * floodMs;
+  t.true((promises.capture_ms ?? Infinity) < 2 * allowedMs, `captures took ${promises.capture_ms} ms; the budget is ${allowedMs} ms`);
+  // The estimate is the sum of the captured promises' weights; its standard
+  // error follows from the same weights (sqrt of the sum of w(w-1)).
+  const weights = snapshot.tasks.items.map((item) => item.weight ?? 1);
+  t.is(weights.length, snapshot.tasks.items_total, 'every captured promise of the site is listed');
+  const estimate = live(snapshot, truth.sites.parked, 'promise')?.live ?? 0;
+  t.is(estimate, weights.reduce((a, w) => a + w, 0));
+  const standardError = Math.sqrt(weights.reduce((a, w) => a + w * (w - 1), 0));
+  t.true(standardError < 0.25 * truth.parked, `enough captures to judge: standard error ${Math.round(standardError)} of ${truth.parked}`);
+  t.true(Math.abs(estimate - truth.parked) < 4 * standardError, `estimated ${estimate} parked promises, truth ${truth.parked}, standard error ${Math.round(standardError)}`);
+  t.is(live(snapshot, truth.sites.settling, 'promise')?.live, 0, 'the settled ones left');
 });

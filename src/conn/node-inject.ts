@@ -58,9 +58,10 @@ function evaluated<T>(reply: EvaluateReply, what: string): T {
   return reply.result?.value as T;
 }
 
-async function openInspector(pid: number, timeoutMs: number): Promise<InspectorTarget> {
-  // Listeners from before the signal are the program's, not the inspector.
-  const before = new Set((await ownLoopbackListeners(pid)).map((l) => l.port));
+/** Checks, a second apart, that find the inspector port taken by another process before leakscope gives up. */
+const PORT_TAKEN_CHECKS = 3;
+
+function signalInspector(pid: number): void {
   try {
     process.kill(pid, 'SIGUSR1');
   } catch (error) {
@@ -68,19 +69,32 @@ async function openInspector(pid: number, timeoutMs: number): Promise<InspectorT
     if (code === 'EPERM') throw new LeakscopeError(`permission denied signalling pid ${pid}: run leakscope as its user or as root`);
     throw new LeakscopeError(`no process with pid ${pid} (it may have exited)`);
   }
+}
+
+async function openInspector(pid: number, timeoutMs: number): Promise<InspectorTarget> {
+  // Listeners from before the signal are the program's, not the inspector.
+  const before = new Set((await ownLoopbackListeners(pid)).map((l) => l.port));
+  signalInspector(pid);
   const started = Date.now();
-  let portChecked = false;
+  let lastCheck = started;
+  let takenChecks = 0;
   while (Date.now() < started + timeoutMs) {
     const found = await findInspector(pid, DEFAULT_INSPECTOR_PORT, before);
     if (found) return found;
-    // Node gives up at once when the port is taken; so do we, after a second.
-    if (!portChecked && Date.now() - started > 1000) {
-      portChecked = true;
+    // Node gives up at once when the port is taken. Another process's
+    // inspector may hold it for a moment (another attach): once it is free,
+    // a new signal makes Node try again. One that keeps it is an error.
+    if (Date.now() - lastCheck >= 1000) {
+      lastCheck = Date.now();
       const holder = await portHolder(DEFAULT_INSPECTOR_PORT, pid);
-      if (holder !== null)
+      if (holder === null) {
+        takenChecks = 0;
+        signalInspector(pid);
+      } else if (++takenChecks >= PORT_TAKEN_CHECKS) {
         throw new LeakscopeError(
           `pid ${pid} could not open its inspector: 127.0.0.1:${DEFAULT_INSPECTOR_PORT} is taken by pid ${holder}; free that port, or start the program with 'leakscope run'`,
         );
+      }
     }
     await sleep(50);
   }

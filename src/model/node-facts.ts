@@ -56,8 +56,13 @@ export function nodeNotes(node: NodeRuntime | undefined, facts: AgentNodeFacts |
     notes.push(`promises, timers and spans are recorded from ${node.recording_since}; those created earlier have no site`);
   if (node.promises.existed_at_attach > 0)
     notes.push(`${node.promises.existed_at_attach} promises were pending at attach: counted at site '(existed at attach)'`);
-  if (node.promises.sample_interval > 1)
-    notes.push(`promises come fast: about one in ${node.promises.sample_interval} has its site recorded, and counts are estimates`);
+  const sparsest = Math.max(node.promises.sample_interval, node.promises.sparsest_sample_interval ?? 1);
+  if (sparsest > 1)
+    notes.push(
+      node.promises.sample_interval > 1
+        ? `promises come fast: about one in ${node.promises.sample_interval} has its site recorded, and promise counts are estimates`
+        : `promises came fast (one in up to ${sparsest} had its site recorded): promise counts are estimates`,
+    );
   if (!node.timers.patched && node.state !== 'dormant') notes.push('timers are not followed');
   return notes;
 }

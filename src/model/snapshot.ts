@@ -227,6 +227,10 @@ export interface NodeRuntime {
     readonly hooked: boolean;
     /** 1: every promise's site is recorded; n: one in about n, each standing for n. */
     readonly sample_interval: number;
+    /** The sparsest sampling since recording began: above 1, live counts include estimates. */
+    readonly sparsest_sample_interval?: number;
+    /** Time the bridge has spent capturing promise sites since it was loaded (its own cost). */
+    readonly capture_ms?: number;
     readonly created: number;
     readonly captured: number;
     readonly existed_at_attach: number;

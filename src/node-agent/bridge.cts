@@ -11,12 +11,15 @@ import { isMainThread } from 'node:worker_threads';
 import { loadNativeAgent, type NativeAgent, packageVersion } from './native.cjs';
 import { GaugePublisher } from './meter.cjs';
 import { SpanTracker } from './otel.cjs';
+import { DENSER_WINDOW_MS } from './capture-budget.cjs';
 import { PromiseTracker } from './promises.cjs';
 import { TimerTracker } from './timers.cjs';
 
 // Taken before any wrapping: leakscope's own timer is not the program's.
 const realSetTimeout = timers.setTimeout;
 const realClearTimeout = timers.clearTimeout;
+const realSetInterval = timers.setInterval;
+const realClearInterval = timers.clearInterval;
 /** leakscope's own timers: not the program's, never reported. */
 const ownTimers = new WeakSet<object>();
 
@@ -57,6 +60,7 @@ class Bridge {
   private readonly gauges: GaugePublisher;
   private state: BridgeState = 'recording';
   private lingerTimer: NodeJS.Timeout | null = null;
+  private samplingTimer: NodeJS.Timeout | null = null;
   private recordingSinceMs = Date.now();
   private lastUtilization: EventLoopUtilization | undefined;
   private clients = 0;
@@ -119,6 +123,11 @@ class Bridge {
 
   private record(): void {
     this.promises.start();
+    if (!this.samplingTimer) {
+      this.samplingTimer = realSetInterval(() => this.promises.tick(), DENSER_WINDOW_MS);
+      this.samplingTimer.unref();
+      ownTimers.add(this.samplingTimer);
+    }
     this.timers.start();
     this.lookForOtel();
     this.state = 'recording';
@@ -129,6 +138,8 @@ class Bridge {
     this.lingerTimer = null;
     this.closeInspector(); // no client ever came: leave the process as found
     this.promises.stop();
+    if (this.samplingTimer) realClearInterval(this.samplingTimer);
+    this.samplingTimer = null;
     this.timers.stop();
     this.spans.stop();
     this.gauges.stop();

@@ -1,20 +1,16 @@
 // Pending promises by creation site, through v8.promiseHooks (no
 // async_hooks). A hook runs for every promise, so it does almost nothing:
-// a countdown picks the promises whose site is captured, at a rate that
-// adapts so that capturing costs a bounded share of the time. Each captured
-// promise is one task in the agent standing for 2^k promises, k the sampling
-// shift when it was taken; while promises come slower than the budget, k is
-// 0 and the counts are exact.
+// a countdown picks the promises whose site is captured, as often as the
+// capture budget (capture-budget.cts) allows. Each captured promise is one
+// task in the agent standing for 2^shift promises; while the budget lets
+// every promise be captured, the shift is 0 and the counts are exact.
 import { promiseHooks } from 'node:v8';
 import { inspect } from 'node:util';
 import type { NodeRuntime } from '../model/snapshot.js' with { 'resolution-mode': 'import' };
 import type { NativeAgent } from './native.cjs';
 import { captureSite } from './sites.cjs';
+import { CaptureBudget } from './capture-budget.cjs';
 import { EXISTED_AT_ATTACH_SITE } from './timers.cjs';
-
-/** Sites captured per second at most before sampling doubles its interval. */
-export const CAPTURE_BUDGET_PER_S = 2000;
-const MAX_SHIFT = 20;
 
 /** The snapshot's `node.promises` (src/model/snapshot.ts is the contract). */
 export type PromiseFacts = NodeRuntime['promises'];
@@ -25,10 +21,8 @@ export class PromiseTracker {
   /** Ids of tasks not yet completed, so that going dormant can end them all. */
   private readonly open = new Set<number>();
   private readonly collected: FinalizationRegistry<number>;
-  private shift = 0;
+  private readonly budget = new CaptureBudget(performance.now());
   private countdown = 1;
-  private windowStart = 0;
-  private windowCaptures = 0;
   private created = 0;
   private captured = 0;
   private existedAtAttach = 0;
@@ -54,6 +48,7 @@ export class PromiseTracker {
 
   start(): void {
     if (this.stopHooks) return;
+    this.budget.reset();
     this.stopHooks = promiseHooks.createHook({
       init: (promise) => this.created_(promise),
       settled: (promise) => this.settled(promise),
@@ -84,7 +79,9 @@ export class PromiseTracker {
   facts(): PromiseFacts {
     return {
       hooked: this.hooked,
-      sample_interval: 2 ** this.shift,
+      sample_interval: 2 ** this.budget.shift,
+      sparsest_sample_interval: 2 ** this.budget.sparsest,
+      capture_ms: Math.round(this.budget.spentMs),
       created: this.created,
       captured: this.captured,
       existed_at_attach: this.existedAtAttach,
@@ -108,27 +105,23 @@ export class PromiseTracker {
     const id = this.ids.get(promise);
     if (id === undefined) return;
     this.ids.delete(promise);
+    this.collected.unregister(promise);
     this.open.delete(id);
     this.agent.complete(id);
   }
 
   private sampleTaken(promise: Promise<unknown>): void {
-    const now = performance.now();
-    if (now - this.windowStart >= 1000) {
-      if (this.windowCaptures < CAPTURE_BUDGET_PER_S / 4 && this.shift > 0) --this.shift;
-      this.windowStart = now;
-      this.windowCaptures = 0;
-    } else if (this.windowCaptures >= CAPTURE_BUDGET_PER_S && this.shift < MAX_SHIFT) {
-      ++this.shift;
-      this.windowCaptures = 0;
-    }
-    ++this.windowCaptures;
-    const interval = 2 ** this.shift;
-    // Geometric gaps (not every n-th) so that a program's own period of
-    // promise creation cannot hide one site from the sample.
-    this.countdown = interval === 1 ? 1 : Math.max(1, Math.ceil(-Math.log(1 - Math.random()) * interval));
-    this.track(promise, captureSite(), this.shift);
+    const started = performance.now();
+    this.track(promise, captureSite(), this.budget.shift);
+    this.budget.captured(performance.now() - started, performance.now(), this.created);
+    this.countdown = this.budget.gap();
     this.onCapture();
+  }
+
+  /** Every DENSER_WINDOW_MS (capture-budget.cts), from a timer of leakscope's own. */
+  tick(): void {
+    // A new gap at the new rate: what is left of a geometric gap has no memory of the old one.
+    if (this.budget.tick(performance.now(), this.created)) this.countdown = this.budget.gap();
   }
 
   private track(promise: Promise<unknown>, site: string, shift: number): void {
@@ -137,6 +130,6 @@ export class PromiseTracker {
     ++this.captured;
     this.ids.set(promise, id);
     this.open.add(id);
-    this.collected.register(promise, id);
+    this.collected.register(promise, id, promise);
   }
 }

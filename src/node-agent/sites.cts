@@ -12,10 +12,25 @@ const FRAMES = 8;
 
 type CallSite = NodeJS.CallSite;
 
+/** Display paths of the files seen so far (a URL and a relative() cost microseconds each capture). */
+const displayPaths = new Map<string, string>();
+const MAX_CACHED_PATHS = 4096;
+let cachedForCwd = '';
+
 function displayPath(file: string): string {
+  const cwd = process.cwd();
+  if (cwd !== cachedForCwd) {
+    displayPaths.clear();
+    cachedForCwd = cwd;
+  }
+  const cached = displayPaths.get(file);
+  if (cached !== undefined) return cached;
   const path = file.startsWith('file://') ? fileURLToPath(file) : file;
-  const fromCwd = relative(process.cwd(), path);
-  return fromCwd && !fromCwd.startsWith('..') && !fromCwd.startsWith(sep) ? fromCwd : path;
+  const fromCwd = relative(cwd, path);
+  const shown = fromCwd && !fromCwd.startsWith('..') && !fromCwd.startsWith(sep) ? fromCwd : path;
+  if (displayPaths.size >= MAX_CACHED_PATHS) displayPaths.clear();
+  displayPaths.set(file, shown);
+  return shown;
 }
 
 function programFrame(frames: readonly CallSite[]): string | null {
