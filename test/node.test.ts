@@ -113,6 +113,13 @@ test.serial('attach by pid: exact sites of pending promises, intervals and open 
   t.is(idle?.summary, `40 promises created at ${siteName(truth.sites.cart)} have been pending for over 1 s`);
   t.deepEqual(findingsAt(after, 'idle-forever').find(([label]) => label === siteName(truth.sites.open_span)), [siteName(truth.sites.open_span), 40]);
   t.true(Object.keys(after.node?.handles ?? {}).includes('tcp'), 'libuv handles are counted');
+  const roles = after.threads.map((th) => th.role ?? '-');
+  t.is(after.threads.find((th) => th.tid === fixture.pid)?.role, 'main');
+  t.deepEqual(
+    ['libuv-threadpool', 'v8-platform', 'v8-delayed-tasks', 'inspector-signal'].map((role) => roles.filter((r) => r === role).length),
+    [4, 4, 1, 1],
+    'threads named by role though Node names them all "node"',
+  );
   t.true((after.node?.v8_heap.used_bytes ?? 0) > 0);
   // leakscope's gauges ride on the service's own OpenTelemetry meter provider.
   t.deepEqual(after.node?.metrics, { published: true, idle_threshold_ms: GAUGE_IDLE_MS });
@@ -190,6 +197,15 @@ test('leakscope run -- node: sites from the first line, and the native heap ledg
   t.true((snapshot.allocator.live_bytes ?? 0) > 0, 'the preloaded agent counts allocations');
   const main = snapshot.threads.find((th) => th.tid === fixture.pid);
   t.true((main?.heap?.allocated_bytes ?? 0) > 0, 'the main thread has a heap ledger');
+  // Thread roles, against the start routines the preloaded agent saw at pthread_create.
+  t.is(main?.role, 'main');
+  const routinesOf = (role: string) => [...new Set(snapshot.threads.filter((th) => th.role === role).map((th) => th.start_routine))];
+  t.is(snapshot.threads.filter((th) => th.role === 'libuv-threadpool').length, 4, 'UV_THREADPOOL_SIZE threads');
+  t.is(routinesOf('libuv-threadpool').length, 1, 'all pool threads run one routine');
+  t.is(snapshot.threads.filter((th) => th.role === 'v8-platform').length, 4, '--v8-pool-size threads');
+  t.is(routinesOf('v8-platform').length, 1);
+  t.notDeepEqual(routinesOf('v8-platform'), routinesOf('libuv-threadpool'));
+  t.regex(routinesOf('v8-delayed-tasks')[0] ?? '', /DelayedTaskScheduler/);
   // With a ledger, the heap gauges are published too.
   const gauges = await leakscopeGauges(client);
   const heapLive = gauge(gauges, 'leakscope.heap.live') ?? 0;

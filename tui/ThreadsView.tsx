@@ -4,7 +4,7 @@ import { Text } from 'ink';
 import { Clip } from './Clip.js';
 import { formatBytes, formatDuration } from '../src/format.js';
 import type { Snapshot, ThreadInfo } from '../src/model/snapshot.js';
-import { orderThreads } from '../src/model/thread-order.js';
+import { orderThreads, threadName } from '../src/model/thread-order.js';
 import { type Column, columnsFor, tableHeader, tableRow } from './columns.js';
 import { ListRows } from './ListRows.js';
 
@@ -37,7 +37,7 @@ export function threadRates(snapshot: Snapshot, earlier: Snapshot | null): Threa
 
 const COLUMNS: readonly (Column & { readonly wide?: boolean; readonly value: (r: ThreadRow) => string })[] = [
   { title: 'tid', width: 8, value: (r) => String(r.thread.tid) },
-  { title: 'name', width: 14, flex: true, value: (r) => `${r.thread.name}${r.thread.agent_thread ? ' (agent)' : ''}` },
+  { title: 'name', width: 14, flex: true, value: (r) => `${threadName(r.thread)}${r.thread.agent_thread ? ' (agent)' : ''}` },
   { title: 'st', width: 3, value: (r) => r.thread.state },
   { title: 'idle', width: 8, align: 'right', value: (r) => (r.thread.idle_ms === null ? '-' : formatDuration(r.thread.idle_ms)) },
   { title: 'cpu', width: 6, align: 'right', value: (r) => (r.cpuPercent === null ? '-' : `${Math.round(r.cpuPercent)}%`) },

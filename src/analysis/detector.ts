@@ -1,6 +1,7 @@
 // What every detector in findings/ is: an id, named default thresholds, and
 // a pure check over an observation and its history.
-import type { Finding, Observation, Subject } from '../model/snapshot.js';
+import type { Finding, Observation, Subject, ThreadInfo } from '../model/snapshot.js';
+import { threadName } from '../model/thread-order.js';
 
 /** Threads, arenas (and tasks) idle at least this long count as asleep. */
 export const DEFAULT_IDLE_THRESHOLD_MS = 30_000;
@@ -31,8 +32,8 @@ export function found(findings: readonly Finding[]): CheckResult {
   return findings.length === 0 ? OK : { status: 'found', findings };
 }
 
-export function threadLabel(t: { tid: number; name: string }): string {
-  return `${t.name} (tid ${t.tid})`;
+export function threadLabel(t: Pick<ThreadInfo, 'tid' | 'name' | 'role'>): string {
+  return `${threadName(t)} (tid ${t.tid})`;
 }
 
 /** The whole process, as the subject of a finding. */

@@ -1,6 +1,7 @@
 // What grew between two snapshots of one process: spawn sites, threads,
 // arenas, and the findings that appeared or went away. Pure.
 import type { Finding, Snapshot, TaskSite, ThreadInfo } from '../model/snapshot.js';
+import { threadName } from '../model/thread-order.js';
 
 export interface Change {
   readonly from: number;
@@ -115,7 +116,7 @@ function diffThreads(a: Snapshot, b: Snapshot): Pick<SnapshotDiff, 'new_threads'
     const y = heapOf(t);
     const d: ThreadDiff = {
       tid,
-      name: t.name,
+      name: threadName(t),
       live_bytes: change(x.live, y.live),
       unreclaimed_bytes: change(x.unreclaimed, y.unreclaimed),
       allocated_bytes: change(x.allocated, y.allocated),

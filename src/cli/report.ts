@@ -2,18 +2,18 @@
 import { verdict } from '../analysis/index.js';
 import { formatBytes, formatCount, formatDuration, padColumn } from '../format.js';
 import type { Snapshot, ThreadInfo } from '../model/snapshot.js';
-import { orderThreads } from '../model/thread-order.js';
+import { orderThreads, threadName } from '../model/thread-order.js';
 
 const MAX_THREAD_ROWS = 8;
 
 function threadRows(threads: readonly ThreadInfo[]): string[] {
   const interesting = orderThreads(threads.filter((t) => !t.agent_thread)).slice(0, MAX_THREAD_ROWS);
-  const header = `  ${padColumn('tid', 8)}${padColumn('name', 16)}${padColumn('state', 6)}${padColumn('idle', 8)}${padColumn('live', 11)}${padColumn('remote-freed', 14)}unreclaimed`;
+  const header = `  ${padColumn('tid', 8)}${padColumn('name', 18)}${padColumn('state', 6)}${padColumn('idle', 8)}${padColumn('live', 11)}${padColumn('remote-freed', 14)}unreclaimed`;
   const rows = interesting.map((t) => {
     const idle = t.idle_ms === null ? '-' : formatDuration(t.idle_ms);
     const heap = t.heap;
     return (
-      `  ${padColumn(String(t.tid), 8)}${padColumn(t.name, 16)}${padColumn(t.state, 6)}${padColumn(idle, 8)}` +
+      `  ${padColumn(String(t.tid), 8)}${padColumn(threadName(t), 18)}${padColumn(t.state, 6)}${padColumn(idle, 8)}` +
       `${padColumn(heap ? formatBytes(heap.live_bytes) : '-', 11)}${padColumn(heap ? formatBytes(heap.remote_freed_bytes) : '-', 14)}` +
       `${heap ? formatBytes(heap.unreclaimed_bytes) : '-'}`
     );

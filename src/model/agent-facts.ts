@@ -10,6 +10,7 @@ import {
   type Arena,
   NO_TASKS,
   type Observation,
+  type ThreadRole,
   SNAPSHOT_SCHEMA,
   type TaskItem,
   type Tasks,
@@ -164,7 +165,7 @@ function jemallocArenas(raw: Record<string, unknown>, nowMs: number): Arena[] {
   }));
 }
 
-function threadFromFacts(t: AgentThreadFacts, counting: boolean): ThreadInfo {
+function threadFromFacts(t: AgentThreadFacts, counting: boolean, role: ThreadRole | undefined): ThreadInfo {
   return {
     tid: t.tid,
     name: t.name,
@@ -173,6 +174,7 @@ function threadFromFacts(t: AgentThreadFacts, counting: boolean): ThreadInfo {
     idle_ms: t.idle_ms,
     start_routine: t.start_routine ? t.start_routine : null,
     creator_tid: t.creator_tid ? t.creator_tid : null,
+    ...(role ? { role } : {}),
     agent_thread: t.agent_thread,
     heap: t.heap && counting
       ? {
@@ -249,7 +251,7 @@ export function observationFromFacts(facts: AgentFacts): Observation {
     },
     process: { rss_bytes: facts.process.rss_bytes, threads: facts.threads.length },
     allocator,
-    threads: facts.threads.map((t) => threadFromFacts(t, counting)),
+    threads: facts.threads.map((t) => threadFromFacts(t, counting, facts.node?.bridge?.thread_roles?.[t.tid])),
     tasks,
     history: facts.history.map((h) => ({ ...h, live_bytes: counting ? h.live_bytes : null })),
     ...(node ? { node } : {}),

@@ -1,10 +1,12 @@
 // The Node bridge's part of an agent snapshot (src/node-agent/bridge.cts
 // writes it, the addon's runtime_bridge.cc wraps it) and what a snapshot
 // says about it.
-import type { NodeRuntime } from './snapshot.js';
+import type { NodeRuntime, ThreadRole } from './snapshot.js';
 
 type BridgeFacts = Omit<NodeRuntime, 'version' | 'recording_since' | 'responsive' | 'answered_at' | 'loop_delay_ms' | 'loop_utilization'> & {
   node_version: string;
+  /** tid → role (src/node-agent/threads.cts); not part of the snapshot's `node`, but of its threads. */
+  thread_roles?: Record<string, ThreadRole>;
   recording_since_ms: number;
   event_loop: { answer_delay_ms: number; utilization: number };
 };

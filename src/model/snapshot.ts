@@ -72,6 +72,9 @@ export interface ThreadHeap {
   readonly unreclaimed_bytes: number;
 }
 
+/** Roles of a Node process's threads (src/node-agent/threads.cts finds them). */
+export type ThreadRole = 'main' | 'libuv-threadpool' | 'v8-delayed-tasks' | 'v8-platform' | 'inspector-signal';
+
 export interface ThreadInfo {
   readonly tid: number;
   readonly name: string;
@@ -82,6 +85,8 @@ export interface ThreadInfo {
   readonly idle_ms: number | null;
   readonly start_routine: string | null;
   readonly creator_tid: number | null;
+  /** What the thread is for in its runtime, where known (Node names every thread "node"; docs/node.md). */
+  readonly role?: ThreadRole;
   readonly agent_thread: boolean;
   /** Null when the thread never entered the allocator under the agent, or without an agent. */
   readonly heap: ThreadHeap | null;

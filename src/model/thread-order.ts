@@ -1,6 +1,12 @@
-// The order threads are shown in, by report and console alike: the process's
-// own before the agent's, the biggest holders of memory first.
+// The order threads are shown in, and the name they are shown by, in report
+// and console alike: the process's own before the agent's, the biggest
+// holders of memory first.
 import type { ThreadInfo } from './snapshot.js';
+
+/** Its role where the runtime's threads are all named alike (Node: "node"), else its own name. */
+export function threadName(t: Pick<ThreadInfo, 'name' | 'role'>): string {
+  return t.role ?? t.name;
+}
 
 export function orderThreads(threads: readonly ThreadInfo[]): ThreadInfo[] {
   return [...threads].sort(

@@ -13,6 +13,7 @@ import { GaugePublisher } from './meter.cjs';
 import { SpanTracker } from './otel.cjs';
 import { DENSER_WINDOW_MS } from './capture-budget.cjs';
 import { PromiseTracker } from './promises.cjs';
+import { ThreadRoles } from './threads.cjs';
 import { TimerTracker } from './timers.cjs';
 
 // Taken before any wrapping: leakscope's own timer is not the program's.
@@ -58,6 +59,7 @@ class Bridge {
   private readonly timers: TimerTracker;
   private readonly spans: SpanTracker;
   private readonly gauges: GaugePublisher;
+  private readonly threadRoles: ThreadRoles;
   private state: BridgeState = 'recording';
   private lingerTimer: NodeJS.Timeout | null = null;
   private samplingTimer: NodeJS.Timeout | null = null;
@@ -73,6 +75,7 @@ class Bridge {
   ) {
     this.spans = new SpanTracker(agent);
     this.gauges = new GaugePublisher(agent, packageVersion());
+    this.threadRoles = new ThreadRoles(agent);
     // A program registers its tracer and meter providers after leakscope run loaded us.
     this.promises = new PromiseTracker(agent, () => this.lookForOtel());
     this.timers = new TimerTracker(agent, ownTimers);
@@ -188,6 +191,7 @@ class Bridge {
       timers: this.timers.facts(),
       spans: this.spans.facts(),
       metrics: this.gauges.facts(),
+      thread_roles: this.threadRoles.roles(),
       handles: loadedAgent?.uvHandles() ?? {},
       active_resources: resources,
       v8_heap: {

@@ -21,6 +21,8 @@ export interface NativeAgent {
   complete(id: number): void;
   /** This thread's libuv handles by type. */
   uvHandles(): Record<string, HandleCount>;
+  /** Tids of libuv's threadpool (blocks the loop up to timeoutMs; starts the pool if unused). */
+  threadpoolTids(threads: number, timeoutMs: number): number[];
   /** The agent's gauges as JSON (native/src/core/agent.h, agent_copy_gauges); null before start. */
   gauges(idleThresholdMs: number): string | null;
 }

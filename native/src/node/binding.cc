@@ -3,6 +3,7 @@
 // is in agent_link, runtime_bridge and uv_census.
 #include <napi.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "agent_link.h"
@@ -100,6 +101,20 @@ Napi::Value UvHandles(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// threadpoolTids(threads, timeoutMs) → tids of libuv's threadpool (uv_census.h)
+Napi::Value ThreadpoolTids(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) usage(env, "threadpoolTids(threads: number, timeoutMs: number)");
+  uv_loop_s* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) throw Napi::Error::New(env, "leakscope: no event loop");
+  const int threads = std::clamp(info[0].As<Napi::Number>().Int32Value(), 0, 1024);
+  const int timeout = std::clamp(info[1].As<Napi::Number>().Int32Value(), 0, 1000);
+  const std::vector<int> tids = threadpool_tids(loop, threads, timeout);
+  Napi::Array result = Napi::Array::New(env, tids.size());
+  for (uint32_t i = 0; i < tids.size(); ++i) result.Set(i, tids[i]);
+  return result;
+}
+
 // gauges(idleThresholdMs) → the agent's gauges as JSON (agent.h, agent_copy_gauges)
 Napi::Value Gauges(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -140,6 +155,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("complete", Napi::Function::New(env, Complete, "complete"));
   exports.Set("uvHandles", Napi::Function::New(env, UvHandles, "uvHandles"));
   exports.Set("gauges", Napi::Function::New(env, Gauges, "gauges"));
+  exports.Set("threadpoolTids", Napi::Function::New(env, ThreadpoolTids, "threadpoolTids"));
   return exports;
 }
 

@@ -42,9 +42,9 @@ function threadLines(d: SnapshotDiff): string[] {
   const grown = d.grown_threads.filter((t: ThreadDiff) => t.live_bytes.delta > 0 || t.unreclaimed_bytes.delta > 0).slice(0, MAX_ROWS);
   if (grown.length > 0) {
     if (lines.length === 0) lines.push('', 'Threads:');
-    lines.push(`  ${padColumn('tid', 8)}${padColumn('name', 16)}${padColumn('Δlive', 14)}Δunreclaimed`);
+    lines.push(`  ${padColumn('tid', 8)}${padColumn('name', 18)}${padColumn('Δlive', 14)}Δunreclaimed`);
     for (const t of grown)
-      lines.push(`  ${padColumn(String(t.tid), 8)}${padColumn(t.name, 16)}${padColumn(signed(t.live_bytes.delta, formatBytes), 14)}${signed(t.unreclaimed_bytes.delta, formatBytes)}`);
+      lines.push(`  ${padColumn(String(t.tid), 8)}${padColumn(t.name, 18)}${padColumn(signed(t.live_bytes.delta, formatBytes), 14)}${signed(t.unreclaimed_bytes.delta, formatBytes)}`);
   }
   return lines;
 }
