@@ -19,10 +19,18 @@ interface Ready {
   port: number;
 }
 
+interface WorkerTruth {
+  thread_id: number;
+  parked: number;
+  intervals: number;
+  sites: { park: string; poll: string };
+}
+
 interface ServiceTruth {
   parked: number;
   intervals: number;
   open_spans: number;
+  workers: WorkerTruth[];
   sites: { cart?: string; poll?: string; open_span?: string; ended_span?: string };
 }
 
@@ -132,6 +140,62 @@ test.serial('attach by pid: exact sites of pending promises, intervals and open 
   t.deepEqual(await otherListeners(fixture.pid, fixture.truth.port), []);
 });
 
+/** Snapshots until the bridges of these workers answer in it (the main bridge joins workers as they come, asynchronously). */
+async function withWorkers(t: ExecutionContext, pid: number, threadIds: readonly number[], args: readonly string[] = []): Promise<Snapshot> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const snapshot = await snapshotOf(pid, args);
+    const joined = new Set(snapshot.node?.workers.map((w) => w.thread_id));
+    if (threadIds.every((id) => joined.has(id))) return snapshot;
+    if (Date.now() > deadline) {
+      t.fail(`workers ${threadIds.join(', ')} never joined: ${[...joined].join(', ')} did; ${snapshot.agent.notes.join('; ')}`);
+      return snapshot;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+test.serial('worker threads, attached late: each gets a bridge of its own (those running and those started after), with its loop, promise sites and timers; a worker that ends takes its tasks along', async (t) => {
+  const { fixture, client } = await startService(t, 'service.mjs');
+  const early = Number((await client.get('/worker?park=5')).body); // 5 promises and an interval before attach
+  const first = await withWorkers(t, fixture.pid, [early]);
+  const earlyFacts = first.node?.workers.find((w) => w.thread_id === early);
+  t.is(earlyFacts?.promises.existed_at_attach, 5, 'the promises pending in the worker at attach were found on its heap');
+  t.is(earlyFacts?.timers.existed_at_attach, 1, 'and its interval');
+  t.regex(earlyFacts?.script ?? '', /fixtures\/node\/pricing-worker\.mjs$/);
+  t.is(first.threads.find((th) => th.tid === earlyFacts?.tid)?.role, 'worker', "the worker's thread is named by its role");
+  t.deepEqual(await otherListeners(fixture.pid, fixture.truth.port), [], 'the inspector is closed after attach');
+
+  await client.get(`/worker-park?thread=${early}&count=7`);
+  const late = Number((await client.get('/worker?park=3')).body); // started after attach: joined by the main bridge
+  await withWorkers(t, fixture.pid, [early, late]);
+  await client.get(`/worker-park?thread=${late}&count=4`);
+  await new Promise((r) => setTimeout(r, 1200)); // past the idle threshold
+  const truth = await client.json<ServiceTruth>('/truth');
+  t.deepEqual(truth.workers.map((w) => w.parked), [12, 7]);
+  const park = truth.workers[0]!.sites.park;
+  const after = await snapshotOf(fixture.pid, ['--idle-threshold', '1s']);
+  t.is(schemaErrors(after), null, 'a snapshot with workers conforms to the schema');
+  t.deepEqual(live(after, park, 'promise'), { live: 11, spawned: 11, completed: 0 }, 'the 7 + 4 parked after each worker joined, at their site');
+  t.deepEqual(after.node?.workers.map((w) => [w.thread_id, w.promises.existed_at_attach, w.state]), [[early, 5, 'recording'], [late, 3, 'recording']]);
+  t.is(live(after, EXISTED, 'promise')?.live, 8, "the workers' promises from before they joined, and the main thread had none pending");
+  t.is(findingsAt(after, 'idle-forever').find(([label]) => label === siteName(park))?.[1], 11);
+  t.is(after.findings.find((f) => f.id === 'idle-forever' && f.subject.label === siteName(park))?.summary, `11 promises created at ${siteName(park)} have been pending for over 1 s`);
+  for (const worker of after.node?.workers ?? []) {
+    t.true(worker.responsive);
+    t.true((worker.handles.timer?.active ?? 0) >= 1, `worker ${worker.thread_id}'s own loop has its interval's timer`);
+    t.true(worker.v8_heap.used_bytes > 0);
+    t.is(after.threads.find((th) => th.tid === worker.tid)?.role, 'worker');
+  }
+  t.not(after.node?.workers[0]?.tid, after.node?.workers[1]?.tid);
+
+  await client.get(`/worker-stop?thread=${early}`);
+  const stopped = await snapshotOf(fixture.pid);
+  t.deepEqual(stopped.node?.workers.map((w) => w.thread_id), [late], 'the ended worker left');
+  t.deepEqual(live(stopped, park, 'promise'), { live: 4, spawned: 11, completed: 7 }, "its promises ended with its isolate");
+  t.is((await client.get('/quote')).body, '1700\n', 'the service still answers');
+});
+
 test.serial('an ESM service whose inspector is open already: used and left open', async (t) => {
   const { fixture, client } = await startService(t, 'service.mjs', ['--inspect=127.0.0.1:0']);
   const before = await otherListeners(fixture.pid, fixture.truth.port);
@@ -155,20 +219,26 @@ test.serial('the inspector port taken by another process: a one-line error namin
 
 test.serial('after the last client leaves and the linger ends, the hooks are out: nothing created meanwhile is counted, and a new attach records again', async (t) => {
   const { fixture, client } = await startService(t, 'service.mjs');
-  const first = await snapshotOf(fixture.pid, ['--linger', '1s']);
+  const worker = Number((await client.get('/worker')).body);
+  const first = await withWorkers(t, fixture.pid, [worker], ['--linger', '1s']);
   t.is(first.node?.linger_ms, 1000);
   await leak(client, 2);
   await new Promise((r) => setTimeout(r, 2000)); // linger over: dormant
   await leak(client, 5); // while dormant: not seen
+  await client.get(`/worker-park?thread=${worker}&count=6`); // nor in the worker
+  const late = Number((await client.get('/worker')).body); // nor a worker started meanwhile
   t.is(await leakscopeGauges(client), undefined, 'dormant: no leakscope gauges on the meter');
   const truth = await client.json<ServiceTruth>('/truth');
   const woken = await snapshotOf(fixture.pid);
   t.true(Date.parse(woken.node?.recording_since ?? '') > Date.parse(first.node?.recording_since ?? ''), 'recording began again');
   t.is(live(woken, truth.sites.cart, 'promise')?.live ?? 0, 0, 'the two tracked before dormancy ended with it; the five since were never seen');
+  t.is(live(woken, truth.workers[0]?.sites.park, 'promise')?.live ?? 0, 0, "the worker's, parked while dormant, were never seen");
+  await withWorkers(t, fixture.pid, [late]); // awake: the main bridge joins the one started while dormant
   await leak(client, 3);
   const again = await snapshotOf(fixture.pid);
   t.is(live(again, truth.sites.cart, 'promise')?.live, 3);
   t.is(again.node?.state, 'recording');
+  t.deepEqual(again.node?.workers.map((w) => w.state), ['recording', 'recording'], 'the workers woke with the main thread');
   t.is(gauge(await leakscopeGauges(client), 'leakscope.tasks.live', 'span'), 3, 'awake: the gauges are back');
 });
 
@@ -186,8 +256,18 @@ test.serial('a busy event loop: the snapshot still comes, with the last answer a
 test('leakscope run -- node: sites from the first line, and the native heap ledger counts', async (t) => {
   const { fixture, client } = await startService(t, 'service.mjs', [], true);
   await leak(client, 6);
+  const worker = Number((await client.get('/worker?park=2')).body);
   const truth = await client.json<ServiceTruth>('/truth');
   const snapshot = await snapshotOf(fixture.pid);
+  // The preload runs in the worker too: its promises and interval have their sites from its first line.
+  const workerTruth = truth.workers[0]!;
+  t.deepEqual(live(snapshot, workerTruth.sites.park, 'promise'), { live: 2, spawned: 2, completed: 0 });
+  t.deepEqual(live(snapshot, workerTruth.sites.poll, 'interval'), { live: 1, spawned: 1, completed: 0 });
+  const workerFacts = snapshot.node?.workers.find((w) => w.thread_id === worker);
+  t.is(workerFacts?.promises.existed_at_attach, 0);
+  const workerThread = snapshot.threads.find((th) => th.tid === workerFacts?.tid);
+  t.is(workerThread?.role, 'worker');
+  t.true((workerThread?.heap?.allocated_bytes ?? 0) > 0, "the worker's thread has a heap ledger");
   t.is(snapshot.agent.mode, 'preload');
   t.is(schemaErrors(snapshot), null, 'a Node snapshot under run conforms to the schema');
   t.is(snapshot.node?.from_start, true);

@@ -1,4 +1,5 @@
 // The short human report of `leakscope snapshot` (without --json).
+import { basename } from 'node:path';
 import { verdict } from '../analysis/index.js';
 import { formatBytes, formatCount, formatDuration, padColumn } from '../format.js';
 import type { Snapshot, ThreadInfo } from '../model/snapshot.js';
@@ -51,6 +52,21 @@ function siteRows(s: Snapshot): string[] {
   ];
 }
 
+function workerRows(s: Snapshot): string[] {
+  const workers = s.node?.workers ?? [];
+  if (workers.length === 0) return [];
+  const header = `  ${padColumn('thread', 8)}${padColumn('tid', 8)}${padColumn('script', 28)}${padColumn('loop', 7)}${padColumn('timers', 8)}${padColumn('handles', 9)}v8 heap`;
+  const rows = workers.map((w) => {
+    const handles = Object.values(w.handles).reduce((sum, h) => sum + h.active, 0);
+    return (
+      `  ${padColumn(String(w.thread_id), 8)}${padColumn(String(w.tid), 8)}${padColumn(basename(w.script ?? '?'), 28)}` +
+      `${padColumn(w.responsive ? `${Math.round(w.loop_utilization * 100)}%` : 'busy', 7)}${padColumn(formatCount(w.timers.tracked), 8)}` +
+      `${padColumn(formatCount(handles), 9)}${formatBytes(w.v8_heap.used_bytes)}`
+    );
+  });
+  return ['', `Worker threads: ${workers.length} (their promises and timers are in the sites above)`, header, ...rows];
+}
+
 export function renderReport(s: Snapshot): string {
   const lines: string[] = [];
   const alloc = s.allocator;
@@ -76,6 +92,7 @@ export function renderReport(s: Snapshot): string {
   if (s.pending_checks.length > 0)
     lines.push('', `Not decided yet: ${s.pending_checks.map((p) => `${p.id} (${p.reason})`).join('; ')}`);
   lines.push(...siteRows(s));
+  lines.push(...workerRows(s));
   lines.push('', 'Threads:', ...threadRows(s.threads));
   return `${lines.join('\n')}\n`;
 }

@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LeakscopeError } from '../errors.js';
 import { isNodeExecutable, nodeAgentFile } from '../paths.js';
+import { adoptExistingTasks, bridgeExpression, type EvaluateReply, evaluated, type InspectorSend } from '../node-agent/inject-steps.cjs';
 import { CdpSession } from './cdp-session.js';
 import { findInspector, type InspectorTarget, ownLoopbackListeners, portHolder } from './inspector-port.js';
 
@@ -32,30 +33,6 @@ export async function isNodeProcess(pid: number): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** An expression that loads the bridge in the target, CommonJS or ESM, and calls `call` on it. */
-function bridgeExpression(call: string): string {
-  const path = JSON.stringify(nodeAgentFile('bridge.cjs'));
-  return `(() => {
-    const load = process.getBuiltinModule ? process.getBuiltinModule('module').createRequire(${path})
-      : process.mainModule ? process.mainModule.require('module').createRequire(${path}) : null;
-    if (!load) return { error: 'no-loader', version: process.version };
-    return load(${path}).${call};
-  })()`;
-}
-
-interface EvaluateReply {
-  result?: { type: string; value?: unknown; objectId?: string };
-  exceptionDetails?: { text?: string; exception?: { description?: string } };
-}
-
-function evaluated<T>(reply: EvaluateReply, what: string): T {
-  if (reply.exceptionDetails) {
-    const detail = reply.exceptionDetails.exception?.description?.split('\n')[0] ?? reply.exceptionDetails.text ?? 'an exception';
-    throw new LeakscopeError(`${what} failed inside the target: ${detail}`);
-  }
-  return reply.result?.value as T;
 }
 
 /** Checks, a second apart, that find the inspector port taken by another process before leakscope gives up. */
@@ -110,25 +87,21 @@ export async function injectNodeBridge(pid: number, options: InjectOptions = {})
   const inspector = wasOpen ?? (await openInspector(pid, timeoutMs));
   const session = await CdpSession.open(inspector.webSocketUrl, timeoutMs);
   const busy = `the event loop of pid ${pid} did not run leakscope's bridge within ${timeoutMs} ms (blocked in native code?)`;
+  const send: InspectorSend = (method, params) => session.send(method, params, timeoutMs, busy);
+  const fail = (message: string) => new LeakscopeError(message);
+  const bridgePath = nodeAgentFile('bridge.cjs');
   try {
     const attachOptions = JSON.stringify({ closeInspector: !wasOpen, ...(options.lingerMs === undefined ? {} : { lingerMs: options.lingerMs }) });
     const attached = evaluated<{ error?: string; version?: string; already?: boolean }>(
-      await session.send<EvaluateReply>(
-        'Runtime.evaluate',
-        { expression: bridgeExpression(`attach(${attachOptions})`), returnByValue: true },
-        timeoutMs,
-        busy,
-      ),
+      await send<EvaluateReply>('Runtime.evaluate', { expression: bridgeExpression(bridgePath, `attach(${attachOptions})`), returnByValue: true }),
       'loading the leakscope bridge',
+      fail,
     );
     if (attached?.error === 'no-loader')
       throw new LeakscopeError(
         `Node ${attached.version} has neither process.getBuiltinModule nor a CommonJS main module to load leakscope with (Node 20.16 or newer can be attached); start it with 'leakscope run'`,
       );
-    if (!attached?.already) {
-      await adoptFromHeap(session, 'Promise.prototype', 'adoptExisting', timeoutMs, busy);
-      await adoptFromHeap(session, bridgeExpression('timeoutPrototype()'), 'adoptTimers', timeoutMs, busy);
-    }
+    if (!attached?.already) await adoptExistingTasks(send, bridgePath, fail);
     return {
       inspectorPort: inspector.port,
       inspectorWasOpen: wasOpen !== null,
@@ -138,35 +111,6 @@ export async function injectNodeBridge(pid: number, options: InjectOptions = {})
     // reaches the agent (connect() waits for that): our session must be
     // gone first.
     await session.close();
-  }
-}
-
-/**
- * Objects on the heap from before the hooks (promises, timers), found by
- * their prototype: the bridge's `adopt` counts the ones still pending.
- */
-async function adoptFromHeap(session: CdpSession, prototypeExpression: string, adopt: string, timeoutMs: number, busy: string): Promise<number> {
-  const group = 'leakscope-attach';
-  const prototype = await session.send<EvaluateReply>('Runtime.evaluate', { expression: prototypeExpression, objectGroup: group }, timeoutMs, busy);
-  const prototypeId = prototype.result?.objectId;
-  if (!prototypeId) return 0;
-  try {
-    const found = await session.send<{ objects: { objectId?: string } }>(
-      'Runtime.queryObjects',
-      { prototypeObjectId: prototypeId, objectGroup: group },
-      timeoutMs,
-      busy,
-    );
-    if (!found.objects.objectId) return 0;
-    const adopted = await session.send<EvaluateReply>(
-      'Runtime.callFunctionOn',
-      { objectId: found.objects.objectId, functionDeclaration: `function () { return ${bridgeExpression(`${adopt}(this)`)}; }`, returnByValue: true },
-      timeoutMs,
-      busy,
-    );
-    return evaluated<number>(adopted, `${adopt} on the heap's objects`) ?? 0;
-  } finally {
-    await session.send('Runtime.releaseObjectGroup', { objectGroup: group }, timeoutMs, busy).catch(() => undefined);
   }
 }
 

@@ -2,7 +2,7 @@
 // Observation. The agent reports facts in its allocator's own terms; the
 // shape users see is decided here.
 import { parseMallocInfo } from './malloc-info.js';
-import { type AgentNodeFacts, nodeFromFacts, nodeNotes } from './node-facts.js';
+import { type AgentNodeFacts, nodeFromFacts, nodeNotes, nodeThreadRoles } from './node-facts.js';
 import {
   type AgentMode,
   type AllocatorInfo,
@@ -237,6 +237,7 @@ export function observationFromFacts(facts: AgentFacts): Observation {
   if (tasks.dropped > 0) notes.push(`the agent's task table was full: ${tasks.dropped} spawned tasks are not tracked`);
   const node = nodeFromFacts(facts.node);
   notes.push(...nodeNotes(node, facts.node, counting));
+  const roles = nodeThreadRoles(facts.node);
   return {
     schema: SNAPSHOT_SCHEMA,
     pid: facts.pid,
@@ -251,7 +252,7 @@ export function observationFromFacts(facts: AgentFacts): Observation {
     },
     process: { rss_bytes: facts.process.rss_bytes, threads: facts.threads.length },
     allocator,
-    threads: facts.threads.map((t) => threadFromFacts(t, counting, facts.node?.bridge?.thread_roles?.[t.tid])),
+    threads: facts.threads.map((t) => threadFromFacts(t, counting, roles[t.tid])),
     tasks,
     history: facts.history.map((h) => ({ ...h, live_bytes: counting ? h.live_bytes : null })),
     ...(node ? { node } : {}),

@@ -1,21 +1,67 @@
 // The Node bridge's part of an agent snapshot (src/node-agent/bridge.cts
 // writes it, the addon's runtime_bridge.cc wraps it) and what a snapshot
 // says about it.
-import type { NodeRuntime, ThreadRole } from './snapshot.js';
+import type { NodeRuntime, NodeWorker, ThreadRole } from './snapshot.js';
 
-type BridgeFacts = Omit<NodeRuntime, 'version' | 'recording_since' | 'responsive' | 'answered_at' | 'loop_delay_ms' | 'loop_utilization'> & {
+type BridgeFacts = Omit<NodeRuntime, 'version' | 'recording_since' | 'responsive' | 'answered_at' | 'loop_delay_ms' | 'loop_utilization' | 'workers'> & {
   node_version: string;
   /** tid → role (src/node-agent/threads.cts); not part of the snapshot's `node`, but of its threads. */
   thread_roles?: Record<string, ThreadRole>;
+  /** The main thread's follower of workers (src/node-agent/workers.cts), when attached late. */
+  worker_follower?: { joined: number; failed: number; last_error: string | null };
   recording_since_ms: number;
   event_loop: { answer_delay_ms: number; utilization: number };
+  /** A worker's bridge only. */
+  script?: string | null;
 };
 
-export interface AgentNodeFacts {
+/** One loop's answer, as runtime_bridge.cc wraps it. */
+interface LoopAnswer {
   responsive: boolean;
   waited_ms: number;
   answered_ms: number | null;
   bridge: BridgeFacts | null;
+}
+
+export interface AgentNodeFacts extends LoopAnswer {
+  /** Worker threads' bridges (absent from agents before they were followed). */
+  workers?: (LoopAnswer & { thread_id: number; tid: number })[];
+}
+
+function answeredAt(facts: LoopAnswer): string | null {
+  return facts.answered_ms === null ? null : new Date(facts.answered_ms).toISOString();
+}
+
+function loopDelayMs(facts: LoopAnswer, bridge: BridgeFacts): number {
+  return facts.responsive ? bridge.event_loop.answer_delay_ms : facts.waited_ms;
+}
+
+function workerFromFacts(facts: NonNullable<AgentNodeFacts['workers']>[number]): NodeWorker | null {
+  const bridge = facts.bridge;
+  if (!bridge) return null; // joined, never answered yet
+  return {
+    thread_id: facts.thread_id,
+    tid: facts.tid,
+    script: bridge.script ?? null,
+    state: bridge.state,
+    responsive: facts.responsive,
+    answered_at: answeredAt(facts),
+    loop_delay_ms: loopDelayMs(facts, bridge),
+    loop_utilization: bridge.event_loop.utilization,
+    promises: bridge.promises,
+    timers: bridge.timers,
+    spans: bridge.spans,
+    handles: bridge.handles,
+    active_resources: bridge.active_resources,
+    v8_heap: bridge.v8_heap,
+  };
+}
+
+/** tid → role of a Node process's threads: the main bridge's finding, and each worker's own thread. */
+export function nodeThreadRoles(facts: AgentNodeFacts | undefined): Record<string, ThreadRole> {
+  const roles: Record<string, ThreadRole> = { ...facts?.bridge?.thread_roles };
+  for (const worker of facts?.workers ?? []) roles[worker.tid] = 'worker';
+  return roles;
 }
 
 export function nodeFromFacts(facts: AgentNodeFacts | undefined): NodeRuntime | undefined {
@@ -28,8 +74,8 @@ export function nodeFromFacts(facts: AgentNodeFacts | undefined): NodeRuntime | 
     recording_since: new Date(bridge.recording_since_ms).toISOString(),
     from_start: bridge.from_start,
     responsive: facts.responsive,
-    answered_at: facts.answered_ms === null ? null : new Date(facts.answered_ms).toISOString(),
-    loop_delay_ms: facts.responsive ? bridge.event_loop.answer_delay_ms : facts.waited_ms,
+    answered_at: answeredAt(facts),
+    loop_delay_ms: loopDelayMs(facts, bridge),
     loop_utilization: bridge.event_loop.utilization,
     promises: bridge.promises,
     timers: bridge.timers,
@@ -37,6 +83,7 @@ export function nodeFromFacts(facts: AgentNodeFacts | undefined): NodeRuntime | 
     ...(bridge.metrics ? { metrics: bridge.metrics } : {}),
     handles: bridge.handles,
     active_resources: bridge.active_resources,
+    workers: (facts.workers ?? []).map(workerFromFacts).filter((w): w is NodeWorker => w !== null),
     v8_heap: bridge.v8_heap,
   };
 }
@@ -56,8 +103,8 @@ export function nodeNotes(node: NodeRuntime | undefined, facts: AgentNodeFacts |
   if (node.state === 'dormant') notes.push('the Node bridge is dormant (hooks removed); it records again from the next attach');
   else if (!node.from_start)
     notes.push(`promises, timers and spans are recorded from ${node.recording_since}; those created earlier have no site`);
-  if (node.promises.existed_at_attach > 0)
-    notes.push(`${node.promises.existed_at_attach} promises were pending at attach: counted at site '(existed at attach)'`);
+  const existed = node.workers.reduce((sum, w) => sum + w.promises.existed_at_attach, node.promises.existed_at_attach);
+  if (existed > 0) notes.push(`${existed} promises were pending at attach: counted at site '(existed at attach)'`);
   const sparsest = Math.max(node.promises.sample_interval, node.promises.sparsest_sample_interval ?? 1);
   if (sparsest > 1)
     notes.push(
@@ -66,5 +113,11 @@ export function nodeNotes(node: NodeRuntime | undefined, facts: AgentNodeFacts |
         : `promises came fast (one in up to ${sparsest} had its site recorded): promise counts are estimates`,
     );
   if (!node.timers.patched && node.state !== 'dormant') notes.push('timers are not followed');
+  for (const worker of node.workers)
+    if (!worker.responsive)
+      notes.push(`worker ${worker.thread_id}'s event loop did not answer (busy): its promises, timers and handles are as of ${worker.answered_at}`);
+  const follower = facts?.bridge?.worker_follower;
+  if (follower && follower.failed > 0)
+    notes.push(`${follower.failed} worker thread(s) could not be followed (last: ${follower.last_error}); their promises and timers are not recorded`);
   return notes;
 }

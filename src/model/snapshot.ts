@@ -73,7 +73,7 @@ export interface ThreadHeap {
 }
 
 /** Roles of a Node process's threads (src/node-agent/threads.cts finds them). */
-export type ThreadRole = 'main' | 'libuv-threadpool' | 'v8-delayed-tasks' | 'v8-platform' | 'inspector-signal';
+export type ThreadRole = 'main' | 'worker' | 'libuv-threadpool' | 'v8-delayed-tasks' | 'v8-platform' | 'inspector-signal';
 
 export interface ThreadInfo {
   readonly tid: number;
@@ -253,15 +253,33 @@ export interface NodeRuntime {
   /** libuv handles of the main loop by type. */
   readonly handles: Readonly<Record<string, HandleCount>>;
   readonly active_resources: Readonly<Record<string, number>>;
-  readonly v8_heap: {
-    readonly used_bytes: number;
-    readonly total_bytes: number;
-    readonly limit_bytes: number;
-    readonly external_bytes: number;
-    readonly malloced_bytes: number;
-    readonly native_contexts: number;
-    readonly detached_contexts: number;
-  };
+  /** Worker threads with a bridge of their own, in the order they joined. */
+  readonly workers: readonly NodeWorker[];
+  readonly v8_heap: V8Heap;
+}
+
+export interface V8Heap {
+  readonly used_bytes: number;
+  readonly total_bytes: number;
+  readonly limit_bytes: number;
+  readonly external_bytes: number;
+  readonly malloced_bytes: number;
+  readonly native_contexts: number;
+  readonly detached_contexts: number;
+}
+
+/** A worker thread's own isolate and loop, as its bridge reports them; its tasks are in `tasks` with the rest. */
+export interface NodeWorker
+  extends Pick<
+    NodeRuntime,
+    'state' | 'responsive' | 'answered_at' | 'loop_delay_ms' | 'loop_utilization' | 'promises' | 'timers' | 'spans' | 'handles' | 'active_resources' | 'v8_heap'
+  > {
+  /** worker_threads.threadId. */
+  readonly thread_id: number;
+  /** The kernel thread: `threads[]` has it with role "worker". */
+  readonly tid: number;
+  /** The worker's script (`[worker eval]` for code given as a string); null before its bootstrap finished. */
+  readonly script: string | null;
 }
 
 export interface Snapshot {

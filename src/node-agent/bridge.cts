@@ -1,13 +1,14 @@
 // The JS half of leakscope's agent in a Node process. `leakscope attach`
 // loads it through the inspector (Runtime.evaluate → createRequire), and
 // `leakscope run` through --require; either way `attach()` starts the native
-// agent (or joins the preloaded one) and the trackers. Runs on the main
-// thread only: a worker has its own isolate and loop, which this does not
-// follow.
+// agent (or joins the preloaded one) and the trackers. A worker thread has
+// its own isolate and loop, so it gets a bridge of its own (`attachWorker`:
+// the preload starts it under run, the main thread's bridge otherwise, see
+// workers.cts), which joins the agent the main thread started.
 import { getHeapStatistics } from 'node:v8';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import * as timers from 'node:timers';
-import { isMainThread } from 'node:worker_threads';
+import { isMainThread, threadId } from 'node:worker_threads';
 import { loadNativeAgent, type NativeAgent, packageVersion } from './native.cjs';
 import { GaugePublisher } from './meter.cjs';
 import { SpanTracker } from './otel.cjs';
@@ -15,6 +16,7 @@ import { DENSER_WINDOW_MS } from './capture-budget.cjs';
 import { PromiseTracker } from './promises.cjs';
 import { ThreadRoles } from './threads.cjs';
 import { TimerTracker } from './timers.cjs';
+import { WorkerFollower } from './workers.cjs';
 
 // Taken before any wrapping: leakscope's own timer is not the program's.
 const realSetTimeout = timers.setTimeout;
@@ -43,6 +45,11 @@ export interface AttachOptions {
   readonly closeInspector?: boolean;
 }
 
+/** A worker's bridge: it reports its own loop's part and follows the main thread's clients. */
+interface BridgeRole {
+  readonly worker: boolean;
+}
+
 export type BridgeState = 'recording' | 'lingering' | 'dormant';
 
 export interface AttachResult {
@@ -58,8 +65,11 @@ class Bridge {
   private readonly promises: PromiseTracker;
   private readonly timers: TimerTracker;
   private readonly spans: SpanTracker;
-  private readonly gauges: GaugePublisher;
-  private readonly threadRoles: ThreadRoles;
+  // The main thread's only: gauges and roles are the process's, and workers
+  // are followed from there.
+  private readonly gauges: GaugePublisher | null;
+  private readonly threadRoles: ThreadRoles | null;
+  private readonly workers: WorkerFollower | null;
   private state: BridgeState = 'recording';
   private lingerTimer: NodeJS.Timeout | null = null;
   private samplingTimer: NodeJS.Timeout | null = null;
@@ -70,24 +80,44 @@ class Bridge {
   readonly mode: 'node' | 'preload';
 
   constructor(
-    agent: NativeAgent,
+    private readonly agent: NativeAgent,
     private readonly options: Required<AttachOptions>,
+    private readonly role: BridgeRole,
   ) {
     this.spans = new SpanTracker(agent);
-    this.gauges = new GaugePublisher(agent, packageVersion());
-    this.threadRoles = new ThreadRoles(agent);
+    this.gauges = role.worker ? null : new GaugePublisher(agent, packageVersion());
+    this.threadRoles = role.worker ? null : new ThreadRoles(agent);
+    // Under run the preload starts each worker's bridge.
+    this.workers =
+      role.worker || options.fromStart ? null : new WorkerFollower(__filename, () => this.workerJoinCall(), (callback, ms) => this.ownTimeout(callback, ms));
     // A program registers its tracer and meter providers after leakscope run loaded us.
     this.promises = new PromiseTracker(agent, () => this.lookForOtel());
     this.timers = new TimerTracker(agent, ownTimers);
-    const started = agent.start(
-      (delayMs) => this.collect(delayMs),
-      (attached) => this.clientsChanged(attached),
-      options.answerTimeoutMs,
-    );
+    const collect = (delayMs: number) => this.collect(delayMs);
+    const clients = (attached: boolean) => this.clientsChanged(attached);
+    const started = role.worker
+      ? agent.join(collect, clients, options.answerTimeoutMs, threadId)
+      : agent.start(collect, clients, options.answerTimeoutMs);
     this.mode = started.mode;
+    this.clients = started.clients;
+    if (role.worker && started.dormant && this.clients === 0) {
+      this.state = 'dormant'; // as the main thread is: the next client wakes both
+      return;
+    }
     this.record();
     // Loaded into a running process for a client that may never come.
-    if (!options.fromStart) this.startLinger();
+    if (!options.fromStart && this.clients === 0) this.startLinger();
+  }
+
+  /** What a worker runs to start its bridge: the same linger and timeout as this one. */
+  private workerJoinCall(): string {
+    return `attachWorker(${JSON.stringify({ lingerMs: this.options.lingerMs, answerTimeoutMs: this.options.answerTimeoutMs })})`;
+  }
+
+  private ownTimeout(callback: () => void, ms: number): void {
+    const timer = realSetTimeout(callback, ms);
+    timer.unref();
+    ownTimers.add(timer);
   }
 
   get currentState(): BridgeState {
@@ -121,7 +151,7 @@ class Bridge {
   /** Hooks into OpenTelemetry providers registered since the last look. */
   private lookForOtel(): void {
     this.spans.start();
-    this.gauges.start();
+    this.gauges?.start();
   }
 
   private record(): void {
@@ -133,6 +163,8 @@ class Bridge {
     }
     this.timers.start();
     this.lookForOtel();
+    this.workers?.start();
+    if (!this.role.worker) this.agent.setDormant(false);
     this.state = 'recording';
     this.recordingSinceMs = Date.now();
   }
@@ -145,7 +177,9 @@ class Bridge {
     this.samplingTimer = null;
     this.timers.stop();
     this.spans.stop();
-    this.gauges.stop();
+    this.gauges?.stop();
+    this.workers?.stop();
+    if (!this.role.worker) this.agent.setDormant(true);
     this.state = 'dormant';
   }
 
@@ -190,8 +224,10 @@ class Bridge {
       promises: this.promises.facts(),
       timers: this.timers.facts(),
       spans: this.spans.facts(),
-      metrics: this.gauges.facts(),
-      thread_roles: this.threadRoles.roles(),
+      ...(this.gauges ? { metrics: this.gauges.facts() } : {}),
+      ...(this.threadRoles ? { thread_roles: this.threadRoles.roles() } : {}),
+      ...(this.workers ? { worker_follower: this.workers.facts() } : {}),
+      ...(this.role.worker ? { thread_id: threadId, script: process.argv[1] ?? null } : {}),
       handles: loadedAgent?.uvHandles() ?? {},
       active_resources: resources,
       v8_heap: {
@@ -210,20 +246,35 @@ class Bridge {
 let loadedAgent: NativeAgent | null = null;
 let bridge: Bridge | null = null;
 
-export function attach(options: AttachOptions = {}): AttachResult {
-  if (!isMainThread) throw new Error('leakscope: attach from the main thread (workers are not followed yet)');
+function startBridge(options: AttachOptions, role: BridgeRole): AttachResult {
   const already = bridge !== null;
   if (!bridge) {
     loadedAgent = loadNativeAgent();
-    bridge = new Bridge(loadedAgent, {
-      lingerMs: options.lingerMs ?? DEFAULT_LINGER_MS,
-      fromStart: options.fromStart ?? false,
-      answerTimeoutMs: options.answerTimeoutMs ?? DEFAULT_ANSWER_TIMEOUT_MS,
-      closeInspector: false,
-    });
+    bridge = new Bridge(
+      loadedAgent,
+      {
+        lingerMs: options.lingerMs ?? DEFAULT_LINGER_MS,
+        fromStart: options.fromStart ?? false,
+        answerTimeoutMs: options.answerTimeoutMs ?? DEFAULT_ANSWER_TIMEOUT_MS,
+        closeInspector: false,
+      },
+      role,
+    );
   }
   if (options.closeInspector) bridge.closeInspectorLater();
   return { pid: process.pid, mode: bridge.mode, state: bridge.currentState, already, node_version: process.version };
+}
+
+/** Starts the main thread's bridge, and with it the agent. */
+export function attach(options: AttachOptions = {}): AttachResult {
+  if (!isMainThread) throw new Error('leakscope: attach() is for the main thread; a worker uses attachWorker()');
+  return startBridge(options, { worker: false });
+}
+
+/** Starts a worker thread's bridge, which joins the agent the main thread's started. */
+export function attachWorker(options: Omit<AttachOptions, 'closeInspector'> = {}): AttachResult {
+  if (isMainThread) throw new Error('leakscope: attachWorker() is for worker threads; the main thread uses attach()');
+  return startBridge(options, { worker: true });
 }
 
 /** Called by `leakscope attach` with the promises the inspector found on the heap. */

@@ -8,12 +8,22 @@ export interface HandleCount {
   readonly referenced: number;
 }
 
+export interface StartedAgent {
+  readonly mode: 'node' | 'preload';
+  readonly guest: boolean;
+  /** Clients attached to the agent now. */
+  readonly clients: number;
+  /** The main thread's bridge is dormant: a worker joining now starts dormant too. */
+  readonly dormant: boolean;
+}
+
 export interface NativeAgent {
   /** Starts (or joins a preloaded) agent; `collect` gives the bridge's part of a snapshot as JSON. */
-  start(collect: (delayMs: number) => string, clients: (attached: boolean) => void, answerTimeoutMs: number): {
-    mode: 'node' | 'preload';
-    guest: boolean;
-  };
+  start(collect: (delayMs: number) => string, clients: (attached: boolean) => void, answerTimeoutMs: number): StartedAgent;
+  /** On a worker thread: joins the agent the main thread started; its `collect` answers for this worker's loop. */
+  join(collect: (delayMs: number) => string, clients: (attached: boolean) => void, answerTimeoutMs: number, threadId: number): StartedAgent;
+  /** The main thread's bridge went dormant or woke (for workers that start meanwhile). */
+  setDormant(dormant: boolean): void;
   /** A task in the agent's registry; 0 when it is not tracked. */
   spawn(kind: string, name: string | null, site: string, parentId: number, waiting: boolean, weightLog2: number): number;
   pollBegin(id: number): void;

@@ -3,8 +3,9 @@
 // threadpool answers a probe (work items that note their thread); and the
 // threads Node starts before the program's first line come in a fixed order
 // (V8's platform: its delayed-task scheduler, then --v8-pool-size workers;
-// then the thread that waits for SIGUSR1). Threads of other kinds (worker
-// threads, the inspector's I/O, an addon's) have no role here.
+// then the thread that waits for SIGUSR1). Worker threads are named from
+// their own bridges (src/model/node-facts.ts); others (the inspector's I/O,
+// an addon's) have no role.
 import { readdirSync, readFileSync } from 'node:fs';
 import type { ThreadRole } from '../model/snapshot.js' with { 'resolution-mode': 'import' };
 import type { NativeAgent } from './native.cjs';

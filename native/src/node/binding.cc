@@ -3,8 +3,13 @@
 // is in agent_link, runtime_bridge and uv_census.
 #include <napi.h>
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <memory>
+#include <mutex>
+#include <unordered_set>
 
 #include "agent_link.h"
 #include "runtime_bridge.h"
@@ -16,8 +21,19 @@ namespace {
 
 struct AddonState {
   AgentLink link;
-  std::unique_ptr<RuntimeBridge> bridge;
+  std::shared_ptr<RuntimeBridge> bridge;
+  bool main = false;  // this thread opened the agent link
+  // A worker's tasks still open: they end with the worker, whose isolate
+  // (and every promise and timer in it) goes, however it exits.
+  bool worker = false;
+  std::unordered_set<uint64_t> open_tasks;
 };
+
+// The main thread's link, for workers to join: the addon's code and data
+// are shared by every JS thread of the process.
+std::mutex g_link_lock;
+AgentLink g_main_link;
+bool g_main_linked = false;
 
 AddonState& state_of(const Napi::CallbackInfo& info) { return *info.Env().GetInstanceData<AddonState>(); }
 
@@ -29,22 +45,73 @@ uint64_t task_id(const Napi::CallbackInfo& info, const char* text) {
   return id >= 0 && id < 9007199254740992.0 ? uint64_t(id) : 0;
 }
 
-// start(collect: (delayMs) => string, clients: (attached) => void, answerTimeoutMs)
+struct StartArgs {
+  Napi::Function collect, clients;
+  uint64_t answer_timeout_ms;
+};
+
+StartArgs start_args(const Napi::CallbackInfo& info, const char* text, size_t extra) {
+  if (info.Length() < 3 + extra || !info[0].IsFunction() || !info[1].IsFunction() || !info[2].IsNumber())
+    usage(info.Env(), text);
+  const double timeout = info[2].As<Napi::Number>().DoubleValue();
+  return {info[0].As<Napi::Function>(), info[1].As<Napi::Function>(), uint64_t(timeout > 0 ? timeout : 0)};
+}
+
+Napi::Object started(Napi::Env env, const AgentLink& link) {
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("mode", link.mode);
+  result.Set("guest", link.guest);
+  result.Set("clients", RuntimeBridge::clients_attached());
+  result.Set("dormant", RuntimeBridge::main_dormant());
+  return result;
+}
+
+// setDormant(dormant), main thread: workers that start now start the same way.
+Napi::Value SetDormant(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsBoolean()) usage(info.Env(), "setDormant(dormant: boolean)");
+  RuntimeBridge::set_main_dormant(info[0].As<Napi::Boolean>().Value());
+  return info.Env().Undefined();
+}
+
+// start(collect: (delayMs) => string, clients: (attached) => void, answerTimeoutMs), main thread
 Napi::Value Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const char* text = "start(collect: function, clients: function, answerTimeoutMs: number)";
-  if (info.Length() < 3 || !info[0].IsFunction() || !info[1].IsFunction() || !info[2].IsNumber()) usage(env, text);
+  const StartArgs args = start_args(info, "start(collect: function, clients: function, answerTimeoutMs: number)", 0);
   AddonState& state = state_of(info);
   if (state.bridge) throw Napi::Error::New(env, "leakscope: the agent is started already");
+  std::lock_guard<std::mutex> hold(g_link_lock);
+  if (g_main_linked) throw Napi::Error::New(env, "leakscope: the agent is started already (by another thread)");
   std::string error;
   if (!open_agent_link(&state.link, &error)) throw Napi::Error::New(env, "leakscope: " + error);
-  const double timeout = info[2].As<Napi::Number>().DoubleValue();
-  state.bridge = std::make_unique<RuntimeBridge>(env, state.link, info[0].As<Napi::Function>(),
-                                                 info[1].As<Napi::Function>(), uint64_t(timeout > 0 ? timeout : 0));
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("mode", state.link.mode);
-  result.Set("guest", state.link.guest);
-  return result;
+  state.main = true;
+  state.bridge = std::make_shared<RuntimeBridge>(env, args.collect, args.clients, args.answer_timeout_ms);
+  RuntimeBridge::open_main(state.bridge, state.link);
+  g_main_link = state.link;
+  g_main_linked = true;
+  return started(env, state.link);
+}
+
+// join(collect, clients, answerTimeoutMs, threadId), a worker thread: joins
+// the agent the main thread started.
+Napi::Value Join(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* text = "join(collect: function, clients: function, answerTimeoutMs: number, threadId: number)";
+  const StartArgs args = start_args(info, text, 1);
+  if (!info[3].IsNumber()) usage(env, text);
+  AddonState& state = state_of(info);
+  if (state.bridge) throw Napi::Error::New(env, "leakscope: the agent is joined already");
+  std::lock_guard<std::mutex> hold(g_link_lock);
+  if (!g_main_linked) throw Napi::Error::New(env, "leakscope: the main thread has no agent yet (attach it first)");
+  state.link = g_main_link;
+  auto bridge = std::make_shared<RuntimeBridge>(env, args.collect, args.clients, args.answer_timeout_ms);
+  const RuntimeBridge::Worker worker{info[3].As<Napi::Number>().Int64Value(), int(syscall(SYS_gettid))};
+  if (!RuntimeBridge::open_worker(bridge, worker)) {
+    bridge->close();
+    throw Napi::Error::New(env, "leakscope: the main thread's agent has closed");
+  }
+  state.bridge = bridge;
+  state.worker = true;
+  return started(env, state.link);
 }
 
 // spawn(kind, name | null, site, parentId, waiting, weightLog2) → id (0: not tracked)
@@ -64,6 +131,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   const uint64_t id = state.link.spawn(kind.c_str(), name.empty() ? nullptr : name.c_str(), site.c_str(),
                                        parent > 0 ? uint64_t(parent) : 0, info[4].As<Napi::Boolean>().Value() ? 1 : 0,
                                        weight > 0 && weight < 32 ? uint32_t(weight) : 0);
+  if (state.worker && id != 0) state.open_tasks.insert(id);
   return Napi::Number::New(env, double(id));
 }
 
@@ -81,7 +149,9 @@ Napi::Value PollEnd(const Napi::CallbackInfo& info) {
 
 Napi::Value Complete(const Napi::CallbackInfo& info) {
   const uint64_t id = task_id(info, "complete(id: number)");
-  if (state_of(info).link.complete) state_of(info).link.complete(id);
+  AddonState& state = state_of(info);
+  if (state.link.complete) state.link.complete(id);
+  if (state.worker) state.open_tasks.erase(id);
   return info.Env().Undefined();
 }
 
@@ -142,13 +212,22 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       env,
       [](void* arg) {
         auto* state = static_cast<AddonState*>(arg);
-        if (state->bridge) {
-          state->bridge->close();
+        if (state->bridge) state->bridge->close();
+        if (state->link.complete)
+          for (const uint64_t id : state->open_tasks) state->link.complete(id);
+        state->open_tasks.clear();
+        if (state->main) {
+          {
+            std::lock_guard<std::mutex> hold(g_link_lock);
+            g_main_linked = false;
+          }
           close_agent_link(state->link);
         }
       },
       state);
   exports.Set("start", Napi::Function::New(env, Start, "start"));
+  exports.Set("join", Napi::Function::New(env, Join, "join"));
+  exports.Set("setDormant", Napi::Function::New(env, SetDormant, "setDormant"));
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
   exports.Set("pollBegin", Napi::Function::New(env, PollBegin, "pollBegin"));
   exports.Set("pollEnd", Napi::Function::New(env, PollEnd, "pollEnd"));

@@ -1,8 +1,13 @@
 // The Node side of the runtime extension: the agent's server thread asks the
-// JS bridge for its part of a snapshot through a thread-safe function and
-// waits a bounded time; when the event loop is too busy to answer it reports
-// the last answer and says it is stale. Clients coming and going reach the
-// bridge the same way, without waiting.
+// JS bridges for their part of a snapshot through thread-safe functions and
+// waits a bounded time; a loop too busy to answer is reported with its last
+// answer and marked stale. Clients coming and going reach the bridges the
+// same way, without waiting.
+//
+// One bridge per JS thread: the main thread's holds the agent's extension
+// ("node"); each worker thread's joins it, and the main one's answer carries
+// theirs under "workers". The addon's code is shared by every thread, so the
+// set of bridges is process-wide.
 #pragma once
 
 #include <napi.h>
@@ -18,14 +23,36 @@
 
 namespace leakscope {
 
-class RuntimeBridge {
+class JsonWriter;
+
+class RuntimeBridge : public std::enable_shared_from_this<RuntimeBridge> {
  public:
-  // Runs on the JS main thread. `collect()` returns the bridge's part as a
-  // JSON string; `clients(attached)` hears of clients.
-  RuntimeBridge(Napi::Env env, const AgentLink& link, Napi::Function collect, Napi::Function clients,
-                uint64_t answer_timeout_ms);
-  // Runs on the JS main thread (environment teardown): no server call waits
-  // for JS any more, and the extension is removed.
+  // A worker thread's: its `threadId` and kernel tid.
+  struct Worker {
+    int64_t thread_id = 0;
+    int tid = 0;
+  };
+
+  // Runs on the bridge's JS thread. `collect()` returns the bridge's part as
+  // a JSON string; `clients(attached)` hears of clients.
+  RuntimeBridge(Napi::Env env, Napi::Function collect, Napi::Function clients, uint64_t answer_timeout_ms);
+
+  // Runs on the main JS thread: the bridge answers for the process.
+  // False when a main bridge is open already.
+  static bool open_main(const std::shared_ptr<RuntimeBridge>& bridge, const AgentLink& link);
+  // Runs on a worker's JS thread. False when no main bridge is open (attach
+  // the main thread first).
+  static bool open_worker(const std::shared_ptr<RuntimeBridge>& bridge, Worker worker);
+  // Clients now attached to the agent, as the main bridge last heard.
+  static int clients_attached();
+  // The main thread's bridge went dormant (hooks out until a client comes)
+  // or woke: a worker that starts meanwhile starts the same way.
+  static void set_main_dormant(bool dormant);
+  static bool main_dormant();
+
+  // Runs on the bridge's JS thread (environment teardown): no server call
+  // waits for this bridge any more, and it leaves the set (the main one
+  // removes the extension).
   void close();
 
  private:
@@ -42,20 +69,24 @@ class RuntimeBridge {
 
   static void write_extension(void* context, std::string* json);
   static void client_extension(void* context, bool attached);
-  // Runs on the server thread.
-  void write(std::string* json);
+  // Server thread: queues a collect on the JS thread; null when closed or
+  // the queue refused it.
+  std::shared_ptr<Pending> ask(uint64_t asked_ns);
+  // Server thread: waits for `pending` until `deadline_ns`, then writes
+  // responsive, waited_ms, answered_ms and bridge (the last answer when
+  // this one did not come) into the open object `out`.
+  void answer(const std::shared_ptr<Pending>& pending, uint64_t asked_ns, uint64_t deadline_ns, JsonWriter& out);
   void client(bool attached);
 
-  const AgentLink& link_;
   Napi::ThreadSafeFunction collect_;
   Napi::ThreadSafeFunction clients_;
   uint64_t answer_timeout_ms_;
-  RuntimeExtension extension_{};
-  std::mutex lock_;            // guards the fields below
+  Worker worker_{};
+  std::mutex lock_;            // guards the fields below and the functions' use
+  std::atomic<bool> closed_{false};  // set under lock_; read by waits too
   std::string last_json_;      // the last answer, for when the loop is busy
   uint64_t last_answer_ms_ = 0;
   std::shared_ptr<Pending> waiting_;  // the call the server thread waits for
-  std::atomic<bool> closed_{false};
 };
 
 }  // namespace leakscope
