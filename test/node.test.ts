@@ -12,6 +12,7 @@ import { PACKAGE_ROOT } from '../src/paths.js';
 import { Client } from './helpers/http.js';
 import { oneLineError, runCli, snapshotOf, startFixture } from './helpers/process.js';
 import { schemaErrors } from './helpers/schema.js';
+import { gotTarget } from './helpers/got.js';
 import { findingsAt } from './helpers/task-sites.js';
 
 interface Ready {
@@ -95,8 +96,8 @@ test.serial('attach by pid: exact sites of pending promises, intervals and open 
   t.is(live(first, EXISTED, 'promise')?.live, 4);
   t.is(first.node?.promises.existed_at_attach, 4, 'the four parked carts were pending at attach');
   t.true((first.node?.timers.existed_at_attach ?? 0) >= 4, 'the four intervals were found on the heap');
-  t.true(first.agent.notes.some((n) => /native allocations are not counted/.test(n)));
-  t.is(first.allocator.live_bytes, null, 'no ledger without an allocation hook');
+  t.true(first.agent.notes.some((n) => /attached late: native allocations are counted from/.test(n)), first.agent.notes.join('; '));
+  t.truthy(first.allocator.counted_since, 'the heap ledger counts from attach');
 
   await leak(client, 40);
   const truth = await client.json<ServiceTruth>('/truth');
@@ -135,9 +136,37 @@ test.serial('attach by pid: exact sites of pending promises, intervals and open 
   t.is(gauge(gauges, 'leakscope.tasks.idle', 'promise'), truth.parked, 'every parked cart, and nothing else, is a promise idle past the threshold');
   t.is(gauge(gauges, 'leakscope.tasks.idle', 'span'), truth.open_spans - 4, 'spans opened before attach are not seen');
   t.true((gauge(gauges, 'leakscope.tasks.live', 'interval') ?? 0) >= truth.intervals);
-  t.is(gauge(gauges, 'leakscope.heap.unreclaimed'), undefined, 'no heap gauges without a ledger');
+  t.is(gauge(gauges, 'leakscope.heap.unreclaimed'), undefined, 'no heap gauges from a ledger that began late');
   t.is((await client.get('/quote')).body, '1700\n', 'the service still answers');
   t.deepEqual(await otherListeners(fixture.pid, fixture.truth.port), []);
+});
+
+const MiB = 1 << 20;
+
+test.serial('attached late: the native heap is counted from attach through GOT hooks (64 MiB of Buffers, within 10 %), and the hooks come out when the bridge goes dormant', async (t) => {
+  const { fixture, client } = await startService(t, 'service.mjs');
+  t.regex(await gotTarget(fixture.pid, 'malloc'), /\/libc\.so/, "before attach the executable calls libc's malloc");
+  const first = await snapshotOf(fixture.pid, ['--linger', '1s']);
+  t.truthy(first.allocator.counted_since);
+  for (const fn of ['malloc', 'free', 'calloc', 'realloc'])
+    t.regex(await gotTarget(fixture.pid, fn), /\/leakscope\.node$/, `attached: ${fn} goes through the hook`);
+  await client.get('/hold?mb=64');
+  const truth = await client.json<{ held_bytes: number }>('/truth');
+  t.is(truth.held_bytes, 64 * MiB);
+  const held = await snapshotOf(fixture.pid);
+  t.is(schemaErrors(held), null, 'a snapshot with a late ledger conforms to the schema');
+  const growth = (held.allocator.live_bytes ?? 0) - (first.allocator.live_bytes ?? 0);
+  t.true(Math.abs(growth - truth.held_bytes) < 0.1 * truth.held_bytes, `live grew by ${growth} B for ${truth.held_bytes} B held`);
+  const main = held.threads.find((th) => th.tid === fixture.pid);
+  t.true((main?.heap?.allocated_bytes ?? 0) >= truth.held_bytes, 'the main thread allocated them');
+  t.true((main?.heap?.live_bytes ?? 0) >= 0.9 * truth.held_bytes, 'and holds them');
+  t.is(main?.heap?.freed_bytes, null, 'frees are not counted: blocks from before attach are freed too');
+  t.is(held.allocator.freed_bytes, null);
+  t.is(held.history.find((h) => Date.parse(first.allocator.counted_since!) > h.t_ms)?.live_bytes ?? null, null, 'no live bytes in history from before counting');
+  await new Promise((r) => setTimeout(r, 2500)); // linger over: dormant
+  for (const fn of ['malloc', 'free', 'calloc', 'realloc'])
+    t.regex(await gotTarget(fixture.pid, fn), /\/libc\.so/, `dormant: ${fn} is libc's again`);
+  t.is((await client.get('/quote')).body, '1700\n', 'the service still answers');
 });
 
 /** Snapshots until the bridges of these workers answer in it (the main bridge joins workers as they come, asynchronously). */

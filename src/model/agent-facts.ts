@@ -68,6 +68,12 @@ export interface AgentFacts {
   ledger: {
     /** False when no allocation reaches the ledger (a Node process attached late); absent before it was reported. */
     counting?: boolean;
+    /** False when the hooks went in late: only sampled blocks' frees are known (absent: true). */
+    frees_counted?: boolean;
+    /** When counting began, for hooks that went in late. */
+    since_ms?: number;
+    /** Live bytes as the ledger knows them (absent from older agents: allocated − freed). */
+    live_bytes?: number;
     alloc_count: number;
     allocated_bytes: number;
     free_count: number;
@@ -76,7 +82,7 @@ export interface AgentFacts {
   };
   allocator: { name: string; version: string } & Record<string, unknown>;
   threads: AgentThreadFacts[];
-  history: { t_ms: number; rss_bytes: number; live_bytes: number; tasks_live: number; threads: number }[];
+  history: { t_ms: number; rss_bytes: number; live_bytes: number | null; tasks_live: number; threads: number }[];
   /** Absent from agents before the task ABI. */
   tasks?: AgentTaskFacts;
   /** Node targets: the bridge's part. */
@@ -165,7 +171,7 @@ function jemallocArenas(raw: Record<string, unknown>, nowMs: number): Arena[] {
   }));
 }
 
-function threadFromFacts(t: AgentThreadFacts, counting: boolean, role: ThreadRole | undefined): ThreadInfo {
+function threadFromFacts(t: AgentThreadFacts, counting: boolean, freesCounted: boolean, role: ThreadRole | undefined): ThreadInfo {
   return {
     tid: t.tid,
     name: t.name,
@@ -180,8 +186,8 @@ function threadFromFacts(t: AgentThreadFacts, counting: boolean, role: ThreadRol
       ? {
           alloc_count: t.heap.alloc_count,
           allocated_bytes: t.heap.allocated_bytes,
-          free_count: t.heap.free_count,
-          freed_bytes: t.heap.freed_bytes,
+          free_count: freesCounted ? t.heap.free_count : null,
+          freed_bytes: freesCounted ? t.heap.freed_bytes : null,
           live_bytes: t.heap.live_bytes,
           remote_freed_bytes: t.heap.remote_freed_bytes,
           unreclaimed_bytes: t.heap.unreclaimed_bytes,
@@ -215,14 +221,16 @@ export function observationFromFacts(facts: AgentFacts): Observation {
   const arenas = name === 'glibc' ? glibcArenas(raw) : name === 'jemalloc' ? jemallocArenas(raw, facts.now_ms) : [];
   const ledger = facts.ledger;
   const counting = ledger.counting !== false;
+  const freesCounted = ledger.frees_counted !== false;
   const allocator: AllocatorInfo = {
     name,
     version: facts.allocator.version || null,
-    live_bytes: counting ? ledger.allocated_bytes - ledger.freed_bytes : null,
+    live_bytes: counting ? (ledger.live_bytes ?? ledger.allocated_bytes - ledger.freed_bytes) : null,
     allocated_bytes: counting ? ledger.allocated_bytes : null,
-    freed_bytes: counting ? ledger.freed_bytes : null,
+    freed_bytes: counting && freesCounted ? ledger.freed_bytes : null,
     alloc_count: counting ? ledger.alloc_count : null,
-    free_count: counting ? ledger.free_count : null,
+    free_count: counting && freesCounted ? ledger.free_count : null,
+    ...(counting && !freesCounted && ledger.since_ms ? { counted_since: new Date(ledger.since_ms).toISOString() } : {}),
     arenas,
     background_thread: typeof raw.background_thread === 'boolean' ? raw.background_thread : null,
     // The probe's own words; "none" when the allocator has no such call.
@@ -236,7 +244,7 @@ export function observationFromFacts(facts: AgentFacts): Observation {
   const tasks = tasksFromFacts(facts.tasks);
   if (tasks.dropped > 0) notes.push(`the agent's task table was full: ${tasks.dropped} spawned tasks are not tracked`);
   const node = nodeFromFacts(facts.node);
-  notes.push(...nodeNotes(node, facts.node, counting));
+  notes.push(...nodeNotes(node, facts.node, counting, allocator.counted_since));
   const roles = nodeThreadRoles(facts.node);
   return {
     schema: SNAPSHOT_SCHEMA,
@@ -252,7 +260,7 @@ export function observationFromFacts(facts: AgentFacts): Observation {
     },
     process: { rss_bytes: facts.process.rss_bytes, threads: facts.threads.length },
     allocator,
-    threads: facts.threads.map((t) => threadFromFacts(t, counting, roles[t.tid])),
+    threads: facts.threads.map((t) => threadFromFacts(t, counting, freesCounted, roles[t.tid])),
     tasks,
     history: facts.history.map((h) => ({ ...h, live_bytes: counting ? h.live_bytes : null })),
     ...(node ? { node } : {}),

@@ -7,6 +7,8 @@ type BridgeFacts = Omit<NodeRuntime, 'version' | 'recording_since' | 'responsive
   node_version: string;
   /** tid → role (src/node-agent/threads.cts); not part of the snapshot's `node`, but of its threads. */
   thread_roles?: Record<string, ThreadRole>;
+  /** The heap hooks put into the loaded objects' GOT when attached late (src/node-agent/bridge.cts). */
+  heap_hooks?: { objects: number; entries: number; error: string | null };
   /** The main thread's follower of workers (src/node-agent/workers.cts), when attached late. */
   worker_follower?: { joined: number; failed: number; last_error: string | null };
   recording_since_ms: number;
@@ -89,7 +91,12 @@ export function nodeFromFacts(facts: AgentNodeFacts | undefined): NodeRuntime | 
 }
 
 /** What a Node snapshot cannot see, in words, for `agent.notes`. */
-export function nodeNotes(node: NodeRuntime | undefined, facts: AgentNodeFacts | undefined, ledgerCounting: boolean): string[] {
+export function nodeNotes(
+  node: NodeRuntime | undefined,
+  facts: AgentNodeFacts | undefined,
+  ledgerCounting: boolean,
+  countedSince: string | undefined,
+): string[] {
   const notes: string[] = [];
   if (facts && !facts.responsive)
     notes.push(
@@ -98,8 +105,15 @@ export function nodeNotes(node: NodeRuntime | undefined, facts: AgentNodeFacts |
         : `the event loop did not answer within ${Math.round(facts.waited_ms)} ms (busy) and has never answered: no promises, timers or handles`,
     );
   if (!node) return notes;
+  const hooks = facts?.bridge?.heap_hooks;
   if (!ledgerCounting)
-    notes.push("attached to a running Node process: native allocations are not counted (start it with 'leakscope run' for the per-thread heap)");
+    notes.push(
+      `native allocations are not counted${hooks?.error ? ` (${hooks.error})` : node.state === 'dormant' ? ' while dormant' : ''}; start the program with 'leakscope run' for the whole per-thread heap`,
+    );
+  else if (countedSince)
+    notes.push(
+      `attached late: native allocations are counted from ${countedSince} (hooks in ${hooks?.objects ?? '?'} loaded objects; what libc allocates for itself may be missed); earlier blocks are not, so live bytes are the estimate from blocks sampled since ('leakscope run' counts all)`,
+    );
   if (node.state === 'dormant') notes.push('the Node bridge is dormant (hooks removed); it records again from the next attach');
   else if (!node.from_start)
     notes.push(`promises, timers and spans are recorded from ${node.recording_since}; those created earlier have no site`);

@@ -46,6 +46,13 @@ export interface AllocatorInfo {
   readonly version: string | null;
   /** Bytes allocated and not yet freed, from the agent's ledger; null without an agent. */
   readonly live_bytes: number | null;
+  /**
+   * Present when the ledger began counting late (a Node process attached by
+   * pid, hooks put into its GOT): allocations from before are not counted,
+   * frees are known only for sampled blocks (freed_bytes, free_count null),
+   * and live_bytes is the sampled estimate.
+   */
+  readonly counted_since?: string;
   readonly allocated_bytes: number | null;
   readonly freed_bytes: number | null;
   readonly alloc_count: number | null;
@@ -62,8 +69,9 @@ export interface AllocatorInfo {
 export interface ThreadHeap {
   readonly alloc_count: number;
   readonly allocated_bytes: number;
-  readonly free_count: number;
-  readonly freed_bytes: number;
+  /** Null when counting began late (`allocator.counted_since`): blocks from before are freed too. */
+  readonly free_count: number | null;
+  readonly freed_bytes: number | null;
   /** Sampled estimate of this thread's blocks still live. */
   readonly live_bytes: number;
   /** This thread's blocks freed by other threads (sampled estimate). */

@@ -76,6 +76,8 @@ class Bridge {
   private recordingSinceMs = Date.now();
   private lastUtilization: EventLoopUtilization | undefined;
   private clients = 0;
+  /** The heap hooks' reach (attached late, main thread): objects and GOT entries, or why there are none. */
+  private heapHooks: { objects: number; entries: number; error: string | null } | null = null;
   private inspectorToClose = false;
   readonly mode: 'node' | 'preload';
 
@@ -112,6 +114,20 @@ class Bridge {
   /** What a worker runs to start its bridge: the same linger and timeout as this one. */
   private workerJoinCall(): string {
     return `attachWorker(${JSON.stringify({ lingerMs: this.options.lingerMs, answerTimeoutMs: this.options.answerTimeoutMs })})`;
+  }
+
+  /**
+   * Attached late, the native heap is counted from now through GOT hooks;
+   * again for objects loaded since the last call. (A preloaded agent hooks
+   * everything from the start; a worker shares the main thread's.)
+   */
+  private hookHeap(): void {
+    if (this.role.worker || this.mode !== 'node') return;
+    try {
+      this.heapHooks = { ...this.agent.heapHooks(true), error: null };
+    } catch (error) {
+      this.heapHooks = { objects: 0, entries: 0, error: (error as Error).message.replace(/^leakscope: /, '') };
+    }
   }
 
   private ownTimeout(callback: () => void, ms: number): void {
@@ -164,6 +180,7 @@ class Bridge {
     this.timers.start();
     this.lookForOtel();
     this.workers?.start();
+    this.hookHeap();
     if (!this.role.worker) this.agent.setDormant(false);
     this.state = 'recording';
     this.recordingSinceMs = Date.now();
@@ -179,6 +196,8 @@ class Bridge {
     this.spans.stop();
     this.gauges?.stop();
     this.workers?.stop();
+    if (this.heapHooks && !this.heapHooks.error) this.agent.heapHooks(false);
+    this.heapHooks = null;
     if (!this.role.worker) this.agent.setDormant(true);
     this.state = 'dormant';
   }
@@ -208,7 +227,10 @@ class Bridge {
   // Runs on the main thread when a snapshot asks; the agent's server thread
   // waits for it. `delayMs`: how long the request waited for the loop.
   private collect(delayMs: number): string {
-    if (this.state !== 'dormant') this.lookForOtel();
+    if (this.state !== 'dormant') {
+      this.lookForOtel();
+      this.hookHeap(); // objects loaded since (an addon required later)
+    }
     const utilization = performance.eventLoopUtilization(this.lastUtilization);
     this.lastUtilization = performance.eventLoopUtilization();
     const heap = getHeapStatistics();
@@ -227,6 +249,7 @@ class Bridge {
       ...(this.gauges ? { metrics: this.gauges.facts() } : {}),
       ...(this.threadRoles ? { thread_roles: this.threadRoles.roles() } : {}),
       ...(this.workers ? { worker_follower: this.workers.facts() } : {}),
+      ...(this.heapHooks ? { heap_hooks: this.heapHooks } : {}),
       ...(this.role.worker ? { thread_id: threadId, script: process.argv[1] ?? null } : {}),
       handles: loadedAgent?.uvHandles() ?? {},
       active_resources: resources,

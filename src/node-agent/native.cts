@@ -22,6 +22,13 @@ export interface NativeAgent {
   start(collect: (delayMs: number) => string, clients: (attached: boolean) => void, answerTimeoutMs: number): StartedAgent;
   /** On a worker thread: joins the agent the main thread started; its `collect` answers for this worker's loop. */
   join(collect: (delayMs: number) => string, clients: (attached: boolean) => void, answerTimeoutMs: number, threadId: number): StartedAgent;
+  /**
+   * Heap hooks in the loaded objects' GOT (native/src/node/got_hooks.h), for
+   * the addon's own agent: on, they go into every object loaded now (and the
+   * ledger restarts when they were out); off, they come out.
+   */
+  heapHooks(on: true): { objects: number; entries: number };
+  heapHooks(on: false): undefined;
   /** The main thread's bridge went dormant or woke (for workers that start meanwhile). */
   setDormant(dormant: boolean): void;
   /** A task in the agent's registry; 0 when it is not tracked. */

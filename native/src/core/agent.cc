@@ -154,7 +154,7 @@ void agent_start(const AgentConfig& config, std::unique_ptr<AllocatorProbe> prob
   if (g_agent != nullptr) return;
   AgentWork own;  // the agent's own set-up is not the program's
   if (!config.follow_children) remove_self_from_ld_preload();
-  ledger_init(config.sample_interval);
+  ledger_init(config.sample_interval, config.ledger_counting ? kLedgerAll : kLedgerOff);
   if (!g_tasks.init(config.max_tasks, config.task_retain_ms, config.task_retain_max))
     fprintf(stderr, "leakscope: no room for the task table; tasks are not tracked\n");
   if (!probe) probe = detect_allocator(g_forwarded_malloc);
@@ -176,10 +176,12 @@ size_t agent_copy_gauges(uint64_t idle_threshold_ms, char* buffer, size_t capaci
   if (g_agent == nullptr) return 0;
   AgentWork own;  // what it allocates is the agent's, not the program's
   JsonWriter out;
-  out.begin_object().field("rss_bytes", self_rss_bytes()).field("counting", g_agent->config.ledger_counting);
-  if (g_agent->config.ledger_counting) {
-    const LedgerTotals totals = Sampler::ledger_totals();
-    out.field("live_bytes", int64_t(totals.alloc_bytes - totals.free_bytes))
+  // Heap gauges only from a ledger that counts every free: live bytes since a
+  // late attach would make "retained" hold everything from before.
+  const bool counting = g_ledger.scope.load() == kLedgerAll;
+  out.begin_object().field("rss_bytes", self_rss_bytes()).field("counting", counting);
+  if (counting) {
+    out.field("live_bytes", Sampler::live_bytes(Sampler::ledger_totals()))
         .field("unreclaimed_bytes", g_agent->sampler->unreclaimed_bytes());
   } else {
     out.key("live_bytes").null().key("unreclaimed_bytes").null();

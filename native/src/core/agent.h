@@ -14,7 +14,7 @@ namespace leakscope {
 
 struct AgentConfig {
   std::string mode = "preload";  // how the agent got in: preload | crate | node
-  bool ledger_counting = true;   // false when no allocation reaches the ledger (a Node target attached late)
+  bool ledger_counting = true;   // false when no allocation reaches the ledger at start (a Node target attached late: hooks may go in later, ledger.h)
   uint64_t sample_interval = 65536;  // LEAKSCOPE_SAMPLE_INTERVAL; 0 = exact
   std::string socket_dir;            // LEAKSCOPE_SOCKET_DIR or /tmp/leakscope-<uid>
   bool follow_children = false;      // LEAKSCOPE_FOLLOW_CHILDREN=1
@@ -57,8 +57,8 @@ void agent_set_extension(const RuntimeExtension* extension);
 
 // Any thread: the figures a runtime publishes as its own metrics (the Node
 // bridge through the program's OpenTelemetry meter), as one JSON object:
-// {"rss_bytes", "counting", "live_bytes", "unreclaimed_bytes" (null when the
-// ledger does not count), "tasks": [{"kind", "live", "idle"}]}, where "idle"
+// {"rss_bytes", "counting", "live_bytes", "unreclaimed_bytes" (null unless
+// the ledger counts every free), "tasks": [{"kind", "live", "idle"}]}, where "idle"
 // counts the tasks idle for at least `idle_threshold_ms`. Written into
 // `buffer` (not NUL-terminated); returns the whole length, which may exceed
 // `capacity` (then call again, larger).

@@ -1,5 +1,6 @@
 #include "ledger.h"
 
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
 #include <ctime>
@@ -89,7 +90,29 @@ uint64_t wall_ms() {
   return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 
-void ledger_init(uint64_t sample_interval) { g_ledger.sample_interval = sample_interval; }
+void ledger_init(uint64_t sample_interval, LedgerScope scope) {
+  g_ledger.sample_interval = sample_interval;
+  g_ledger.scope.store(scope);
+}
+
+void ledger_restart_since(uint64_t now_ms) {
+  g_ownership.clear();
+  g_ledger.sampled_blocks.store(0);
+  const uint32_t used = std::min(g_ledger.high_water.load(), kMaxThreadSlots);
+  for (uint32_t i = 0; i < used; ++i) {
+    ThreadSlot& slot = g_ledger.slots[i];
+    for (auto* a : {&slot.alloc_count, &slot.alloc_bytes, &slot.free_count, &slot.free_bytes,
+                    &slot.remote_freed_bytes, &slot.remote_freed_count})
+      a->store(0, std::memory_order_relaxed);
+    slot.sampled_live_bytes.store(0, std::memory_order_relaxed);
+  }
+  ExitedTotals& ex = g_ledger.exited;
+  for (auto* a : {&ex.alloc_count, &ex.alloc_bytes, &ex.free_count, &ex.free_bytes}) a->store(0);
+  g_ledger.since_ms.store(now_ms);
+  g_ledger.scope.store(kLedgerSince);
+}
+
+void ledger_stop() { g_ledger.scope.store(kLedgerOff); }
 
 bool settle_if_sampled(ThreadState& ts, void* block) {
   OwnerRecord owner;

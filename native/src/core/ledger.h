@@ -69,6 +69,14 @@ class AgentWork {
   uint8_t was_busy_;
 };
 
+// What the ledger counts. kLedgerAll: every allocation and free, the hooks
+// were there from the start (preload, crate). kLedgerSince: allocations since
+// `since_ms`, from hooks put in late (a Node process attached by pid): blocks
+// from before are freed too, so frees are known only for the sampled blocks
+// allocated since, and live bytes come from those samples. kLedgerOff:
+// nothing reaches the ledger (no hooks, or dormant).
+enum LedgerScope : uint32_t { kLedgerOff = 0, kLedgerAll = 1, kLedgerSince = 2 };
+
 // Totals of threads whose slots were recycled after they exited.
 struct ExitedTotals {
   std::atomic<uint64_t> alloc_count{0}, alloc_bytes{0}, free_count{0}, free_bytes{0};
@@ -83,6 +91,8 @@ struct Ledger {
   std::atomic<uint64_t> sampled_blocks{0};
   // Mean bytes between samples; 0 samples every block (exact mode).
   uint64_t sample_interval = 0;
+  std::atomic<uint32_t> scope{kLedgerAll};
+  std::atomic<uint64_t> since_ms{0};  // kLedgerSince: when counting began
 };
 
 extern Ledger g_ledger;
@@ -92,6 +102,9 @@ extern std::atomic<bool> g_accounting;  // false: hooks forward, nothing more
 inline void on_alloc(ThreadState& ts, void* block, size_t usable);
 // Hot path: called by the hooks before the real allocator frees `block`.
 inline void on_free(ThreadState& ts, void* block, size_t usable);
+// Hot path of hooks put in late (kLedgerSince): only a sampled block's free
+// is known to be of a block allocated since.
+inline void on_free_sampled(ThreadState& ts, void* block);
 
 // The rare parts of the hot path, out of line.
 void take_sample(ThreadState& ts, void* block, size_t usable);
@@ -104,7 +117,13 @@ void mark_thread_exited(ThreadState& ts);
 // Runs on the sampler thread: folds slots of vanished threads into `exited`.
 void recycle_slot(uint32_t index);
 
-void ledger_init(uint64_t sample_interval);
+void ledger_init(uint64_t sample_interval, LedgerScope scope);
+// Hooks put in late: every count starts again from zero now (kLedgerSince).
+// Call with the hooks out, or just put in: what a thread inside a hook adds
+// meanwhile may be lost.
+void ledger_restart_since(uint64_t now_ms);
+// The hooks are out: nothing is counted until the next restart.
+void ledger_stop();
 int32_t current_tid();
 uint64_t wall_ms();
 
@@ -136,6 +155,11 @@ inline void on_free(ThreadState& ts, void* block, size_t usable) {
   detail::bump(slot->free_count, 1);
   detail::bump(slot->free_bytes, usable);
   if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) settle_if_sampled(ts, block);
+}
+
+inline void on_free_sampled(ThreadState& ts, void* block) {
+  if (__builtin_expect(!g_ownership.might_hold(uintptr_t(block)), 1)) return;
+  if (detail::slot_of(ts) != nullptr) settle_if_sampled(ts, block);
 }
 
 }  // namespace leakscope

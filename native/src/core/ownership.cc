@@ -61,4 +61,10 @@ bool OwnershipTable::take(uintptr_t block, OwnerRecord* owner) {
   return false;
 }
 
+void OwnershipTable::clear() {
+  for (auto& counter : filter_) counter.store(0, std::memory_order_relaxed);
+  for (Entry& e : entries_) e.key.store(kEmpty, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
 }  // namespace leakscope

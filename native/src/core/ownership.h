@@ -32,6 +32,8 @@ class OwnershipTable {
   }
   // Removes `block` and tells its owner; false when it was not sampled.
   bool take(uintptr_t block, OwnerRecord* owner);
+  // Forgets every block. Only while no hook is inserting (a ledger restart).
+  void clear();
 
  private:
   struct Entry {

@@ -54,6 +54,7 @@ LedgerTotals Sampler::ledger_totals() {
     t.alloc_bytes += relaxed(s.alloc_bytes);
     t.free_count += relaxed(s.free_count);
     t.free_bytes += relaxed(s.free_bytes);
+    t.sampled_live_bytes += std::max<int64_t>(0, s.sampled_live_bytes.load(std::memory_order_relaxed));
   }
   const ExitedTotals& ex = g_ledger.exited;
   t.alloc_count += relaxed(ex.alloc_count);
@@ -61,6 +62,17 @@ LedgerTotals Sampler::ledger_totals() {
   t.free_count += relaxed(ex.free_count);
   t.free_bytes += relaxed(ex.free_bytes);
   return t;
+}
+
+int64_t Sampler::live_bytes(const LedgerTotals& totals) {
+  switch (g_ledger.scope.load(std::memory_order_relaxed)) {
+    case kLedgerAll:
+      return int64_t(totals.alloc_bytes - totals.free_bytes);
+    case kLedgerSince:
+      return totals.sampled_live_bytes;
+    default:
+      return 0;
+  }
 }
 
 void Sampler::tick() {
@@ -71,7 +83,8 @@ void Sampler::tick() {
   refresh_threads(now);
   g_tasks.sweep();
   const LedgerTotals totals = ledger_totals();
-  HistorySample sample{now, self_rss_bytes(), int64_t(totals.alloc_bytes - totals.free_bytes), 0,
+  const bool counting = g_ledger.scope.load(std::memory_order_relaxed) != kLedgerOff;
+  HistorySample sample{now, self_rss_bytes(), counting ? live_bytes(totals) : kUnknownLive, 0,
                        uint32_t(threads_.size())};
   const size_t at = history_.size() < history_capacity_ ? history_.size() : history_next_;
   record_sites(at, &sample.tasks_live);
@@ -205,7 +218,11 @@ void Sampler::write_history(JsonWriter& out) {
     out.begin_object()
         .field("t_ms", s.t_ms)
         .field("rss_bytes", s.rss_bytes)
-        .field("live_bytes", s.live_bytes)
+        .key("live_bytes");
+    // Before the ledger counted, or before its last restart: not comparable.
+    if (s.live_bytes == kUnknownLive || s.t_ms < g_ledger.since_ms.load(std::memory_order_relaxed)) out.null();
+    else out.value(s.live_bytes);
+    out
         .field("tasks_live", s.tasks_live)
         .field("threads", s.threads)
         .end_object();

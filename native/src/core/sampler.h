@@ -15,10 +15,13 @@
 
 namespace leakscope {
 
+// A history sample's live bytes when the ledger was not counting.
+constexpr int64_t kUnknownLive = INT64_MIN;
+
 struct HistorySample {
   uint64_t t_ms;
   uint64_t rss_bytes;
-  int64_t live_bytes;
+  int64_t live_bytes;  // kUnknownLive: not counted
   uint64_t tasks_live;
   uint32_t threads;
 };
@@ -40,6 +43,7 @@ struct ThreadRecord {
 
 struct LedgerTotals {
   uint64_t alloc_count = 0, alloc_bytes = 0, free_count = 0, free_bytes = 0;
+  int64_t sampled_live_bytes = 0;  // live threads' sampled blocks
 };
 
 class Sampler {
@@ -54,6 +58,9 @@ class Sampler {
   // write_history's samples; empty when the site has no history.
   void site_live_history(uint32_t site, std::vector<uint32_t>* out);
   static LedgerTotals ledger_totals();
+  // Live bytes as the ledger's scope can know them: allocated − freed when it
+  // counts every free, else the sampled blocks' estimate; 0 when off.
+  static int64_t live_bytes(const LedgerTotals& totals);
   // Any thread but the sampler's: bytes other threads freed that their
   // owners have not reclaimed, summed over the threads, as of now.
   uint64_t unreclaimed_bytes();

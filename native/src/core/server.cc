@@ -315,7 +315,10 @@ void Server::write_snapshot(JsonWriter& out, const TaskQuery& query) {
       .field("now_ms", wall_ms());
   out.key("process").begin_object().field("rss_bytes", self_rss_bytes()).end_object();
   out.key("ledger").begin_object()
-      .field("counting", config_.ledger_counting)
+      .field("counting", g_ledger.scope.load() != kLedgerOff)
+      .field("frees_counted", g_ledger.scope.load() == kLedgerAll)
+      .field("since_ms", g_ledger.since_ms.load())
+      .field("live_bytes", Sampler::live_bytes(totals))
       .field("alloc_count", totals.alloc_count)
       .field("allocated_bytes", totals.alloc_bytes)
       .field("free_count", totals.free_count)

@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "agent_link.h"
+#include "got_hooks.h"
 #include "runtime_bridge.h"
 #include "uv_census.h"
 
@@ -204,6 +205,26 @@ Napi::Value Gauges(const Napi::CallbackInfo& info) {
   throw Napi::Error::New(env, "leakscope: the agent's gauges kept growing");
 }
 
+// heapHooks(on) → { objects, entries } hooked (on), or undefined (off).
+// Only for an agent of the addon's own: a preloaded one hooks everything.
+Napi::Value HeapHooks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBoolean()) usage(env, "heapHooks(on: boolean)");
+  AddonState& state = state_of(info);
+  if (!state.main || state.link.guest) throw Napi::Error::New(env, "leakscope: heap hooks are for the main thread's own agent");
+  if (!info[0].As<Napi::Boolean>().Value()) {
+    remove_got_hooks();
+    return env.Undefined();
+  }
+  GotHookStats stats;
+  std::string error;
+  if (!install_got_hooks(&stats, &error)) throw Napi::Error::New(env, "leakscope: " + error);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("objects", double(stats.objects));
+  result.Set("entries", double(stats.entries));
+  return result;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* state = new AddonState();
   env.SetInstanceData<AddonState>(state);
@@ -227,6 +248,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       state);
   exports.Set("start", Napi::Function::New(env, Start, "start"));
   exports.Set("join", Napi::Function::New(env, Join, "join"));
+  exports.Set("heapHooks", Napi::Function::New(env, HeapHooks, "heapHooks"));
   exports.Set("setDormant", Napi::Function::New(env, SetDormant, "setDormant"));
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
   exports.Set("pollBegin", Napi::Function::New(env, PollBegin, "pollBegin"));
