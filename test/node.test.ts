@@ -187,7 +187,8 @@ async function withWorkers(t: ExecutionContext, pid: number, threadIds: readonly
 test.serial('worker threads, attached late: each gets a bridge of its own (those running and those started after), with its loop, promise sites and timers; a worker that ends takes its tasks along', async (t) => {
   const { fixture, client } = await startService(t, 'service.mjs');
   const early = Number((await client.get('/worker?park=5')).body); // 5 promises and an interval before attach
-  const first = await withWorkers(t, fixture.pid, [early]);
+  const first = await snapshotOf(fixture.pid); // attach waits for the workers running then
+  t.deepEqual(first.node?.workers.map((w) => w.thread_id), [early]);
   const earlyFacts = first.node?.workers.find((w) => w.thread_id === early);
   t.is(earlyFacts?.promises.existed_at_attach, 5, 'the promises pending in the worker at attach were found on its heap');
   t.is(earlyFacts?.timers.existed_at_attach, 1, 'and its interval');
@@ -234,6 +235,18 @@ test.serial('an ESM service whose inspector is open already: used and left open'
   t.is(snapshot.agent.mode, 'node');
   t.is(snapshot.node?.promises.existed_at_attach, 3);
   t.deepEqual(await otherListeners(fixture.pid, fixture.truth.port), before, 'left as found');
+});
+
+test.serial('a Node without process.getBuiltinModule and with an ESM entry point (as before 20.16): a one-line error saying what to do; the target lives on with its inspector closed', async (t) => {
+  const fixture = await startFixture<{ pid: number; version: string }>(t, 'old_node.mjs', [], {
+    withoutAgent: true,
+    dir: NODE_FIXTURES,
+    interpreter: process.execPath,
+  });
+  const result = await runCli(['snapshot', String(fixture.pid), '--json']);
+  oneLineError(t, result, new RegExp(`Node ${fixture.truth.version.replace(/\./g, '\\.')} has neither process.getBuiltinModule nor a CommonJS main module .*start it with 'leakscope run'`));
+  t.notThrows(() => process.kill(fixture.pid, 0), 'the target is alive');
+  t.deepEqual(await otherListeners(fixture.pid, -1), [], 'the inspector leakscope opened is closed again');
 });
 
 test.serial('the inspector port taken by another process: a one-line error naming it; the target is untouched', async (t) => {

@@ -12,6 +12,8 @@ import { CdpSession } from './cdp-session.js';
 import { findInspector, type InspectorTarget, ownLoopbackListeners, portHolder } from './inspector-port.js';
 
 export const DEFAULT_INSPECTOR_PORT = 9229;
+/** How long attach waits for the bridges of the workers running at attach. */
+const WORKERS_SETTLE_MS = 3000;
 
 export interface InjectOptions {
   /** Recording goes on this long after the last client leaves. */
@@ -90,6 +92,7 @@ export async function injectNodeBridge(pid: number, options: InjectOptions = {})
   const send: InspectorSend = (method, params) => session.send(method, params, timeoutMs, busy);
   const fail = (message: string) => new LeakscopeError(message);
   const bridgePath = nodeAgentFile('bridge.cjs');
+  let cannotLoad: LeakscopeError | null = null;
   try {
     const attachOptions = JSON.stringify({ closeInspector: !wasOpen, ...(options.lingerMs === undefined ? {} : { lingerMs: options.lingerMs }) });
     const attached = evaluated<{ error?: string; version?: string; already?: boolean }>(
@@ -97,21 +100,33 @@ export async function injectNodeBridge(pid: number, options: InjectOptions = {})
       'loading the leakscope bridge',
       fail,
     );
-    if (attached?.error === 'no-loader')
-      throw new LeakscopeError(
+    if (attached?.error === 'no-loader') {
+      cannotLoad = new LeakscopeError(
         `Node ${attached.version} has neither process.getBuiltinModule nor a CommonJS main module to load leakscope with (Node 20.16 or newer can be attached); start it with 'leakscope run'`,
       );
-    if (!attached?.already) await adoptExistingTasks(send, bridgePath, fail);
-    return {
-      inspectorPort: inspector.port,
-      inspectorWasOpen: wasOpen !== null,
-    };
+      // No bridge to close the inspector leakscope opened: the target does,
+      // a moment after our session is gone (inspector.close() is _debugEnd).
+      if (!wasOpen)
+        await send('Runtime.evaluate', { expression: 'void setTimeout(() => process._debugEnd && process._debugEnd(), 100).unref()' });
+    } else if (!attached?.already) {
+      await adoptExistingTasks(send, bridgePath, fail);
+      // The workers running now get their bridges from the main one: the first snapshot waits for them.
+      await send('Runtime.evaluate', { expression: bridgeExpression(bridgePath, `workersSettled(${WORKERS_SETTLE_MS})`), awaitPromise: true });
+    }
   } finally {
     // The bridge closes the inspector it did not find open once a client
     // reaches the agent (connect() waits for that): our session must be
     // gone first.
     await session.close();
   }
+  if (cannotLoad) {
+    if (!wasOpen) await waitForInspectorClosed(pid, inspector.port, timeoutMs);
+    throw cannotLoad;
+  }
+  return {
+    inspectorPort: inspector.port,
+    inspectorWasOpen: wasOpen !== null,
+  };
 }
 
 /** After the first client reached the agent, the bridge closes the inspector leakscope opened. */

@@ -164,6 +164,10 @@ class Bridge {
     return this.timers.adoptExisting(timers);
   }
 
+  workersSettled(timeoutMs: number): Promise<void> {
+    return this.workers ? this.workers.settled(timeoutMs) : Promise.resolve();
+  }
+
   /** Hooks into OpenTelemetry providers registered since the last look. */
   private lookForOtel(): void {
     this.spans.start();
@@ -308,6 +312,15 @@ export function adoptExisting(promises: readonly unknown[]): number {
 /** Called by `leakscope attach` with the Timeout objects the inspector found on the heap. */
 export function adoptTimers(timers: readonly unknown[]): number {
   return bridge ? bridge.adoptTimers(timers) : 0;
+}
+
+/**
+ * Called by `leakscope attach` (awaited through the inspector): resolves once
+ * the workers running at attach have their bridges and what their heaps held
+ * is counted, so the first snapshot has them; at most `timeoutMs`.
+ */
+export function workersSettled(timeoutMs: number): Promise<void> {
+  return bridge ? bridge.workersSettled(timeoutMs) : Promise.resolve();
 }
 
 /** Node's Timeout prototype, for the inspector to find the timers on the heap. */

@@ -44,6 +44,9 @@ export class WorkerFollower {
   private joined = 0;
   private failed = 0;
   private lastError: string | null = null;
+  /** NodeWorker.enable answered: the workers running then have been announced. */
+  private enabled: Promise<void> = Promise.resolve();
+  private readonly joining = new Set<Promise<void>>();
 
   /** `joinCall`: the bridge call (e.g. `attachWorker({...})`) a worker runs to start its bridge. */
   constructor(
@@ -64,12 +67,29 @@ export class WorkerFollower {
       return;
     }
     this.session = session;
-    session.on('NodeWorker.attachedToWorker', (message) => void this.join(message.params as WorkerAttached));
+    session.on('NodeWorker.attachedToWorker', (message) => {
+      const joining = this.join(message.params as WorkerAttached);
+      this.joining.add(joining);
+      void joining.finally(() => this.joining.delete(joining));
+    });
     session.on('NodeWorker.receivedMessageFromWorker', (message) => this.received(message.params as { sessionId: string; message: string }));
     session.on('NodeWorker.detachedFromWorker', (message) => this.forget((message.params as { sessionId: string }).sessionId));
-    session.post('NodeWorker.enable', { waitForDebuggerOnStart: false }, (error) => {
-      if (error) this.lastError = `NodeWorker.enable: ${error.message}`;
-    });
+    this.enabled = new Promise((resolve) =>
+      session.post('NodeWorker.enable', { waitForDebuggerOnStart: false }, (error) => {
+        if (error) this.lastError = `NodeWorker.enable: ${error.message}`;
+        resolve();
+      }),
+    );
+  }
+
+  /** Resolves once every worker announced so far has its bridge (or could not get one), or after `timeoutMs`. */
+  async settled(timeoutMs: number): Promise<void> {
+    const timeout = new Promise<void>((resolve) => this.setTimer(resolve, timeoutMs));
+    const all = (async () => {
+      await this.enabled;
+      await Promise.allSettled([...this.joining]);
+    })();
+    await Promise.race([all, timeout]);
   }
 
   stop(): void {
