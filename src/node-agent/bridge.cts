@@ -123,6 +123,10 @@ class Bridge {
    */
   private hookHeap(): void {
     if (this.role.worker || this.mode !== 'node') return;
+    if (process.env.LEAKSCOPE_HEAP_HOOKS === '0') {
+      this.heapHooks = { objects: 0, entries: 0, error: 'LEAKSCOPE_HEAP_HOOKS=0 in its environment' };
+      return;
+    }
     try {
       this.heapHooks = { ...this.agent.heapHooks(true), error: null };
     } catch (error) {

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { DEFAULT_THRESHOLDS } from '../../src/analysis/detector.js';
 import { check } from '../../src/analysis/findings/retention.js';
-import { history, MiB, observation } from '../helpers/observation.js';
+import { type Draft, history, MiB, nodeRuntime, observation } from '../helpers/observation.js';
 
 test('fires when RSS is far above flat live bytes, naming where the allocator keeps it', (t) => {
   const o = observation((d) => {
@@ -38,6 +38,31 @@ test('a burst that has passed does not hide retention now', (t) => {
     d.history = history(20, (s) => (s === 3 ? 130 * MiB : 10 * MiB));
   });
   t.is(check(o, DEFAULT_THRESHOLDS).status, 'found');
+});
+
+test("a Node process: V8's heaps are not the allocator's to keep", (t) => {
+  const node = (v8Total: number) =>
+    observation((d) => {
+      d.allocator.live_bytes = 10 * MiB;
+      d.process.rss_bytes = 150 * MiB;
+      d.history = history(5, () => 10 * MiB);
+      d.node = nodeRuntime(v8Total) as Draft['node'];
+    });
+  t.is(check(node(100 * MiB), DEFAULT_THRESHOLDS).status, 'ok', '40 MiB beside live and V8 is below the threshold');
+  const result = check(node(20 * MiB), DEFAULT_THRESHOLDS);
+  if (result.status !== 'found') return t.fail(result.status);
+  t.is(result.findings[0]?.value, 120 * MiB);
+  t.regex(result.findings[0]!.message, /V8's heaps hold 20\.0 MiB/);
+});
+
+test('undecided when live bytes are counted from a late attach only', (t) => {
+  const o = observation((d) => {
+    d.allocator.live_bytes = 10 * MiB;
+    d.allocator.counted_since = '2026-11-22T00:00:00.000Z';
+    d.process.rss_bytes = 150 * MiB;
+    d.history = history(5, () => 10 * MiB);
+  });
+  t.is(check(o, DEFAULT_THRESHOLDS).status, 'undecided');
 });
 
 test('undecided without history', (t) => {

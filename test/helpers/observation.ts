@@ -1,5 +1,5 @@
 // Observations built by hand, for the detectors' unit tests.
-import { NO_TASKS, type Observation, SNAPSHOT_SCHEMA, type TaskItem, type Tasks, type TaskSite, type ThreadInfo } from '../../src/model/snapshot.js';
+import { NO_TASKS, type NodeRuntime, type Observation, SNAPSHOT_SCHEMA, type TaskItem, type Tasks, type TaskSite, type ThreadInfo } from '../../src/model/snapshot.js';
 
 export const MiB = 1024 * 1024;
 
@@ -45,6 +45,37 @@ export function thread(fields: Partial<ThreadInfo> & { tid: number; name: string
     agent_thread: false,
     heap: null,
     ...fields,
+  };
+}
+
+/** A Node bridge's report with `v8Total` bytes of V8 heap on the main isolate. */
+export function nodeRuntime(v8Total: number): NodeRuntime {
+  const loop = { hooked: true, sample_interval: 1, created: 0, captured: 0, existed_at_attach: 0, collected_pending: 0 };
+  return {
+    version: 'v20.20.2',
+    state: 'recording',
+    linger_ms: 300_000,
+    recording_since: '2026-11-22T00:00:00.000Z',
+    from_start: true,
+    responsive: true,
+    answered_at: '2026-11-22T00:00:00.000Z',
+    loop_delay_ms: 1,
+    loop_utilization: 0.1,
+    promises: loop,
+    timers: { patched: true, tracked: 0, existed_at_attach: 0 },
+    spans: { api: 'none', api_version: null, open: 0 },
+    handles: {},
+    active_resources: {},
+    workers: [],
+    v8_heap: {
+      used_bytes: v8Total / 2,
+      total_bytes: v8Total,
+      limit_bytes: 4096 * MiB,
+      external_bytes: 0,
+      malloced_bytes: 0,
+      native_contexts: 1,
+      detached_contexts: 0,
+    },
   };
 }
 

@@ -38,9 +38,18 @@ export function summary(retained: number): string {
   return `${formatBytes(retained)} of RSS is not live data: the allocator keeps memory the program freed`;
 }
 
+/** A Node process's V8 heaps (the main isolate's and each worker's): RSS, but not the allocator's to keep. */
+export function v8HeapBytes(o: Observation): number {
+  const node = o.node;
+  if (!node) return 0;
+  return node.workers.reduce((sum, w) => sum + w.v8_heap.total_bytes, node.v8_heap.total_bytes);
+}
+
 export function message(o: Observation, live: number, retained: number, flatMs: number): string {
+  const v8 = v8HeapBytes(o);
   return (
-    `RSS is ${formatBytes(o.process.rss_bytes)} but only ${formatBytes(live)} is live (allocated and not freed), ` +
+    `RSS is ${formatBytes(o.process.rss_bytes)} but only ${formatBytes(live)} is live (allocated and not freed)` +
+    `${v8 > 0 ? ` and V8's heaps hold ${formatBytes(v8)}` : ''}, ` +
     `and live bytes have been flat for ${formatDuration(flatMs)}. The other ${formatBytes(retained)} is held by ` +
     `${WHERE[o.allocator.name]}. This is retention, not a leak.`
   );
@@ -49,12 +58,16 @@ export function message(o: Observation, live: number, retained: number, flatMs: 
 export function check(o: Observation, _thresholds: Thresholds): CheckResult {
   const live = o.allocator.live_bytes;
   if (live === null) return undecided('needs the agent: live bytes come from its ledger');
+  if (o.allocator.counted_since)
+    return undecided("live bytes are counted from attach only; comparing them with RSS needs a ledger from the start ('leakscope run')");
   const window = o.history.slice(-FLAT_WINDOW_SAMPLES);
   const trend = trendOf(window.flatMap((h) => (h.live_bytes === null ? [] : [{ t_ms: h.t_ms, value: h.live_bytes }])));
   if (!trend || trend.samples < MIN_SAMPLES) return undecided(`needs ${MIN_SAMPLES} s of history`);
   const flat = trend.max - trend.min <= Math.max(FLAT_TOLERANCE_BYTES, FLAT_TOLERANCE_FRACTION * trend.max);
-  const retained = o.process.rss_bytes - live;
-  if (!flat || retained < MIN_RETAINED_BYTES || o.process.rss_bytes < MIN_RSS_TO_LIVE * live) return OK;
+  // What is neither live nor V8's is what the allocator keeps.
+  const held = o.process.rss_bytes - v8HeapBytes(o);
+  const retained = held - live;
+  if (!flat || retained < MIN_RETAINED_BYTES || held < MIN_RSS_TO_LIVE * live) return OK;
   return found([
     {
       id,
