@@ -242,6 +242,8 @@ export interface NodeRuntime {
     readonly sample_interval: number;
     /** The sparsest sampling since recording began: above 1, live counts include estimates. */
     readonly sparsest_sample_interval?: number;
+    /** The init hook is on one window in n of the time (1: always); part of sample_interval. */
+    readonly init_hook_interval?: number;
     /** Time the bridge has spent capturing promise sites since it was loaded (its own cost). */
     readonly capture_ms?: number;
     readonly created: number;

@@ -26,6 +26,19 @@ const realClearInterval = timers.clearInterval;
 /** leakscope's own timers: not the program's, never reported. */
 const ownTimers = new WeakSet<object>();
 
+/** leakscope's own timers, for the trackers: unref'd, never reported. */
+const ownTimerFunctions = {
+  set(callback: () => void, ms: number): NodeJS.Timeout {
+    const timer = realSetTimeout(callback, ms);
+    timer.unref();
+    ownTimers.add(timer);
+    return timer;
+  },
+  clear(timer: NodeJS.Timeout): void {
+    realClearTimeout(timer);
+  },
+};
+
 /** After the last client leaves, recording goes on this long, then the hooks come out. */
 export const DEFAULT_LINGER_MS = 5 * 60_000;
 /** How long the agent's server waits for the event loop before it reports the last answer. */
@@ -93,7 +106,7 @@ class Bridge {
     this.workers =
       role.worker || options.fromStart ? null : new WorkerFollower(__filename, () => this.workerJoinCall(), (callback, ms) => this.ownTimeout(callback, ms));
     // A program registers its tracer and meter providers after leakscope run loaded us.
-    this.promises = new PromiseTracker(agent, () => this.lookForOtel());
+    this.promises = new PromiseTracker(agent, ownTimerFunctions, () => this.lookForOtel());
     this.timers = new TimerTracker(agent, ownTimers);
     const collect = (delayMs: number) => this.collect(delayMs);
     const clients = (attached: boolean) => this.clientsChanged(attached);

@@ -3,20 +3,38 @@
 // a countdown picks the promises whose site is captured, as often as the
 // capture budget (capture-budget.cts) allows. Each captured promise is one
 // task in the agent standing for 2^shift promises; while the budget lets
-// every promise be captured, the shift is 0 and the counts are exact.
+// every promise be captured, the shift is 0 and the counts are exact. The
+// init hook's calls themselves cost the program too much at high promise
+// rates: then it is on in windows (init-windows.cts), and a promise seen
+// stands for 2^(shift + window log2). The settled hook is always on.
 import { promiseHooks } from 'node:v8';
 import { inspect } from 'node:util';
 import type { NodeRuntime } from '../model/snapshot.js' with { 'resolution-mode': 'import' };
 import type { NativeAgent } from './native.cjs';
 import { captureSite } from './sites.cjs';
 import { CaptureBudget } from './capture-budget.cjs';
+import { INIT_WINDOW_MS, InitWindows } from './init-windows.cjs';
 import { EXISTED_AT_ATTACH_SITE } from './timers.cjs';
 
 /** The snapshot's `node.promises` (src/model/snapshot.ts is the contract). */
 export type PromiseFacts = NodeRuntime['promises'];
 
+/** Timers of leakscope's own (never the program's). */
+export interface OwnTimers {
+  set(callback: () => void, ms: number): NodeJS.Timeout;
+  clear(timer: NodeJS.Timeout): void;
+}
+
 export class PromiseTracker {
-  private stopHooks: (() => void) | null = null;
+  private stopSettled: (() => void) | null = null;
+  private stopInit: (() => void) | null = null;
+  private readonly windows = new InitWindows();
+  private windowTimer: NodeJS.Timeout | null = null;
+  /** When the init hook went on, and `created` then. */
+  private initOnSince = 0;
+  private createdAtOn = 0;
+  /** The sparsest 2^n a promise stood for since recording began. */
+  private sparsestLog2 = 0;
   private readonly ids = new WeakMap<object, number>();
   /** Ids of tasks not yet completed, so that going dormant can end them all. */
   private readonly open = new Set<number>();
@@ -31,6 +49,7 @@ export class PromiseTracker {
   /** `onCapture` runs at each captured site: a cheap moment to look for things registered since (a tracer provider). */
   constructor(
     private readonly agent: NativeAgent,
+    private readonly timers: OwnTimers,
     private readonly onCapture: () => void = () => undefined,
   ) {
     // A pending promise nobody can reach any more is gone, not leaked.
@@ -43,24 +62,80 @@ export class PromiseTracker {
   }
 
   get hooked(): boolean {
-    return this.stopHooks !== null;
+    return this.stopSettled !== null;
   }
 
   start(): void {
-    if (this.stopHooks) return;
+    if (this.stopSettled) return;
     this.budget.reset();
-    this.stopHooks = promiseHooks.createHook({
-      init: (promise) => this.created_(promise),
-      settled: (promise) => this.settled(promise),
-    }) as () => void;
+    this.windows.reset();
+    this.sparsestLog2 = this.budget.shift + this.windows.log2;
+    this.stopSettled = promiseHooks.onSettled((promise) => this.settled(promise)) as () => void;
+    this.initOn();
+    if (this.windows.log2 > 0) this.scheduleWindow(this.windows.offMs());
   }
 
   /** Hooks off; every task still open ends, since nothing would end it now. */
   stop(): void {
-    this.stopHooks?.();
-    this.stopHooks = null;
+    if (this.windowTimer) this.timers.clear(this.windowTimer);
+    this.windowTimer = null;
+    this.initOff();
+    this.stopSettled?.();
+    this.stopSettled = null;
     for (const id of this.open) this.agent.complete(id);
     this.open.clear();
+  }
+
+  private initOn(): void {
+    if (this.stopInit) return;
+    this.stopInit = promiseHooks.onInit((promise) => this.created_(promise)) as () => void;
+    this.initOnSince = performance.now();
+    this.createdAtOn = this.created;
+  }
+
+  private initOff(): void {
+    if (!this.stopInit) return;
+    this.stopInit();
+    this.stopInit = null;
+    this.foldObserved();
+  }
+
+  /** What the init hook saw since it went on (or since the last fold). */
+  private foldObserved(): void {
+    const now = performance.now();
+    this.windows.observed(this.created - this.createdAtOn, now - this.initOnSince);
+    this.initOnSince = now;
+    this.createdAtOn = this.created;
+  }
+
+  /** The window timer: the init hook on for INIT_WINDOW_MS, then off for a gap. */
+  private scheduleWindow(ms: number): void {
+    this.windowTimer = this.timers.set(() => {
+      this.windowTimer = null;
+      if (!this.stopSettled) return;
+      if (this.stopInit) {
+        this.initOff();
+        this.rejudge();
+      } else {
+        this.initOn();
+      }
+      if (this.windows.log2 > 0) this.scheduleWindow(this.stopInit ? INIT_WINDOW_MS : this.windows.offMs());
+      else this.initOn();
+    }, ms);
+  }
+
+  /** The init hook's windows from the rate seen while it was on; the hook on for good when it may be. */
+  private rejudge(): void {
+    const before = this.windows.log2;
+    if (!this.windows.decide()) return;
+    this.sparsestLog2 = Math.max(this.sparsestLog2, this.budget.shift + this.windows.log2);
+    if (this.windows.log2 === 0) {
+      if (this.windowTimer) this.timers.clear(this.windowTimer);
+      this.windowTimer = null;
+      this.initOn();
+    } else if (before === 0 && !this.windowTimer) {
+      this.scheduleWindow(INIT_WINDOW_MS);
+    }
   }
 
   /** Promises that were there before the hooks: the pending ones count, site unknown. */
@@ -79,8 +154,9 @@ export class PromiseTracker {
   facts(): PromiseFacts {
     return {
       hooked: this.hooked,
-      sample_interval: 2 ** this.budget.shift,
-      sparsest_sample_interval: 2 ** this.budget.sparsest,
+      sample_interval: 2 ** (this.budget.shift + this.windows.log2),
+      sparsest_sample_interval: 2 ** this.sparsestLog2,
+      init_hook_interval: 2 ** this.windows.log2,
       capture_ms: Math.round(this.budget.spentMs),
       created: this.created,
       captured: this.captured,
@@ -112,8 +188,9 @@ export class PromiseTracker {
 
   private sampleTaken(promise: Promise<unknown>): void {
     const started = performance.now();
-    this.track(promise, captureSite(), this.budget.shift);
-    this.budget.captured(performance.now() - started, performance.now(), this.created);
+    this.track(promise, captureSite(), this.budget.shift + this.windows.log2);
+    if (this.budget.captured(performance.now() - started, performance.now(), this.created))
+      this.sparsestLog2 = Math.max(this.sparsestLog2, this.budget.shift + this.windows.log2);
     this.countdown = this.budget.gap();
     this.onCapture();
   }
@@ -122,6 +199,11 @@ export class PromiseTracker {
   tick(): void {
     // A new gap at the new rate: what is left of a geometric gap has no memory of the old one.
     if (this.budget.tick(performance.now(), this.created)) this.countdown = this.budget.gap();
+    if (this.stopInit && this.windows.log2 === 0) {
+      // On for good: judge the rate over the last tick.
+      this.foldObserved();
+      this.rejudge();
+    }
   }
 
   private track(promise: Promise<unknown>, site: string, shift: number): void {

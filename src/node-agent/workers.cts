@@ -84,12 +84,19 @@ export class WorkerFollower {
 
   /** Resolves once every worker announced so far has its bridge (or could not get one), or after `timeoutMs`. */
   async settled(timeoutMs: number): Promise<void> {
-    const timeout = new Promise<void>((resolve) => this.setTimer(resolve, timeoutMs));
+    // Every promise here settles before this returns: the program's promise
+    // hooks see leakscope's too, and a pending one would be counted.
+    let done = () => undefined as void;
+    const timeout = new Promise<void>((resolve) => {
+      done = resolve;
+      this.setTimer(resolve, timeoutMs);
+    });
     const all = (async () => {
       await this.enabled;
       await Promise.allSettled([...this.joining]);
     })();
     await Promise.race([all, timeout]);
+    done();
   }
 
   stop(): void {
