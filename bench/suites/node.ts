@@ -6,6 +6,7 @@
 // (2) An await-heavy microbenchmark: bare, with leakscope's bridge, and with
 // an async_hooks tracker, in one run.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/paths.js';
@@ -41,15 +42,29 @@ async function startService(setup: Setup): Promise<{ child: ChildProcess; port: 
   return { child, ...ready };
 }
 
-async function throughput(setup: Setup): Promise<number> {
+/** The service's CPU time so far (user + system), ms: /proc/<pid>/stat fields 14 and 15, in clock ticks of 10 ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+interface Run {
+  /** Requests a second. */
+  readonly rate: number;
+  /** The service's CPU time per request, µs: steadier than throughput on a shared machine. */
+  readonly cpuUs: number;
+}
+
+async function throughput(setup: Setup): Promise<Run> {
   const { child, port, pid } = await startService(setup);
   try {
+    const cpuBefore = cpuMs(pid);
     const load = spawnSync('taskset', ['-c', '1', HTTP_LOAD, String(port), String(SECONDS), String(CONNECTIONS), '/quote'], { encoding: 'utf8' });
     const line = load.stdout.split('\n').find((l) => l.startsWith('{"requests"'));
     if (load.status !== 0 || !line) throw new Error(`http_load against ${setup} failed: ${load.stderr.slice(-400)}`);
     const result = JSON.parse(line) as { requests: number; seconds: number; errors: number };
     if (result.errors > 0) throw new Error(`${setup}: ${result.errors} connections failed`);
-    return result.requests / result.seconds;
+    return { rate: result.requests / result.seconds, cpuUs: ((cpuMs(pid) - cpuBefore) * 1000) / result.requests };
   } finally {
     process.kill(pid, 'SIGKILL');
     child.kill('SIGKILL');
@@ -66,28 +81,40 @@ const SETUP_NAMES: Readonly<Record<Setup, string>> = {
 async function httpSection(): Promise<string> {
   const setups: Setup[] = ['bare', 'attached', 'run'];
   const rates = new Map<Setup, number[]>(setups.map((s) => [s, []]));
+  const cpu = new Map<Setup, number[]>(setups.map((s) => [s, []]));
   for (let round = 0; round < ROUNDS; round++)
     for (const setup of setups) {
-      const rate = await throughput(setup);
-      rates.get(setup)!.push(rate);
-      process.stderr.write(`node http round ${round + 1}/${ROUNDS}  ${SETUP_NAMES[setup].padEnd(44)} ${Math.round(rate)} req/s\n`);
+      const run = await throughput(setup);
+      rates.get(setup)!.push(run.rate);
+      cpu.get(setup)!.push(run.cpuUs);
+      process.stderr.write(
+        `node http round ${round + 1}/${ROUNDS}  ${SETUP_NAMES[setup].padEnd(44)} ${Math.round(run.rate)} req/s  ${run.cpuUs.toFixed(1)} µs CPU/req\n`,
+      );
     }
   const bare = median(rates.get('bare')!);
+  const bareCpu = median(cpu.get('bare')!);
   const rows = setups.map((s) => {
     const values = rates.get(s)!;
     const m = median(values);
+    const c = median(cpu.get(s)!);
     const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
-    return `| ${SETUP_NAMES[s]} | ${fmt(m)} req/s | ${fmt(Math.min(...values))}–${fmt(Math.max(...values))} | ${(m / bare).toFixed(2)}× |`;
+    return (
+      `| ${SETUP_NAMES[s]} | ${fmt(m)} req/s | ${fmt(Math.min(...values))}–${fmt(Math.max(...values))} | ${(m / bare).toFixed(2)}× ` +
+      `| ${c.toFixed(1)} µs | ${(bareCpu / c).toFixed(2)}× |`
+    );
   });
   const attached = median(rates.get('attached')!) / bare;
+  const attachedCpu = bareCpu / median(cpu.get('attached')!);
   return [
     `Load: \`http_load PORT ${SECONDS} ${CONNECTIONS} /quote\` — ${CONNECTIONS} keep-alive connections against the Node quote service (each request awaits a chain of three async calls), pinned to CPU 0; the load on CPU 1. Median of ${ROUNDS} interleaved rounds; ratio against bare.`,
     '',
-    '| service | throughput | range | ratio |',
-    '|---|---|---|---|',
+    'The last two columns: the service\'s own CPU time per request (user + system, from /proc) and bare\'s over it — what leakscope adds per request, steadier than throughput when the machine\'s neighbours are busy.',
+    '',
+    '| service | throughput | range | ratio | CPU per request | ratio |',
+    '|---|---|---|---|---|---|',
     ...rows,
     '',
-    `Budget: attached ≥ 0.90× bare → ${attached >= 0.9 ? 'met' : `NOT MET (${attached.toFixed(2)}×)`}.`,
+    `Budget: attached ≥ 0.90× bare → ${attached >= 0.9 ? 'met' : `NOT MET (${attached.toFixed(2)}×)`} in throughput; ${attachedCpu.toFixed(2)}× in CPU per request.`,
   ].join('\n');
 }
 

@@ -104,7 +104,7 @@ class Bridge {
     this.threadRoles = role.worker ? null : new ThreadRoles(agent);
     // Under run the preload starts each worker's bridge.
     this.workers =
-      role.worker || options.fromStart ? null : new WorkerFollower(__filename, () => this.workerJoinCall(), (callback, ms) => this.ownTimeout(callback, ms));
+      role.worker || options.fromStart ? null : new WorkerFollower(__filename, () => this.workerJoinCall(), (callback, ms) => void ownTimerFunctions.set(callback, ms));
     // A program registers its tracer and meter providers after leakscope run loaded us.
     this.promises = new PromiseTracker(agent, ownTimerFunctions, () => this.lookForOtel());
     this.timers = new TimerTracker(agent, ownTimers);
@@ -145,12 +145,6 @@ class Bridge {
     } catch (error) {
       this.heapHooks = { objects: 0, entries: 0, error: (error as Error).message.replace(/^leakscope: /, '') };
     }
-  }
-
-  private ownTimeout(callback: () => void, ms: number): void {
-    const timer = realSetTimeout(callback, ms);
-    timer.unref();
-    ownTimers.add(timer);
   }
 
   get currentState(): BridgeState {
@@ -226,9 +220,7 @@ class Bridge {
   private startLinger(): void {
     if (this.lingerTimer) realClearTimeout(this.lingerTimer);
     this.state = 'lingering';
-    this.lingerTimer = realSetTimeout(() => this.sleep(), this.options.lingerMs);
-    this.lingerTimer.unref();
-    ownTimers.add(this.lingerTimer);
+    this.lingerTimer = ownTimerFunctions.set(() => this.sleep(), this.options.lingerMs);
   }
 
   // Runs on the main thread, queued by the agent's server thread.
