@@ -55,11 +55,17 @@ test('denser again only with headroom, so it does not swing; dense at once when 
   t.is(windows.sparsest, 0);
 });
 
-test('no judgement from too little time with the hook on', (t) => {
+test('no judgement from too little time with the hook on: one window that fell on a pause does not swing it', (t) => {
   const windows = new InitWindows();
   windows.observed(1e6, MIN_ON_MS / 2);
   t.false(windows.decide());
   t.is(windows.log2, 0);
+  const busy = judged(700_000);
+  busy.observed(0, INIT_WINDOW_MS); // a window that saw nothing (a GC, a pause)
+  t.false(busy.decide());
+  busy.observed((700_000 * (MIN_ON_MS - INIT_WINDOW_MS)) / 1000, MIN_ON_MS - INIT_WINDOW_MS);
+  busy.decide();
+  t.is(busy.log2, 3, 'judged with the windows around it');
 });
 
 test('the gaps make the hook on one window in 2^n, and the weighted count of what it saw comes near the truth', (t) => {

@@ -20,8 +20,11 @@ export const INIT_WINDOW_MS = 5;
 export const MAX_LOG2 = 6;
 /** Denser only to where the hook would take this part of the share, so that it does not swing back and forth. */
 const DENSER_HEADROOM = 0.75;
-/** The rate is judged from at least this much time with the hook on. */
-export const MIN_ON_MS = INIT_WINDOW_MS;
+/**
+ * The rate is judged from at least this much time with the hook on (five
+ * windows): one window can fall on a pause or a GC and see nothing.
+ */
+export const MIN_ON_MS = 5 * INIT_WINDOW_MS;
 
 export class InitWindows {
   /** The init hook is on one window in 2^log2; 0: all the time. */
