@@ -2,24 +2,13 @@
 // driven by a simulated clock: promises arrive at a set rate, each capture
 // costs a set time, and the sampled counts are checked against the truth.
 import test from 'ava';
+import { prng } from './helpers/prng.js';
 import {
   CAPTURE_BURST_MS,
   CAPTURE_TIME_SHARE,
   CaptureBudget,
   DENSER_WINDOW_MS,
 } from '../src/node-agent/capture-budget.cjs';
-
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Phase {
   /** Promises per simulated millisecond. */

@@ -3,19 +3,8 @@
 // in windows and off for the gaps the class draws, and the weighted count of
 // the promises seen is checked against the truth.
 import test from 'ava';
+import { prng } from './helpers/prng.js';
 import { INIT_HOOK_COST_NS, INIT_HOOK_SHARE, INIT_WINDOW_MS, InitWindows, MAX_LOG2, MIN_ON_MS } from '../src/node-agent/init-windows.cjs';
-
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The promise rate per second at which the init hook's calls take `share` of the time. */
 const rateFor = (share: number) => share / (INIT_HOOK_COST_NS * 1e-9);

@@ -30,25 +30,18 @@ export interface AgentNodeFacts extends LoopAnswer {
   workers?: (LoopAnswer & { thread_id: number; tid: number })[];
 }
 
-function answeredAt(facts: LoopAnswer): string | null {
-  return facts.answered_ms === null ? null : new Date(facts.answered_ms).toISOString();
-}
+/** What one loop (the main thread's or a worker's) reports of itself. */
+type LoopPart = Pick<
+  NodeWorker,
+  'state' | 'responsive' | 'answered_at' | 'loop_delay_ms' | 'loop_utilization' | 'promises' | 'timers' | 'spans' | 'handles' | 'active_resources' | 'v8_heap'
+>;
 
-function loopDelayMs(facts: LoopAnswer, bridge: BridgeFacts): number {
-  return facts.responsive ? bridge.event_loop.answer_delay_ms : facts.waited_ms;
-}
-
-function workerFromFacts(facts: NonNullable<AgentNodeFacts['workers']>[number]): NodeWorker | null {
-  const bridge = facts.bridge;
-  if (!bridge) return null; // joined, never answered yet
+function loopFromFacts(facts: LoopAnswer, bridge: BridgeFacts): LoopPart {
   return {
-    thread_id: facts.thread_id,
-    tid: facts.tid,
-    script: bridge.script ?? null,
     state: bridge.state,
     responsive: facts.responsive,
-    answered_at: answeredAt(facts),
-    loop_delay_ms: loopDelayMs(facts, bridge),
+    answered_at: facts.answered_ms === null ? null : new Date(facts.answered_ms).toISOString(),
+    loop_delay_ms: facts.responsive ? bridge.event_loop.answer_delay_ms : facts.waited_ms,
     loop_utilization: bridge.event_loop.utilization,
     promises: bridge.promises,
     timers: bridge.timers,
@@ -57,6 +50,12 @@ function workerFromFacts(facts: NonNullable<AgentNodeFacts['workers']>[number]):
     active_resources: bridge.active_resources,
     v8_heap: bridge.v8_heap,
   };
+}
+
+function workerFromFacts(facts: NonNullable<AgentNodeFacts['workers']>[number]): NodeWorker | null {
+  const bridge = facts.bridge;
+  if (!bridge) return null; // joined, never answered yet
+  return { thread_id: facts.thread_id, tid: facts.tid, script: bridge.script ?? null, ...loopFromFacts(facts, bridge) };
 }
 
 /** tid → role of a Node process's threads: the main bridge's finding, and each worker's own thread. */
@@ -71,22 +70,12 @@ export function nodeFromFacts(facts: AgentNodeFacts | undefined): NodeRuntime | 
   if (!facts || !bridge) return undefined;
   return {
     version: bridge.node_version,
-    state: bridge.state,
     linger_ms: bridge.linger_ms,
     recording_since: new Date(bridge.recording_since_ms).toISOString(),
     from_start: bridge.from_start,
-    responsive: facts.responsive,
-    answered_at: answeredAt(facts),
-    loop_delay_ms: loopDelayMs(facts, bridge),
-    loop_utilization: bridge.event_loop.utilization,
-    promises: bridge.promises,
-    timers: bridge.timers,
-    spans: bridge.spans,
+    ...loopFromFacts(facts, bridge),
     ...(bridge.metrics ? { metrics: bridge.metrics } : {}),
-    handles: bridge.handles,
-    active_resources: bridge.active_resources,
     workers: (facts.workers ?? []).map(workerFromFacts).filter((w): w is NodeWorker => w !== null),
-    v8_heap: bridge.v8_heap,
   };
 }
 

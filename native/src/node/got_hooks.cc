@@ -15,23 +15,11 @@
 #include <vector>
 
 #include "../core/ledger.h"
+#include "../core/real_allocator.h"
 
 namespace leakscope {
 
 namespace {
-
-struct RealAllocator {
-  void* (*malloc)(size_t);
-  void (*free)(void*);
-  void* (*calloc)(size_t, size_t);
-  void* (*realloc)(void*, size_t);
-  int (*posix_memalign)(void**, size_t, size_t);
-  void* (*aligned_alloc)(size_t, size_t);
-  void* (*memalign)(size_t, size_t);
-  void* (*valloc)(size_t);
-  void* (*pvalloc)(size_t);
-  size_t (*malloc_usable_size)(void*);
-};
 
 RealAllocator real;
 
