@@ -41,6 +41,13 @@ const ownTimerFunctions = {
 
 /** After the last client leaves, recording goes on this long, then the hooks come out. */
 export const DEFAULT_LINGER_MS = 5 * 60_000;
+/**
+ * Loaded into a running process, the bridge waits at least this long for its
+ * first client however short the linger: `leakscope attach` is still in the
+ * inspector (counting the heap, waiting for workers) and connects after, and
+ * the inspector must not be closed under its session.
+ */
+export const FIRST_CLIENT_GRACE_MS = 15_000;
 /** How long the agent's server waits for the event loop before it reports the last answer. */
 export const DEFAULT_ANSWER_TIMEOUT_MS = 2000;
 
@@ -121,7 +128,7 @@ class Bridge {
     }
     this.record();
     // Loaded into a running process for a client that may never come.
-    if (!options.fromStart && this.clients === 0) this.startLinger();
+    if (!options.fromStart && this.clients === 0) this.startLinger(Math.max(options.lingerMs, FIRST_CLIENT_GRACE_MS));
   }
 
   /** What a worker runs to start its bridge: the same linger and timeout as this one. */
@@ -217,10 +224,10 @@ class Bridge {
     this.state = 'dormant';
   }
 
-  private startLinger(): void {
+  private startLinger(ms: number = this.options.lingerMs): void {
     if (this.lingerTimer) realClearTimeout(this.lingerTimer);
     this.state = 'lingering';
-    this.lingerTimer = ownTimerFunctions.set(() => this.sleep(), this.options.lingerMs);
+    this.lingerTimer = ownTimerFunctions.set(() => this.sleep(), ms);
   }
 
   // Runs on the main thread, queued by the agent's server thread.

@@ -39,11 +39,10 @@ Bridges& bridges() {
 
 RuntimeBridge::RuntimeBridge(Napi::Env env, Napi::Function collect, Napi::Function clients, uint64_t answer_timeout_ms)
     : answer_timeout_ms_(answer_timeout_ms) {
-  collect_ = Napi::ThreadSafeFunction::New(env, collect, "leakscope collect", 0, 1);
-  clients_ = Napi::ThreadSafeFunction::New(env, clients, "leakscope clients", 0, 1);
+  calls_ = Napi::ThreadSafeFunction::New(env, collect, "leakscope bridge", 0, 1);
+  clients_ = Napi::Persistent(clients);
   // The agent must never keep a program (or a worker) alive that would otherwise exit.
-  collect_.Unref(env);
-  clients_.Unref(env);
+  calls_.Unref(env);
 }
 
 bool RuntimeBridge::open_main(const std::shared_ptr<RuntimeBridge>& bridge, const AgentLink& link) {
@@ -97,8 +96,8 @@ void RuntimeBridge::close() {
     all.main.reset();
     all.link = nullptr;
   }
-  collect_.Release();
-  clients_.Release();
+  calls_.Release();
+  clients_.Reset();  // on the JS thread, where references may be deleted
 }
 
 void RuntimeBridge::write_extension(void*, std::string* json) {
@@ -151,7 +150,7 @@ std::shared_ptr<RuntimeBridge::Pending> RuntimeBridge::ask(uint64_t asked_ns) {
   std::lock_guard<std::mutex> hold(lock_);
   if (closed_) return nullptr;
   auto* call = new CollectCall{pending, asked_ns};
-  const napi_status queued = collect_.NonBlockingCall(call, [](Napi::Env env, Napi::Function collect, CollectCall* call) {
+  const napi_status queued = calls_.NonBlockingCall(call, [](Napi::Env env, Napi::Function collect, CollectCall* call) {
     // Runs on the bridge's JS thread.
     std::unique_ptr<CollectCall> owned(call);
     if (env == nullptr) return;  // torn down before it ran
@@ -205,11 +204,13 @@ void RuntimeBridge::client(bool attached) {
   std::lock_guard<std::mutex> hold(lock_);
   if (closed_) return;
   auto* call = new bool(attached);
-  const napi_status queued = clients_.NonBlockingCall(call, [](Napi::Env env, Napi::Function clients, bool* attached) {
+  std::weak_ptr<RuntimeBridge> weak = weak_from_this();
+  const napi_status queued = calls_.NonBlockingCall(call, [weak](Napi::Env env, Napi::Function, bool* attached) {
     std::unique_ptr<bool> owned(attached);
-    if (env == nullptr) return;
+    const std::shared_ptr<RuntimeBridge> self = weak.lock();
+    if (env == nullptr || !self || self->clients_.IsEmpty()) return;
     try {
-      clients.Call({Napi::Boolean::New(env, *attached)});
+      self->clients_.Value().Call({Napi::Boolean::New(env, *attached)});
     } catch (const Napi::Error&) {
     }
   });

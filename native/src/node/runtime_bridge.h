@@ -78,8 +78,10 @@ class RuntimeBridge : public std::enable_shared_from_this<RuntimeBridge> {
   void answer(const std::shared_ptr<Pending>& pending, uint64_t asked_ns, uint64_t deadline_ns, JsonWriter& out);
   void client(bool attached);
 
-  Napi::ThreadSafeFunction collect_;
-  Napi::ThreadSafeFunction clients_;
+  // One queue for both kinds of call, so that the JS thread sees them in the
+  // order the server sent them (a client's arrival before its snapshot).
+  Napi::ThreadSafeFunction calls_;  // its function is `collect`
+  Napi::FunctionReference clients_;  // JS thread only; reset by close()
   uint64_t answer_timeout_ms_;
   Worker worker_{};
   std::mutex lock_;            // guards the fields below and the functions' use
