@@ -146,7 +146,8 @@ const MiB = 1 << 20;
 test.serial('attached late: the native heap is counted from attach through GOT hooks (64 MiB of Buffers, within 10 %), and the hooks come out when the bridge goes dormant', async (t) => {
   const { fixture, client } = await startService(t, 'service.mjs');
   t.regex(await gotTarget(fixture.pid, 'malloc'), /\/libc\.so/, "before attach the executable calls libc's malloc");
-  const first = await snapshotOf(fixture.pid, ['--linger', '1s']);
+  // A linger long enough for the steps below on a loaded machine: the hooks must stay in until the end.
+  const first = await snapshotOf(fixture.pid, ['--linger', '4s']);
   t.truthy(first.allocator.counted_since);
   for (const fn of ['malloc', 'free', 'calloc', 'realloc'])
     t.regex(await gotTarget(fixture.pid, fn), /\/leakscope\.node$/, `attached: ${fn} goes through the hook`);
@@ -163,7 +164,11 @@ test.serial('attached late: the native heap is counted from attach through GOT h
   t.is(main?.heap?.freed_bytes, null, 'frees are not counted: blocks from before attach are freed too');
   t.is(held.allocator.freed_bytes, null);
   t.is(held.history.find((h) => Date.parse(first.allocator.counted_since!) > h.t_ms)?.live_bytes ?? null, null, 'no live bytes in history from before counting');
-  await new Promise((r) => setTimeout(r, 2500)); // linger over: dormant
+  t.is(held.allocator.counted_since, first.allocator.counted_since, 'counted all along since attach');
+  // The last client left: once the linger (4 s) is over the bridge is dormant.
+  const dormantBy = Date.now() + 15_000;
+  while ((await gotTarget(fixture.pid, 'malloc')).endsWith('leakscope.node') && Date.now() < dormantBy)
+    await new Promise((r) => setTimeout(r, 250));
   for (const fn of ['malloc', 'free', 'calloc', 'realloc'])
     t.regex(await gotTarget(fixture.pid, fn), /\/libc\.so/, `dormant: ${fn} is libc's again`);
   t.is((await client.get('/quote')).body, '1700\n', 'the service still answers');
