@@ -19,6 +19,7 @@ const AWAIT_BENCH = resolve(PACKAGE_ROOT, 'bench/await_bench.mjs');
 const HTTP_LOAD = resolve(PACKAGE_ROOT, 'build/cargo/release/http_load');
 const ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS ?? 9);
 const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 4);
+const WARMUP_SECONDS = 1;
 const CONNECTIONS = 32;
 const AWAIT_ROUNDS = Number(process.env.BENCH_AWAIT_ROUNDS ?? 5);
 
@@ -58,6 +59,10 @@ interface Run {
 async function throughput(setup: Setup): Promise<Run> {
   const { child, port, pid } = await startService(setup);
   try {
+    // Every setup gets the same warm-up (JIT, connections; attached: the
+    // first sampling decisions), so that what is compared is a service's
+    // steady state.
+    spawnSync('taskset', ['-c', '1', HTTP_LOAD, String(port), String(WARMUP_SECONDS), String(CONNECTIONS), '/quote'], { encoding: 'utf8' });
     const cpuBefore = cpuMs(pid);
     const load = spawnSync('taskset', ['-c', '1', HTTP_LOAD, String(port), String(SECONDS), String(CONNECTIONS), '/quote'], { encoding: 'utf8' });
     const line = load.stdout.split('\n').find((l) => l.startsWith('{"requests"'));
@@ -106,7 +111,7 @@ async function httpSection(): Promise<string> {
   const attached = median(rates.get('attached')!) / bare;
   const attachedCpu = bareCpu / median(cpu.get('attached')!);
   return [
-    `Load: \`http_load PORT ${SECONDS} ${CONNECTIONS} /quote\` — ${CONNECTIONS} keep-alive connections against the Node quote service (each request awaits a chain of three async calls), pinned to CPU 0; the load on CPU 1. Median of ${ROUNDS} interleaved rounds; ratio against bare.`,
+    `Load: \`http_load PORT ${SECONDS} ${CONNECTIONS} /quote\` — ${CONNECTIONS} keep-alive connections against the Node quote service (each request awaits a chain of three async calls), pinned to CPU 0; the load on CPU 1; after ${WARMUP_SECONDS} s of the same load as warm-up, for every setup. Median of ${ROUNDS} interleaved rounds; ratio against bare.`,
     '',
     'The last two columns: the service\'s own CPU time per request (user + system, from /proc) and bare\'s over it — what leakscope adds per request, steadier than throughput when the machine\'s neighbours are busy.',
     '',
