@@ -72,7 +72,7 @@ export class PromiseTracker {
     this.sparsestLog2 = this.budget.shift + this.windows.log2;
     this.stopSettled = promiseHooks.onSettled((promise) => this.settled(promise)) as () => void;
     this.initOn();
-    if (this.windows.log2 > 0) this.scheduleWindow(this.windows.offMs());
+    if (this.windows.log2 > 0) this.scheduleWindow(INIT_WINDOW_MS);
   }
 
   /** Hooks off; every task still open ends, since nothing would end it now. */
