@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <mutex>
 #include <unordered_set>
 
 #include "agent_link.h"
@@ -29,12 +28,6 @@ struct AddonState {
   bool worker = false;
   std::unordered_set<uint64_t> open_tasks;
 };
-
-// The main thread's link, for workers to join: the addon's code and data
-// are shared by every JS thread of the process.
-std::mutex g_link_lock;
-AgentLink g_main_link;
-bool g_main_linked = false;
 
 AddonState& state_of(const Napi::CallbackInfo& info) { return *info.Env().GetInstanceData<AddonState>(); }
 
@@ -79,16 +72,13 @@ Napi::Value Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const StartArgs args = start_args(info, "start(collect: function, clients: function, answerTimeoutMs: number)", 0);
   AddonState& state = state_of(info);
-  if (state.bridge) throw Napi::Error::New(env, "leakscope: the agent is started already");
-  std::lock_guard<std::mutex> hold(g_link_lock);
-  if (g_main_linked) throw Napi::Error::New(env, "leakscope: the agent is started already (by another thread)");
+  AgentLink open;
+  if (state.bridge || RuntimeBridge::main_link(&open)) throw Napi::Error::New(env, "leakscope: the agent is started already");
   std::string error;
   if (!open_agent_link(&state.link, &error)) throw Napi::Error::New(env, "leakscope: " + error);
   state.main = true;
   state.bridge = std::make_shared<RuntimeBridge>(env, args.collect, args.clients, args.answer_timeout_ms);
   RuntimeBridge::open_main(state.bridge, state.link);
-  g_main_link = state.link;
-  g_main_linked = true;
   return started(env, state.link);
 }
 
@@ -101,9 +91,8 @@ Napi::Value Join(const Napi::CallbackInfo& info) {
   if (!info[3].IsNumber()) usage(env, text);
   AddonState& state = state_of(info);
   if (state.bridge) throw Napi::Error::New(env, "leakscope: the agent is joined already");
-  std::lock_guard<std::mutex> hold(g_link_lock);
-  if (!g_main_linked) throw Napi::Error::New(env, "leakscope: the main thread has no agent yet (attach it first)");
-  state.link = g_main_link;
+  if (!RuntimeBridge::main_link(&state.link))
+    throw Napi::Error::New(env, "leakscope: the main thread has no agent yet (attach it first)");
   auto bridge = std::make_shared<RuntimeBridge>(env, args.collect, args.clients, args.answer_timeout_ms);
   const RuntimeBridge::Worker worker{info[3].As<Napi::Number>().Int64Value(), int(syscall(SYS_gettid))};
   if (!RuntimeBridge::open_worker(bridge, worker)) {
@@ -237,13 +226,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
         if (state->link.complete)
           for (const uint64_t id : state->open_tasks) state->link.complete(id);
         state->open_tasks.clear();
-        if (state->main) {
-          {
-            std::lock_guard<std::mutex> hold(g_link_lock);
-            g_main_linked = false;
-          }
-          close_agent_link(state->link);
-        }
+        if (state->main) close_agent_link(state->link);
       },
       state);
   exports.Set("start", Napi::Function::New(env, Start, "start"));

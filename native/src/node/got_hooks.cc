@@ -33,7 +33,7 @@ inline bool enter(ThreadState& ts) {
 inline void leave(ThreadState& ts) { ts.busy = 0; }
 
 inline void* account_alloc(ThreadState& ts, void* block) {
-  if (block != nullptr) on_alloc(ts, block, real.malloc_usable_size(block));
+  if (block != nullptr) on_alloc(ts, block, real.usable_size(block));
   leave(ts);
   return block;
 }
@@ -338,6 +338,7 @@ bool resolve_real(std::string* error) {
   }
   Dl_info own{};
   if (dladdr(reinterpret_cast<void*>(hook_malloc), &own) != 0) g_own_base = own.dli_fbase;
+  r.glibc_chunks = forwarding_to_glibc(reinterpret_cast<void*>(r.malloc));
   real = r;
   return true;
 }

@@ -45,18 +45,24 @@ RuntimeBridge::RuntimeBridge(Napi::Env env, Napi::Function collect, Napi::Functi
   calls_.Unref(env);
 }
 
-bool RuntimeBridge::open_main(const std::shared_ptr<RuntimeBridge>& bridge, const AgentLink& link) {
+bool RuntimeBridge::main_link(AgentLink* link) {
+  Bridges& all = bridges();
+  std::lock_guard<std::mutex> hold(all.lock);
+  if (!all.main) return false;
+  *link = *all.link;
+  return true;
+}
+
+void RuntimeBridge::open_main(const std::shared_ptr<RuntimeBridge>& bridge, const AgentLink& link) {
   Bridges& all = bridges();
   {
     std::lock_guard<std::mutex> hold(all.lock);
-    if (all.main) return false;
     all.main = bridge;
     all.link = &link;
     all.extension = RuntimeExtension{"node", &RuntimeBridge::write_extension, &RuntimeBridge::client_extension, nullptr};
   }
   // Outside the lock: the server thread takes it inside the extension.
   link.set_extension(&all.extension);
-  return true;
 }
 
 bool RuntimeBridge::open_worker(const std::shared_ptr<RuntimeBridge>& bridge, Worker worker) {

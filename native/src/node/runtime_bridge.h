@@ -37,9 +37,12 @@ class RuntimeBridge : public std::enable_shared_from_this<RuntimeBridge> {
   // a JSON string; `clients(attached)` hears of clients.
   RuntimeBridge(Napi::Env env, Napi::Function collect, Napi::Function clients, uint64_t answer_timeout_ms);
 
+  // The main thread's bridge is open: true and its agent link in `link`
+  // (for a worker to join the same agent).
+  static bool main_link(AgentLink* link);
   // Runs on the main JS thread: the bridge answers for the process.
-  // False when a main bridge is open already.
-  static bool open_main(const std::shared_ptr<RuntimeBridge>& bridge, const AgentLink& link);
+  // `link` lives until close().
+  static void open_main(const std::shared_ptr<RuntimeBridge>& bridge, const AgentLink& link);
   // Runs on a worker's JS thread. False when no main bridge is open (attach
   // the main thread first).
   static bool open_worker(const std::shared_ptr<RuntimeBridge>& bridge, Worker worker);

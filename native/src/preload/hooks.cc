@@ -23,24 +23,6 @@ namespace {
 
 RealAllocator real;
 
-// True when malloc is glibc's own: then a block's usable size is read from
-// its chunk header, one word before the block, instead of calling
-// malloc_usable_size, whose in-use check reads the *next* chunk's header:
-// a second cache line on every call, the agent's largest cost
-// (docs/benchmarks.md). Layout: glibc malloc/malloc.c, "malloc_chunk
-// details": size field at mem - SIZE_SZ, low 3 bits are flags, IS_MMAPPED
-// is 0x2; in-use chunks lend their successor's prev_size word, so usable
-// is chunksize - SIZE_SZ, or chunksize - 2 * SIZE_SZ when mmapped.
-bool glibc_chunks = false;
-
-inline size_t usable_size(void* block) {
-  if (__builtin_expect(glibc_chunks, 1)) {
-    const size_t field = static_cast<const size_t*>(block)[-1];
-    const size_t chunk = field & ~size_t(7);
-    return (field & 2) ? chunk - 2 * sizeof(size_t) : chunk - sizeof(size_t);
-  }
-  return real.malloc_usable_size(block);
-}
 std::atomic<int> resolve_state{0};  // 0 not yet, 1 resolving, 2 resolved
 
 // dlsym itself allocates (its error buffer, via calloc); while we resolve,
@@ -97,15 +79,6 @@ bool same_object(void* a, void* b) {
   return a != nullptr && b != nullptr && dladdr(a, &ia) != 0 && dladdr(b, &ib) != 0 && ia.dli_fbase == ib.dli_fbase;
 }
 
-// glibc's malloc with no debugging layer in front (libc_malloc_debug.so
-// would be the object defining malloc then, and keeps its own headers).
-bool forwarding_to_glibc(void* forwarded_malloc) {
-  Dl_info info{};
-  if (dladdr(forwarded_malloc, &info) == 0 || info.dli_fname == nullptr) return false;
-  const char* slash = strrchr(info.dli_fname, '/');
-  return strncmp(slash ? slash + 1 : info.dli_fname, "libc.so", 7) == 0;
-}
-
 template <typename F>
 void keep_if_same_allocator(F& slot, F fallback, void* allocator_malloc) {
   if (!same_object(reinterpret_cast<void*>(slot), allocator_malloc)) slot = fallback;
@@ -137,8 +110,8 @@ void resolve_real() {
     keep_if_same_allocator(r.valloc, fallback_valloc, allocator);
     keep_if_same_allocator(r.pvalloc, fallback_pvalloc, allocator);
   }
+  r.glibc_chunks = forwarding_to_glibc(reinterpret_cast<void*>(r.malloc));
   real = r;
-  glibc_chunks = forwarding_to_glibc(reinterpret_cast<void*>(r.malloc));
   g_forwarded_malloc = reinterpret_cast<void*>(r.malloc);
   resolve_state.store(2);
 }
@@ -159,7 +132,7 @@ inline bool enter(ThreadState& ts) {
 inline void leave(ThreadState& ts) { ts.busy = 0; }
 
 inline void* account_alloc(ThreadState& ts, void* block) {
-  if (block != nullptr) on_alloc(ts, block, usable_size(block));
+  if (block != nullptr) on_alloc(ts, block, real.usable_size(block));
   leave(ts);
   return block;
 }
@@ -209,7 +182,7 @@ __attribute__((visibility("default"))) void free(void* block) {
   if (block == nullptr || in_bootstrap(block)) return;
   ThreadState& ts = t_state;
   if (!enter(ts)) return real.free(block);
-  on_free(ts, block, usable_size(block));
+  on_free(ts, block, real.usable_size(block));
   real.free(block);
   leave(ts);
 }
@@ -237,7 +210,7 @@ __attribute__((visibility("default"))) void* realloc(void* block, size_t size) {
   if (block == nullptr) return account_alloc(ts, real.realloc(nullptr, size));
   // The old block leaves the ownership table before the allocator may hand
   // its address to another thread.
-  const size_t old_usable = usable_size(block);
+  const size_t old_usable = real.usable_size(block);
   on_free(ts, block, old_usable);
   void* moved = real.realloc(block, size);
   if (moved == nullptr && size != 0) {
