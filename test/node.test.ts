@@ -211,11 +211,17 @@ test.serial('worker threads, attached late: each gets a bridge of its own (those
   const park = truth.workers[0]!.sites.park;
   const after = await snapshotOf(fixture.pid, ['--idle-threshold', '1s']);
   t.is(schemaErrors(after), null, 'a snapshot with workers conforms to the schema');
-  t.deepEqual(live(after, park, 'promise'), { live: 11, spawned: 11, completed: 0 }, 'the 7 + 4 parked after each worker joined, at their site');
-  t.deepEqual(after.node?.workers.map((w) => [w.thread_id, w.promises.existed_at_attach, w.state]), [[early, 5, 'recording'], [late, 3, 'recording']]);
-  t.is(live(after, EXISTED, 'promise')?.live, 8, "the workers' promises from before they joined, and the main thread had none pending");
-  t.is(findingsAt(after, 'idle-forever').find(([label]) => label === siteName(park))?.[1], 11);
-  t.is(after.findings.find((f) => f.id === 'idle-forever' && f.subject.label === siteName(park))?.summary, `11 promises created at ${siteName(park)} have been pending for over 1 s`);
+  // The late worker's three parked at its start: before its bridge (found on
+  // its heap, no site) or after it (at the site), as the worker's module
+  // loading and the bridge's start fall; one or the other, every one counted.
+  const lateExisted = after.node?.workers.find((w) => w.thread_id === late)?.promises.existed_at_attach ?? -1;
+  t.true(lateExisted === 0 || lateExisted === 3, `late worker: ${lateExisted} existed at join`);
+  const atSite = 7 + 4 + (3 - lateExisted);
+  t.deepEqual(live(after, park, 'promise'), { live: atSite, spawned: atSite, completed: 0 }, 'parked after each worker joined, at their site');
+  t.deepEqual(after.node?.workers.map((w) => [w.thread_id, w.promises.existed_at_attach, w.state]), [[early, 5, 'recording'], [late, lateExisted, 'recording']]);
+  t.is(live(after, EXISTED, 'promise')?.live, 5 + lateExisted, "the workers' promises from before they joined, and the main thread had none pending");
+  t.is(findingsAt(after, 'idle-forever').find(([label]) => label === siteName(park))?.[1], atSite);
+  t.is(after.findings.find((f) => f.id === 'idle-forever' && f.subject.label === siteName(park))?.summary, `${atSite} promises created at ${siteName(park)} have been pending for over 1 s`);
   for (const worker of after.node?.workers ?? []) {
     t.true(worker.responsive);
     t.true((worker.handles.timer?.active ?? 0) >= 1, `worker ${worker.thread_id}'s own loop has its interval's timer`);
@@ -227,7 +233,7 @@ test.serial('worker threads, attached late: each gets a bridge of its own (those
   await client.get(`/worker-stop?thread=${early}`);
   const stopped = await snapshotOf(fixture.pid);
   t.deepEqual(stopped.node?.workers.map((w) => w.thread_id), [late], 'the ended worker left');
-  t.deepEqual(live(stopped, park, 'promise'), { live: 4, spawned: 11, completed: 7 }, "its promises ended with its isolate");
+  t.deepEqual(live(stopped, park, 'promise'), { live: atSite - 7, spawned: atSite, completed: 7 }, 'its promises ended with its isolate');
   t.is((await client.get('/quote')).body, '1700\n', 'the service still answers');
 });
 
