@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../core/ledger.h"
+#include "../core/hook_exit.h"
 #include "../core/real_allocator.h"
 
 namespace leakscope {
@@ -30,13 +31,7 @@ inline bool enter(ThreadState& ts) {
   ts.busy = 1;
   return true;
 }
-inline void leave(ThreadState& ts) { ts.busy = 0; }
-
-inline void* account_alloc(ThreadState& ts, void* block) {
-  if (block != nullptr) on_alloc(ts, block, real.usable_size(block));
-  leave(ts);
-  return block;
-}
+inline void* account_alloc(ThreadState& ts, void* block) { return leakscope::account_alloc(ts, real, block); }
 
 void* hook_malloc(size_t size) {
   ThreadState& ts = t_state;

@@ -15,6 +15,7 @@
 
 #include "../core/agent.h"
 #include "../core/ledger.h"
+#include "../core/hook_exit.h"
 #include "../core/real_allocator.h"
 
 using namespace leakscope;
@@ -129,13 +130,7 @@ inline bool enter(ThreadState& ts) {
   ts.busy = 1;
   return true;
 }
-inline void leave(ThreadState& ts) { ts.busy = 0; }
-
-inline void* account_alloc(ThreadState& ts, void* block) {
-  if (block != nullptr) on_alloc(ts, block, real.usable_size(block));
-  leave(ts);
-  return block;
-}
+inline void* account_alloc(ThreadState& ts, void* block) { return leakscope::account_alloc(ts, real, block); }
 
 pthread_key_t exit_key;
 std::atomic<bool> exit_key_ready{false};
