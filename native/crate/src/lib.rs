@@ -104,6 +104,8 @@ impl Wrapped for tikv_jemallocator::Jemalloc {
 }
 
 #[cfg(feature = "tracing")]
+mod task_map;
+#[cfg(feature = "tracing")]
 mod tokio_layer;
 #[cfg(feature = "tracing")]
 pub use tokio_layer::{layer, TaskLayer, TokioTasks};

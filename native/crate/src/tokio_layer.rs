@@ -26,8 +26,11 @@ use tracing_subscriber::filter::Filtered;
 use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::task_map::TaskMap;
+
 extern "C" {
-    fn leakscope_task_spawn(kind: *const c_char, name: *const c_char, site: *const c_char, parent_id: u64) -> u64;
+    fn leakscope_crate_task_site(kind: *const c_char, site: *const c_char) -> u32;
+    fn leakscope_crate_task_spawn_at(site: u32, name: *const c_char, parent_id: u64) -> u64;
     fn leakscope_task_poll_begin(id: u64);
     fn leakscope_task_poll_end(id: u64);
     fn leakscope_task_wake(id: u64);
@@ -62,8 +65,13 @@ impl<S> Filter<S> for TokioTasks {
     }
 }
 
-/// The agent's id of the task a span stands for, kept in the span's extensions.
+/// The agent's id of the task a span stands for, kept in the span's
+/// extensions when the layer's table had no room for it.
 struct TaskId(u64);
+
+/// Slots in the layer's span → task table: 2 MiB of address space, touched
+/// as tasks land in it. Live tasks beyond about 90,000 go to extensions.
+const TASK_MAP_BITS: u32 = 17;
 
 /// A NUL-terminated string on the stack: a span's strings reach the agent
 /// (which copies them) without a heap allocation per spawn. Longer text is cut.
@@ -110,10 +118,17 @@ impl<const N: usize> fmt::Write for CBuf<N> {
 struct Spawn {
     kind: &'static CStr,
     name: CBuf<128>,
-    site: CBuf<512>, // loc.file, then ":" and loc.line
+    /// loc.file: Tokio's `Location::file()`, a static string, kept as its
+    /// address and length (the text is read only while the span is made).
+    file: (usize, usize),
+    line: u64,
 }
 
 impl Spawn {
+    fn new() -> Spawn {
+        Spawn { kind: c"task", name: CBuf::new(), file: (0, 0), line: 0 }
+    }
+
     /// The kind as findings name it: "task", "local task", "blocking task".
     fn kind_of(kind: &str) -> &'static CStr {
         match kind {
@@ -123,6 +138,59 @@ impl Spawn {
             _ => c"task",
         }
     }
+
+    /// The agent's handle of this spawn's site. Tokio spawns at a few places
+    /// over and over, so each thread keeps the handles it was given by the
+    /// site's address: formatting "file:line" and interning it happen once
+    /// per place, not once per task. Only within `on_new_span`, while the
+    /// span's fields are alive.
+    fn site(&self) -> u32 {
+        let key = SiteKey { file: self.file, line: self.line, kind: self.kind.as_ptr() as usize };
+        SITES.with(|sites| {
+            let slot = &sites[key.slot()];
+            let (held, handle) = slot.get();
+            if held == key && handle != 0 {
+                return handle;
+            }
+            let mut site = CBuf::<512>::new();
+            if self.file.0 != 0 {
+                // SAFETY: the address and length of the `&str` Tokio passed
+                // for loc.file in this span's fields, still alive here.
+                let file = unsafe { std::slice::from_raw_parts(self.file.0 as *const u8, self.file.1) };
+                let _ = site.write_str(std::str::from_utf8(file).unwrap_or("unknown"));
+                let _ = write!(site, ":{}", self.line);
+            }
+            let handle = unsafe { leakscope_crate_task_site(self.kind.as_ptr(), site.as_ptr()) };
+            if handle != 0 {
+                slot.set((key, handle));
+            }
+            handle
+        })
+    }
+}
+
+/// Which site a spawn is at: loc.file's address and length, loc.line, kind.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+struct SiteKey {
+    file: (usize, usize),
+    line: u64,
+    kind: usize,
+}
+
+const SITE_SLOTS: usize = 64;
+
+impl SiteKey {
+    fn slot(&self) -> usize {
+        let mixed = (self.file.0 as u64 ^ self.line.rotate_left(32) ^ self.kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> 58) as usize % SITE_SLOTS
+    }
+}
+
+thread_local! {
+    /// The site handles this thread was given, by site; a direct-mapped cache.
+    static SITES: [Cell<(SiteKey, u32)>; SITE_SLOTS] = const {
+        [const { Cell::new((SiteKey { file: (0, 0), line: 0, kind: 0 }, 0)) }; SITE_SLOTS]
+    };
 }
 
 impl Visit for Spawn {
@@ -133,17 +201,14 @@ impl Visit for Spawn {
                 self.name.clear();
                 let _ = self.name.write_str(value);
             }
-            "loc.file" => {
-                self.site.clear();
-                let _ = self.site.write_str(value);
-            }
+            "loc.file" => self.file = (value.as_ptr() as usize, value.len()),
             _ => {}
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         if field.name() == "loc.line" {
-            let _ = write!(self.site, ":{value}");
+            self.line = value;
         }
     }
 
@@ -261,15 +326,15 @@ impl Stack {
 
 /// The layer's work; see [`layer`] for the filtered layer to install.
 pub struct TaskLayer {
-    _private: (),
+    tasks: TaskMap,
 }
 
 impl TaskLayer {
-    fn task<S>(id: &Id, ctx: &Context<'_, S>) -> Option<u64>
+    fn task<S>(&self, id: &Id, ctx: &Context<'_, S>) -> Option<u64>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        ctx.span(id)?.extensions().get::<TaskId>().map(|task| task.0)
+        self.tasks.find(id.into_u64()).or_else(|| ctx.span(id)?.extensions().get::<TaskId>().map(|task| task.0))
     }
 }
 
@@ -281,21 +346,24 @@ where
         if !is_task_span(attrs.metadata()) {
             return;
         }
-        let mut spawn = Spawn { kind: c"task", name: CBuf::new(), site: CBuf::new() };
+        let mut spawn = Spawn::new();
         attrs.record(&mut spawn);
+        let site = spawn.site();
         let name = if spawn.name.is_empty() { std::ptr::null() } else { spawn.name.as_ptr() };
         let parent = STACK.with(Stack::polling);
-        let task = unsafe { leakscope_task_spawn(spawn.kind.as_ptr(), name, spawn.site.as_ptr(), parent) };
+        let task = unsafe { leakscope_crate_task_spawn_at(site, name, parent) };
         if task == 0 {
             return; // no agent yet, or its task table is full
         }
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(TaskId(task));
+        if !self.tasks.insert(id.into_u64(), task) {
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(TaskId(task));
+            }
         }
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        let Some(task) = Self::task(id, &ctx) else { return };
+        let Some(task) = self.task(id, &ctx) else { return };
         if STACK.with(|stack| stack.push(id.into_u64(), task)) {
             unsafe { leakscope_task_poll_begin(task) };
         }
@@ -306,7 +374,7 @@ where
             Some(entered) if entered.polls => unsafe { leakscope_task_poll_end(entered.task) },
             Some(_) => {}
             None => {
-                if let Some(task) = Self::task(id, &ctx) {
+                if let Some(task) = self.task(id, &ctx) {
                     unsafe { leakscope_task_poll_end(task) };
                 }
             }
@@ -314,7 +382,8 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if let Some(task) = Self::task(&id, &ctx) {
+        let task = self.tasks.remove(id.into_u64()).or_else(|| ctx.span(&id)?.extensions().get::<TaskId>().map(|task| task.0));
+        if let Some(task) = task {
             unsafe { leakscope_task_complete(task) };
         }
     }
@@ -329,7 +398,7 @@ where
         if waker.span == 0 {
             return;
         }
-        let Some(task) = Self::task(&Id::from_u64(waker.span), &ctx) else {
+        let Some(task) = self.task(&Id::from_u64(waker.span), &ctx) else {
             return;
         };
         unsafe {
@@ -359,5 +428,5 @@ pub fn layer<S>() -> Filtered<TaskLayer, TokioTasks, S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    TaskLayer { _private: () }.with_filter(TokioTasks)
+    TaskLayer { tasks: TaskMap::new(TASK_MAP_BITS) }.with_filter(TokioTasks)
 }

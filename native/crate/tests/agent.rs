@@ -189,3 +189,43 @@ fn the_wrapped_allocator_keeps_contents_through_realloc_and_zeroes_on_request() 
     assert_eq!(hello["mode"], "crate");
     assert_eq!(hello["pid"], std::process::id());
 }
+
+#[test]
+fn poll_times_on_the_measured_tsc_clock_agree_with_the_monotonic_clock() {
+    // The sampler measures the TSC's rate from its second tick (one a
+    // second, from the agent's start at this process's first allocation).
+    let calibrated = (0..40).any(|_| {
+        let clock = ask(r#"{"v":1,"id":4,"op":"tasks","tasks_state":"all","tasks_site":"none"}"#)["tasks"]["poll_clock"].clone();
+        clock == "tsc" || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        }
+    });
+    let on_tsc = std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .is_ok_and(|name| name.trim() == "tsc");
+    assert_eq!(calibrated, cfg!(target_arch = "x86_64") && on_tsc, "the poll clock is the TSC exactly where the kernel keeps time by it");
+    let subscriber = tracing_subscriber::registry().with(leakscope::layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let span = task_span("sleeper", "src/clock.rs", 3);
+        let mut measured = Vec::new();
+        for pause in [20u64, 40] {
+            let started = std::time::Instant::now();
+            let poll = span.enter();
+            std::thread::sleep(std::time::Duration::from_millis(pause));
+            drop(poll);
+            measured.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        let (site, items) = tasks_at("src/clock.rs:3");
+        let task = &items[0];
+        let longest = task["longest_poll_ms"].as_f64().unwrap();
+        let busy = task["busy_ms"].as_f64().unwrap();
+        // The agent's poll times sit inside the test's own brackets.
+        assert!(longest <= measured[1] && longest >= measured[1] - 1.0, "{longest} ms against {measured:?}");
+        let total: f64 = measured.iter().sum();
+        assert!(busy <= total && busy >= total - 2.0, "{busy} ms against {measured:?}");
+        // Buckets of log2 µs: 16.4–32.8 ms and 32.8–65.5 ms.
+        let histogram: Vec<u64> = site["poll_histogram"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+        assert_eq!((histogram[14], histogram[15], histogram.iter().sum::<u64>()), (1, 1, 2), "{histogram:?}");
+        drop(span);
+    });
+}

@@ -81,6 +81,7 @@ void Sampler::tick() {
   std::lock_guard<std::mutex> lock(mutex);
   recycle_vanished_slots(now);
   refresh_threads(now);
+  calibrate_poll_clock();
   g_tasks.sweep();
   const LedgerTotals totals = ledger_totals();
   const bool counting = g_ledger.scope.load(std::memory_order_relaxed) != kLedgerOff;

@@ -58,7 +58,7 @@ struct alignas(64) TaskRecord {
   std::atomic<uint64_t> last_wake_ns;
   std::atomic<uint64_t> allocated_bytes;
   std::atomic<int64_t> live_bytes;  // sampled, like a thread's
-  std::atomic<uint32_t> next_free;  // free-list link, index + 1
+  uint32_t unused;
   std::atomic<uint32_t> generation;
 };
 static_assert(sizeof(TaskRecord) == 128, "the budget is 128 bytes per task");
@@ -134,6 +134,11 @@ class TaskRegistry {
 
   // The ABI, any runtime thread.
   uint64_t spawn(const char* kind, const char* name, const char* site, uint64_t parent_id, SpawnOptions options = {});
+  // A spawn site interned once, for a runtime that spawns at the same sites
+  // again and again: kind index << 16 | site index, 0 when a table is full.
+  // spawn_at(handle, ...) is spawn(kind, site, ...) without the interning.
+  uint32_t site_handle(const char* kind, const char* site);
+  uint64_t spawn_at(uint32_t site_handle, const char* name, uint64_t parent_id, SpawnOptions options = {});
   void poll_begin(uint64_t id);
   void poll_end(uint64_t id);
   void wake(uint64_t id);
@@ -178,6 +183,10 @@ class TaskRegistry {
   uint64_t retain_ns_ = 0;
   uint32_t retain_max_ = 0;
   std::atomic<uint32_t> high_water_{0};
+  // The free list's links (index + 1), apart from the records: popped in
+  // the order the sweep pushed them, they are read from a few cached lines
+  // rather than one cold record each.
+  std::atomic<uint32_t>* free_links_ = nullptr;
   std::atomic<uint64_t> free_head_{0};  // tag << 32 | (index + 1)
   std::atomic<uint32_t> free_count_{0};
   std::atomic<uint64_t> dropped_spawns_{0};
@@ -191,6 +200,12 @@ extern TaskRegistry g_tasks;
 
 // CLOCK_MONOTONIC, for poll times.
 uint64_t mono_ns();
+// CLOCK_MONOTONIC's nanoseconds for poll times, from the TSC where the
+// kernel keeps time by it (tasks.cc); calibrate_poll_clock runs on the
+// sampler thread each tick and measures the TSC's rate.
+uint64_t poll_ns();
+void calibrate_poll_clock();
+const char* poll_clock_name();  // "tsc" once measured, else "monotonic"
 // CLOCK_MONOTONIC_COARSE (a few ms of resolution, a third of the cost), for
 // spawn, wake and completion times, which only make ages.
 uint64_t coarse_ns();

@@ -229,6 +229,7 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
       .field("retain_max", uint64_t(retain_max_))
       .field("dropped_spawns", dropped_spawns())
       .field("dropped_strings", dropped_strings())
+      .field("poll_clock", poll_clock_name())
       .field("idle_threshold_ms", query.idle_threshold_ms);
   out.key("by_state").begin_object()
       .field("running", by_state[0])

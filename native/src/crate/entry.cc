@@ -13,6 +13,7 @@
 #include "../core/agent.h"
 #include "../core/ledger.h"
 #include "../core/probes.h"
+#include "../core/tasks.h"
 
 using namespace leakscope;
 
@@ -81,6 +82,15 @@ void leakscope_crate_alloc(void* block, size_t size) { accounted([&](ThreadState
 
 // Hot path: before the wrapped allocator frees `block` of `size` bytes.
 void leakscope_crate_free(void* block, size_t size) { accounted([&](ThreadState& ts) { on_free(ts, block, size); }); }
+
+// The Tokio layer's spawn: a task spawned at a site it already has a handle
+// for (its `task_site` answer, kind index << 16 | site index; 0 when the
+// agent's tables are full). Tokio spawns at a few places many times, so the
+// layer interns each place once and skips formatting and hashing its text.
+uint32_t leakscope_crate_task_site(const char* kind, const char* site) { return g_tasks.site_handle(kind, site); }
+uint64_t leakscope_crate_task_spawn_at(uint32_t site, const char* name, uint64_t parent_id) {
+  return g_tasks.spawn_at(site, name, parent_id);
+}
 
 }  // extern "C"
 
