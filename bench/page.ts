@@ -1,5 +1,6 @@
-// Shared by the benchmark suites: the machine they ran on, medians, and the
-// marked sections of docs/benchmarks.md each suite rewrites.
+// Shared by the benchmark suites: the machine they ran on, medians, a
+// process's CPU time, and the marked sections of docs/benchmarks.md each
+// suite rewrites.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
@@ -12,6 +13,12 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** A process's CPU time so far (user + system), ms: /proc/<pid>/stat fields 14 and 15, in clock ticks of 10 ms. */
+export function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 export function machine(): string {

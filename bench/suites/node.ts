@@ -6,11 +6,10 @@
 // (2) An await-heavy microbenchmark: bare, with leakscope's bridge, and with
 // an async_hooks tracker, in one run.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/paths.js';
-import { measuredOn, median, writeSection } from '../page.js';
+import { cpuMs, measuredOn, median, writeSection } from '../page.js';
 
 const CLI = resolve(PACKAGE_ROOT, 'bin/leakscope.js');
 const SERVICE = resolve(PACKAGE_ROOT, 'fixtures/node/service.mjs');
@@ -41,12 +40,6 @@ async function startService(setup: Setup): Promise<{ child: ChildProcess; port: 
     if (attach.status !== 0) throw new Error(`attaching failed: ${attach.stderr}`);
   }
   return { child, ...ready };
-}
-
-/** The service's CPU time so far (user + system), ms: /proc/<pid>/stat fields 14 and 15, in clock ticks of 10 ms. */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 interface Run {

@@ -1,21 +1,24 @@
 // The rust suite. (1) HTTP throughput of the Tokio quote service
 // (fixtures/rust/src/service.rs, healthy twin): bare (built without
 // tokio_unstable, as a service runs today), with leakscope's allocator
-// wrapper alone, with the wrapper and leakscope's Tokio layer, and with
-// console-subscriber — interleaved rounds, the server pinned to CPU 0 and the
-// load (fixtures/rust/src/bin/http_load.rs) to CPU 1. (2) The allocator
+// wrapper alone, with tracing's registry and a layer that does nothing (the
+// floor under any layer on Tokio's task spans), with the wrapper and
+// leakscope's Tokio layer, and with console-subscriber — interleaved rounds,
+// the server pinned to CPU 0 and the load (fixtures/rust/src/bin/http_load.rs)
+// to CPU 1, throughput and the service's CPU time per request. (2) The allocator
 // wrapper on an allocation-heavy load with cross-thread frees, no client
 // attached: MiMalloc against Tracked<MiMalloc>.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/paths.js';
-import { measuredOn, median, writeSection } from '../page.js';
+import { cpuMs, measuredOn, median, writeSection } from '../page.js';
 
 const RELEASE = resolve(PACKAGE_ROOT, 'build/cargo/release');
 const BARE_TARGET = resolve(PACKAGE_ROOT, 'build/cargo-bare');
 const ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 4);
+const WARMUP_SECONDS = 1;
 const CONNECTIONS = 32;
 const CHURN_OPS = Number(process.env.BENCH_CHURN_OPS ?? 10_000_000);
 const CHURN_ROUNDS = Number(process.env.BENCH_CHURN_ROUNDS ?? 7);
@@ -49,15 +52,29 @@ async function startServer(server: Server): Promise<{ child: ChildProcess; port:
   return { child, port };
 }
 
-async function throughput(server: Server): Promise<number> {
+interface Run {
+  /** Requests a second. */
+  readonly rate: number;
+  /** The service's CPU time per request, µs: steadier than throughput on a shared machine. */
+  readonly cpuUs: number;
+}
+
+function load(port: number, seconds: number, server: Server): { requests: number; seconds: number } {
+  const run = spawnSync('taskset', ['-c', '1', resolve(RELEASE, 'http_load'), String(port), String(seconds), String(CONNECTIONS)], { encoding: 'utf8' });
+  const line = run.stdout.split('\n').find((l) => l.startsWith('{"requests"'));
+  if (run.status !== 0 || !line) throw new Error(`http_load against ${server.name} failed: ${run.stderr.slice(-400)}`);
+  const result = JSON.parse(line) as { requests: number; seconds: number; errors: number };
+  if (result.errors > 0) throw new Error(`${server.name}: ${result.errors} connections failed`);
+  return result;
+}
+
+async function throughput(server: Server): Promise<Run> {
   const { child, port } = await startServer(server);
   try {
-    const load = spawnSync('taskset', ['-c', '1', resolve(RELEASE, 'http_load'), String(port), String(SECONDS), String(CONNECTIONS)], { encoding: 'utf8' });
-    const line = load.stdout.split('\n').find((l) => l.startsWith('{"requests"'));
-    if (load.status !== 0 || !line) throw new Error(`http_load against ${server.name} failed: ${load.stderr.slice(-400)}`);
-    const result = JSON.parse(line) as { requests: number; seconds: number; errors: number };
-    if (result.errors > 0) throw new Error(`${server.name}: ${result.errors} connections failed`);
-    return result.requests / result.seconds;
+    load(port, WARMUP_SECONDS, server); // the same warm-up for every service: connections, caches, the site handles
+    const cpuBefore = cpuMs(child.pid!);
+    const result = load(port, SECONDS, server);
+    return { rate: result.requests / result.seconds, cpuUs: ((cpuMs(child.pid!) - cpuBefore) * 1000) / result.requests };
   } finally {
     child.kill('SIGKILL');
     await new Promise((r) => child.once('close', r));
@@ -68,31 +85,41 @@ async function httpSection(): Promise<string> {
   const servers: Server[] = [
     { name: 'bare (no tokio_unstable)', binary: buildBare(), env: {} },
     { name: 'leakscope: allocator wrapper only', binary: resolve(RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_LAYER: '0' } },
+    { name: 'floor: wrapper + registry + a layer that does nothing', binary: resolve(RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_LAYER: 'floor' } },
     { name: 'leakscope: wrapper + Tokio layer', binary: resolve(RELEASE, 'http_healthy'), env: {} },
     { name: 'console-subscriber', binary: resolve(RELEASE, 'http_console'), env: { TOKIO_CONSOLE_BIND: '127.0.0.1:0' } },
   ];
-  const rates = new Map<string, number[]>(servers.map((s) => [s.name, []]));
+  const runs = new Map<string, Run[]>(servers.map((s) => [s.name, []]));
   for (let round = 0; round < ROUNDS; round++)
     for (const server of servers) {
-      const rate = await throughput(server);
-      rates.get(server.name)!.push(rate);
-      process.stderr.write(`http round ${round + 1}/${ROUNDS}  ${server.name.padEnd(36)} ${Math.round(rate)} req/s\n`);
+      const run = await throughput(server);
+      runs.get(server.name)!.push(run);
+      process.stderr.write(`http round ${round + 1}/${ROUNDS}  ${server.name.padEnd(44)} ${Math.round(run.rate)} req/s  ${run.cpuUs.toFixed(2)} µs CPU/req\n`);
     }
-  const bare = median(rates.get(servers[0]!.name)!);
+  const rate = (name: string) => median(runs.get(name)!.map((r) => r.rate));
+  const cpu = (name: string) => median(runs.get(name)!.map((r) => r.cpuUs));
+  const bare = servers[0]!.name;
   const rows = servers.map((s) => {
-    const values = rates.get(s.name)!;
-    const m = median(values);
-    return `| ${s.name} | ${Math.round(m).toLocaleString('en-US')} req/s | ${Math.round(Math.min(...values)).toLocaleString('en-US')}–${Math.round(Math.max(...values)).toLocaleString('en-US')} | ${(m / bare).toFixed(2)}× |`;
+    const rates = runs.get(s.name)!.map((r) => r.rate);
+    const low = Math.round(Math.min(...rates)).toLocaleString('en-US');
+    const high = Math.round(Math.max(...rates)).toLocaleString('en-US');
+    return `| ${s.name} | ${Math.round(rate(s.name)).toLocaleString('en-US')} req/s | ${low}–${high} | ${(rate(s.name) / rate(bare)).toFixed(2)}× | ${cpu(s.name).toFixed(2)} µs | ${(cpu(bare) / cpu(s.name)).toFixed(2)}× |`;
   });
-  const ours = median(rates.get(servers[2]!.name)!) / bare;
+  const wrapper = servers[1]!.name;
+  const floor = servers[2]!.name;
+  const ours = servers[3]!.name;
+  const added = (name: string, over: string) => (cpu(name) - cpu(over)).toFixed(2);
+  const oursRatio = rate(ours) / rate(bare);
   return [
-    `Load: \`http_load PORT ${SECONDS} ${CONNECTIONS}\` — ${CONNECTIONS} keep-alive connections, each sending \`GET /quote\` and reading the response before the next, for ${SECONDS} s; the service (healthy twin: each request spawns a task that ends with it) pinned to CPU 0, the load to CPU 1. Median of ${ROUNDS} interleaved rounds; ratio against bare.`,
+    `Load: \`http_load PORT ${SECONDS} ${CONNECTIONS}\` — ${CONNECTIONS} keep-alive connections, each sending \`GET /quote\` and reading the response before the next, for ${SECONDS} s after ${WARMUP_SECONDS} s of the same load as warm-up; the service (healthy twin: each request spawns a task that ends with it) pinned to CPU 0, the load to CPU 1. Median of ${ROUNDS} interleaved rounds; ratio against bare.`,
     '',
-    '| service | throughput | range | ratio |',
-    '|---|---|---|---|',
+    "The last two columns: the service's own CPU time per request (user + system, from /proc) and bare's over it — steadier than throughput when the machine's neighbours are busy. The floor row is the allocator wrapper with tracing's registry and a layer that does nothing, filtered to the same Tokio callsites as leakscope's: Tokio making a span per task and entering it for each poll, and the registry keeping it — what any layer on Tokio's task spans costs before it does work of its own.",
+    '',
+    '| service | throughput | range | ratio | CPU per request | ratio |',
+    '|---|---|---|---|---|---|',
     ...rows,
     '',
-    `Budget: leakscope (wrapper + layer) ≥ 0.95× bare → ${ours >= 0.95 ? 'met' : `NOT MET (${ours.toFixed(2)}×)`}.`,
+    `Budget: leakscope (wrapper + layer) ≥ 0.95× bare → ${oursRatio >= 0.95 ? 'met' : `NOT MET (${oursRatio.toFixed(2)}×)`}. Of the CPU leakscope adds per request (${added(ours, bare)} µs): the allocator wrapper ${added(wrapper, bare)} µs, Tokio's task spans in tracing's registry (the floor under any layer) ${added(floor, wrapper)} µs, the layer's own work ${added(ours, floor)} µs.`,
   ].join('\n');
 }
 
