@@ -86,44 +86,37 @@ impl TaskMap {
         false
     }
 
-    /// The task of a span alive now, or None when the table does not have it.
-    pub(crate) fn find(&self, span: u64) -> Option<u64> {
+    /// The slot holding a span, as seen now; None when the table does not have it.
+    fn holding(&self, span: u64) -> Option<&Slot> {
         if !Self::usable(span) {
             return None;
         }
         for slot in self.probe(span) {
-            let seen = slot.span.load(Ordering::Acquire);
-            if seen == span {
-                let task = slot.task.load(Ordering::Relaxed);
-                fence(Ordering::Acquire);
-                // Still this span's: the slot was not freed and taken again
-                // while the task was read (span ids are not reused while a
-                // span lives, so the same id means the same entry).
-                return (slot.span.load(Ordering::Relaxed) == span).then_some(task);
-            }
-            if seen == EMPTY {
-                return None;
+            match slot.span.load(Ordering::Acquire) {
+                seen if seen == span => return Some(slot),
+                EMPTY => return None,
+                _ => {}
             }
         }
         None
     }
 
+    /// The task of a span alive now, or None when the table does not have it.
+    pub(crate) fn find(&self, span: u64) -> Option<u64> {
+        let slot = self.holding(span)?;
+        let task = slot.task.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        // Still this span's: the slot was not freed and taken again while the
+        // task was read (span ids are not reused while a span lives, so the
+        // same id means the same entry).
+        (slot.span.load(Ordering::Relaxed) == span).then_some(task)
+    }
+
     /// Forgets a closed span; its task, or None when the table did not have it.
     pub(crate) fn remove(&self, span: u64) -> Option<u64> {
-        if !Self::usable(span) {
-            return None;
-        }
-        for slot in self.probe(span) {
-            let seen = slot.span.load(Ordering::Acquire);
-            if seen == span {
-                let task = slot.task.load(Ordering::Relaxed);
-                return slot.span.compare_exchange(span, FREED, Ordering::Release, Ordering::Relaxed).is_ok().then_some(task);
-            }
-            if seen == EMPTY {
-                return None;
-            }
-        }
-        None
+        let slot = self.holding(span)?;
+        let task = slot.task.load(Ordering::Relaxed);
+        slot.span.compare_exchange(span, FREED, Ordering::Release, Ordering::Relaxed).is_ok().then_some(task)
     }
 }
 
