@@ -334,7 +334,15 @@ impl TaskLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        self.tasks.find(id.into_u64()).or_else(|| ctx.span(id)?.extensions().get::<TaskId>().map(|task| task.0))
+        self.tasks.find(id.into_u64()).or_else(|| Self::kept_in_span(id, ctx))
+    }
+
+    /// The task of a span the table had no room for.
+    fn kept_in_span<S>(id: &Id, ctx: &Context<'_, S>) -> Option<u64>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        ctx.span(id)?.extensions().get::<TaskId>().map(|task| task.0)
     }
 }
 
@@ -382,7 +390,7 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let task = self.tasks.remove(id.into_u64()).or_else(|| ctx.span(&id)?.extensions().get::<TaskId>().map(|task| task.0));
+        let task = self.tasks.remove(id.into_u64()).or_else(|| Self::kept_in_span(&id, &ctx));
         if let Some(task) = task {
             unsafe { leakscope_task_complete(task) };
         }
