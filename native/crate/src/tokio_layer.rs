@@ -170,7 +170,7 @@ impl Spawn {
 }
 
 /// Which site a spawn is at: loc.file's address and length, loc.line, kind.
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct SiteKey {
     file: (usize, usize),
     line: u64,

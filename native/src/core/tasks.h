@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "clock.h"
 #include "json.h"
 #include "strings.h"
 
@@ -58,7 +59,7 @@ struct alignas(64) TaskRecord {
   std::atomic<uint64_t> last_wake_ns;
   std::atomic<uint64_t> allocated_bytes;
   std::atomic<int64_t> live_bytes;  // sampled, like a thread's
-  uint32_t unused;
+  uint32_t padding;  // keeps the record at 128 bytes
   std::atomic<uint32_t> generation;
 };
 static_assert(sizeof(TaskRecord) == 128, "the budget is 128 bytes per task");
@@ -197,18 +198,6 @@ class TaskRegistry {
 };
 
 extern TaskRegistry g_tasks;
-
-// CLOCK_MONOTONIC, for poll times.
-uint64_t mono_ns();
-// CLOCK_MONOTONIC's nanoseconds for poll times, from the TSC where the
-// kernel keeps time by it (tasks.cc); calibrate_poll_clock runs on the
-// sampler thread each tick and measures the TSC's rate.
-uint64_t poll_ns();
-void calibrate_poll_clock();
-const char* poll_clock_name();  // "tsc" once measured, else "monotonic"
-// CLOCK_MONOTONIC_COARSE (a few ms of resolution, a third of the cost), for
-// spawn, wake and completion times, which only make ages.
-uint64_t coarse_ns();
 
 // The calling thread's polls in progress (nested when a poll runs another
 // task's poll, as block_on does). Initial-exec TLS, like the ledger's.
