@@ -1,7 +1,8 @@
 // Real Tokio: the hyper quote service (fixtures/rust/src/service.rs) with
-// leakscope's crate — MiMalloc wrapped in Tracked, Tokio's task
-// instrumentation through leakscope::layer() — attached by pid while it
-// serves. The service answers its own truth at /truth.
+// leakscope's crate — MiMalloc wrapped in Tracked, Tokio's tasks through
+// leakscope::layer() (task spans and waker events) or through
+// leakscope::runtime_hooks (Tokio's runtime hooks) — attached by pid while
+// it serves. The service answers its own truth at /truth.
 import { connect } from 'node:http2';
 import test, { type ExecutionContext } from 'ava';
 import { findingsAt, siteOf } from './helpers/task-sites.js';
@@ -63,61 +64,72 @@ async function loadAndWatch(client: Client, pid: number, lookups: boolean) {
   return { during, truth };
 }
 
-test('leaky Tokio service: every discarded default leaves an idle task at its spawn site, with its memory; the forgotten waker is found', async (t) => {
-  const { fixture, client } = await startService(t, 'http_leaky');
-  const { during, truth } = await loadAndWatch(client, fixture.pid, true);
-  t.is(during.agent.mode, 'crate');
-  t.deepEqual(findingsAt(during, 'task-growth').map(([site]) => site), [truth.sites.feed], `pending: ${JSON.stringify(during.pending_checks)}`);
+/**
+ * How the service brings its tasks in: leakscope's tracing layer (spans and
+ * waker events), or Tokio's runtime hooks (no spans, no wakers).
+ */
+const MODES = {
+  layer: { env: {}, wakers: true },
+  hooks: { env: { LEAKSCOPE_FIXTURE_TASKS: 'hooks' }, wakers: false },
+} as const;
 
-  // Every feed task has been idle for over a second once the last quote is.
-  await new Promise((r) => setTimeout(r, 1500));
-  const snapshot = await snapshotOf(fixture.pid, ['--idle-threshold', '1s']);
-  t.true(truth.quotes >= 100, `${truth.quotes} quotes`);
-  t.is(truth.feeds_started, truth.quotes);
-  t.is(truth.feeds_stopped, 0);
-  t.like(siteOf(snapshot, truth.sites.feed), {
-    kind: 'task',
-    live: truth.quotes,
-    idle: truth.quotes,
-    idle_over_threshold: truth.quotes,
-    spawned: truth.quotes,
-    completed: 0,
-    no_waker: 0,
-    allocated_bytes: truth.quotes * truth.feed_table_bytes,
-    live_bytes: truth.quotes * truth.feed_table_bytes,
+for (const [mode, { env, wakers }] of Object.entries(MODES)) {
+  test(`leaky Tokio service (${mode}): every discarded default leaves an idle task at its spawn site, with its memory; ${wakers ? 'the forgotten waker is found' : 'wakers are not judged'}`, async (t) => {
+    const { fixture, client } = await startService(t, 'http_leaky', env);
+    const { during, truth } = await loadAndWatch(client, fixture.pid, true);
+    t.is(during.agent.mode, 'crate');
+    t.deepEqual(findingsAt(during, 'task-growth').map(([site]) => site), [truth.sites.feed], `pending: ${JSON.stringify(during.pending_checks)}`);
+
+    // Every feed task has been idle for over a second once the last quote is.
+    await new Promise((r) => setTimeout(r, 1500));
+    const snapshot = await snapshotOf(fixture.pid, ['--idle-threshold', '1s']);
+    t.true(truth.quotes >= 100, `${truth.quotes} quotes`);
+    t.is(truth.feeds_started, truth.quotes);
+    t.is(truth.feeds_stopped, 0);
+    t.like(siteOf(snapshot, truth.sites.feed), {
+      kind: 'task',
+      live: truth.quotes,
+      idle: truth.quotes,
+      idle_over_threshold: truth.quotes,
+      spawned: truth.quotes,
+      completed: 0,
+      no_waker: 0,
+      allocated_bytes: truth.quotes * truth.feed_table_bytes,
+      live_bytes: truth.quotes * truth.feed_table_bytes,
+    });
+    t.like(siteOf(snapshot, truth.sites.lookup!), { live: LOOKUPS, idle: LOOKUPS, no_waker: wakers ? LOOKUPS : 0, completed: 0 });
+    t.deepEqual(snapshot.tasks.wakers_tracked_kinds, wakers ? ['task'] : []);
+    t.deepEqual(findingsAt(snapshot, 'idle-forever'), [
+      [truth.sites.feed, truth.quotes],
+      [truth.sites.lookup!, LOOKUPS],
+    ]);
+    t.is(snapshot.findings.find((f) => f.id === 'idle-forever')?.severity, 'warn');
+    t.regex(snapshot.findings.find((f) => f.id === 'idle-forever')!.summary, new RegExp(`^${truth.quotes} tasks spawned at src/service\\.rs:\\d+ have been idle`));
+    t.deepEqual(findingsAt(snapshot, 'lost-waker'), wakers ? [[truth.sites.lookup!, LOOKUPS]] : []);
+    // The connections closed: their tasks are done, and the service still serves.
+    t.like(siteOf(snapshot, truth.sites.connection), { live: 0 });
+    t.truthy(siteOf(snapshot, truth.sites.connection)?.completed);
+    const after = new Client(fixture.truth.port);
+    t.is((await after.get('/quote')).status, 200);
+    after.close();
   });
-  t.like(siteOf(snapshot, truth.sites.lookup!), { live: LOOKUPS, idle: LOOKUPS, no_waker: LOOKUPS, completed: 0 });
-  t.deepEqual(snapshot.tasks.wakers_tracked_kinds, ['task']);
-  t.deepEqual(findingsAt(snapshot, 'idle-forever'), [
-    [truth.sites.feed, truth.quotes],
-    [truth.sites.lookup!, LOOKUPS],
-  ]);
-  t.is(snapshot.findings.find((f) => f.id === 'idle-forever')?.severity, 'warn');
-  t.regex(snapshot.findings.find((f) => f.id === 'idle-forever')!.summary, new RegExp(`^${truth.quotes} tasks spawned at src/service\\.rs:\\d+ have been idle`));
-  t.deepEqual(findingsAt(snapshot, 'lost-waker'), [[truth.sites.lookup!, LOOKUPS]]);
-  // The connections closed: their tasks are done, and the service still serves.
-  t.like(siteOf(snapshot, truth.sites.connection), { live: 0 });
-  t.truthy(siteOf(snapshot, truth.sites.connection)?.completed);
-  const after = new Client(fixture.truth.port);
-  t.is((await after.get('/quote')).status, 200);
-  after.close();
-});
 
-test('healthy twin: the same load, every task ends with its request, and no task lint fires', async (t) => {
-  const { fixture, client } = await startService(t, 'http_healthy');
-  const { during, truth } = await loadAndWatch(client, fixture.pid, false);
-  t.deepEqual(findingsAt(during, 'task-growth'), []);
-  await new Promise((r) => setTimeout(r, 1500));
-  const snapshot = await snapshotOf(fixture.pid, ['--idle-threshold', '1s']);
-  t.true(truth.quotes >= 100, `${truth.quotes} quotes`);
-  t.is(truth.feeds_stopped, truth.quotes);
-  t.like(siteOf(snapshot, truth.sites.feed), { live: 0, spawned: truth.quotes, completed: truth.quotes, live_bytes: 0 });
-  t.is(snapshot.tasks.live, 0);
-  t.deepEqual(
-    snapshot.findings.filter((f) => TASK_LINTS.includes(f.id)),
-    [],
-  );
-});
+  test(`healthy twin (${mode}): the same load, every task ends with its request, and no task lint fires`, async (t) => {
+    const { fixture, client } = await startService(t, 'http_healthy', env);
+    const { during, truth } = await loadAndWatch(client, fixture.pid, false);
+    t.deepEqual(findingsAt(during, 'task-growth'), []);
+    await new Promise((r) => setTimeout(r, 1500));
+    const snapshot = await snapshotOf(fixture.pid, ['--idle-threshold', '1s']);
+    t.true(truth.quotes >= 100, `${truth.quotes} quotes`);
+    t.is(truth.feeds_stopped, truth.quotes);
+    t.like(siteOf(snapshot, truth.sites.feed), { live: 0, spawned: truth.quotes, completed: truth.quotes, live_bytes: 0 });
+    t.is(snapshot.tasks.live, 0);
+    t.deepEqual(
+      snapshot.findings.filter((f) => TASK_LINTS.includes(f.id)),
+      [],
+    );
+  });
+}
 
 /** Reads console-subscriber's gRPC update stream until an update names `atLeast` tasks spawned in service.rs. */
 function consoleSees(port: number, atLeast: number, timeoutMs = 10_000): Promise<number> {

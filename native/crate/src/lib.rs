@@ -103,10 +103,18 @@ impl Wrapped for tikv_jemallocator::Jemalloc {
     }
 }
 
-#[cfg(feature = "tracing")]
+#[cfg(any(feature = "tracing", all(feature = "tokio", tokio_unstable)))]
+mod polls;
+#[cfg(any(feature = "tracing", all(feature = "tokio", tokio_unstable)))]
+mod sites;
+#[cfg(any(feature = "tracing", all(feature = "tokio", tokio_unstable)))]
 mod task_map;
+#[cfg(all(feature = "tokio", tokio_unstable))]
+mod tokio_hooks;
 #[cfg(feature = "tracing")]
 mod tokio_layer;
+#[cfg(all(feature = "tokio", tokio_unstable))]
+pub use tokio_hooks::runtime_hooks;
 #[cfg(feature = "tracing")]
 pub use tokio_layer::{layer, TaskLayer, TokioTasks};
 

@@ -14,7 +14,6 @@
 //! One poll more than Tokio made is counted for each finished task: tracing
 //! enters a task's span once more to drop its future.
 
-use std::cell::Cell;
 use std::ffi::{c_char, CStr};
 use std::fmt::{self, Write};
 
@@ -26,10 +25,11 @@ use tracing_subscriber::filter::Filtered;
 use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::polls::STACK;
+use crate::sites::{self, CBuf};
 use crate::task_map::TaskMap;
 
 extern "C" {
-    fn leakscope_crate_task_site(kind: *const c_char, site: *const c_char) -> u32;
     fn leakscope_crate_task_spawn_at(site: u32, name: *const c_char, parent_id: u64) -> u64;
     fn leakscope_task_poll_begin(id: u64);
     fn leakscope_task_poll_end(id: u64);
@@ -73,47 +73,6 @@ struct TaskId(u64);
 /// as tasks land in it. Live tasks beyond about 90,000 go to extensions.
 const TASK_MAP_BITS: u32 = 17;
 
-/// A NUL-terminated string on the stack: a span's strings reach the agent
-/// (which copies them) without a heap allocation per spawn. Longer text is cut.
-struct CBuf<const N: usize> {
-    bytes: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> CBuf<N> {
-    const fn new() -> Self {
-        CBuf { bytes: [0; N], len: 0 }
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn as_ptr(&mut self) -> *const c_char {
-        self.bytes[self.len] = 0;
-        self.bytes.as_ptr().cast()
-    }
-}
-
-impl<const N: usize> fmt::Write for CBuf<N> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        for &byte in text.as_bytes() {
-            if self.len + 1 >= N {
-                break;
-            }
-            if byte != 0 {
-                self.bytes[self.len] = byte;
-                self.len += 1;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// What a `runtime.spawn` span says about its task.
 struct Spawn {
     kind: &'static CStr,
@@ -139,58 +98,16 @@ impl Spawn {
         }
     }
 
-    /// The agent's handle of this spawn's site. Tokio spawns at a few places
-    /// over and over, so each thread keeps the handles it was given by the
-    /// site's address: formatting "file:line" and interning it happen once
-    /// per place, not once per task. Only within `on_new_span`, while the
-    /// span's fields are alive.
+    /// The agent's handle of this spawn's site. Only within `on_new_span`,
+    /// while the span's fields (and so loc.file) are alive.
     fn site(&self) -> u32 {
-        let key = SiteKey { file: self.file, line: self.line, kind: self.kind.as_ptr() as usize };
-        SITES.with(|sites| {
-            let slot = &sites[key.slot()];
-            let (held, handle) = slot.get();
-            if held == key && handle != 0 {
-                return handle;
-            }
-            let mut site = CBuf::<512>::new();
-            if self.file.0 != 0 {
-                // SAFETY: the address and length of the `&str` Tokio passed
-                // for loc.file in this span's fields, still alive here.
-                let file = unsafe { std::slice::from_raw_parts(self.file.0 as *const u8, self.file.1) };
-                let _ = site.write_str(std::str::from_utf8(file).unwrap_or("unknown"));
-                let _ = write!(site, ":{}", self.line);
-            }
-            let handle = unsafe { leakscope_crate_task_site(self.kind.as_ptr(), site.as_ptr()) };
-            if handle != 0 {
-                slot.set((key, handle));
-            }
-            handle
-        })
+        // SAFETY: the address and length of the `&str` Tokio passed for
+        // loc.file in this span's fields, still alive here.
+        let file = (self.file.0 != 0)
+            .then(|| unsafe { std::slice::from_raw_parts(self.file.0 as *const u8, self.file.1) })
+            .map(|file| std::str::from_utf8(file).unwrap_or("unknown"));
+        sites::handle(self.kind, file, self.line)
     }
-}
-
-/// Which site a spawn is at: loc.file's address and length, loc.line, kind.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct SiteKey {
-    file: (usize, usize),
-    line: u64,
-    kind: usize,
-}
-
-const SITE_SLOTS: usize = 64;
-
-impl SiteKey {
-    fn slot(&self) -> usize {
-        let mixed = (self.file.0 as u64 ^ self.line.rotate_left(32) ^ self.kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (mixed >> 58) as usize % SITE_SLOTS
-    }
-}
-
-thread_local! {
-    /// The site handles this thread was given, by site; a direct-mapped cache.
-    static SITES: [Cell<(SiteKey, u32)>; SITE_SLOTS] = const {
-        [const { Cell::new((SiteKey { file: (0, 0), line: 0, kind: 0 }, 0)) }; SITE_SLOTS]
-    };
 }
 
 impl Visit for Spawn {
@@ -218,7 +135,7 @@ impl Visit for Spawn {
             "kind" => {
                 let mut kind = CBuf::<16>::new();
                 let _ = write!(kind, "{value:?}");
-                self.kind = Spawn::kind_of(std::str::from_utf8(&kind.bytes[..kind.len]).unwrap_or(""));
+                self.kind = Spawn::kind_of(kind.as_str());
             }
             "task.name" => {
                 self.name.clear();
@@ -266,64 +183,6 @@ impl Visit for WakerOp {
     fn record_debug(&mut self, _field: &Field, _value: &dyn fmt::Debug) {}
 }
 
-/// The spans entered on this thread, innermost last, with their tasks: the
-/// innermost task is the parent of a task spawned now, and an exit finds its
-/// task here without a registry lookup. A span entered again while its task
-/// is already being polled here (user code entering `Span::current()`) does
-/// not begin or end a poll. Beyond MAX_DEPTH entries the layer falls back to
-/// looking tasks up.
-const MAX_DEPTH: usize = 16;
-
-#[derive(Clone, Copy)]
-struct Entered {
-    span: u64,
-    task: u64,
-    polls: bool, // this entry began a poll, and its exit ends it
-}
-
-const NONE: Entered = Entered { span: 0, task: 0, polls: false };
-
-struct Stack {
-    entries: [Cell<Entered>; MAX_DEPTH],
-    depth: Cell<usize>,
-}
-
-thread_local! {
-    static STACK: Stack = const { Stack { entries: [const { Cell::new(NONE) }; MAX_DEPTH], depth: Cell::new(0) } };
-}
-
-impl Stack {
-    /// The task being polled innermost on this thread, or 0.
-    fn polling(&self) -> u64 {
-        (0..self.depth.get()).rev().map(|i| self.entries[i].get().task).find(|&task| task != 0).unwrap_or(0)
-    }
-
-    /// Notes an entered span; true when its task's poll begins now.
-    fn push(&self, span: u64, task: u64) -> bool {
-        let depth = self.depth.get();
-        let nested = (0..depth).any(|i| self.entries[i].get().task == task);
-        if depth == MAX_DEPTH {
-            return !nested; // not noted: its exit looks the task up
-        }
-        self.entries[depth].set(Entered { span, task, polls: !nested });
-        self.depth.set(depth + 1);
-        !nested
-    }
-
-    /// Takes the innermost entry of `span` off (exits are almost always the
-    /// innermost); None when it was never noted.
-    fn pop(&self, span: u64) -> Option<Entered> {
-        let depth = self.depth.get();
-        let at = (0..depth).rev().find(|&i| self.entries[i].get().span == span)?;
-        let entered = self.entries[at].get();
-        for i in at..depth - 1 {
-            self.entries[i].set(self.entries[i + 1].get());
-        }
-        self.depth.set(depth - 1);
-        Some(entered)
-    }
-}
-
 /// The layer's work; see [`layer`] for the filtered layer to install.
 pub struct TaskLayer {
     tasks: TaskMap,
@@ -358,7 +217,7 @@ where
         attrs.record(&mut spawn);
         let site = spawn.site();
         let name = if spawn.name.is_empty() { std::ptr::null() } else { spawn.name.as_ptr() };
-        let parent = STACK.with(Stack::polling);
+        let parent = STACK.with(|stack| stack.polling());
         let task = unsafe { leakscope_crate_task_spawn_at(site, name, parent) };
         if task == 0 {
             return; // no agent yet, or its task table is full

@@ -229,3 +229,76 @@ fn poll_times_on_the_measured_tsc_clock_agree_with_the_monotonic_clock() {
         drop(span);
     });
 }
+
+/// `tokio::spawn`, with the site Tokio reports for the task ("file:line").
+#[cfg(all(feature = "tokio", tokio_unstable))]
+#[track_caller]
+fn spawn_noted<F>(future: F) -> (String, tokio::task::JoinHandle<F::Output>)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let at = std::panic::Location::caller();
+    (format!("{}:{}", at.file(), at.line()), tokio::spawn(future))
+}
+
+/// Tokio's runtime hooks, on a real multi-thread runtime.
+#[cfg(all(feature = "tokio", tokio_unstable))]
+#[test]
+fn tokio_runtime_hooks_make_tasks_with_their_site_parent_polls_memory_and_end() {
+    let runtime = leakscope::runtime_hooks(&mut tokio::runtime::Builder::new_multi_thread())
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (parent_at, child_at, child, ends_at, ended) = runtime.block_on(async {
+        let (child_tx, child_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let (parent_at, parent) = spawn_noted(async move {
+            std::hint::black_box(vec![7u8; 4096]);
+            let child = spawn_noted(async move {
+                let _ = go_rx.await; // idle until told, or aborted
+            });
+            child_tx.send(child).ok();
+            tokio::task::yield_now().await; // a second poll
+        });
+        parent.await.unwrap();
+        let (child_at, child) = child_rx.await.unwrap();
+        // Its last poll allocates 64 KiB and frees it as the task ends.
+        let (ends_at, ends) = spawn_noted(async {
+            tokio::task::yield_now().await;
+            std::hint::black_box(vec![1u64; 8192]);
+        });
+        ends.await.unwrap();
+        (parent_at, child_at, child, ends_at, go_tx)
+    });
+    let (parent_site, parents) = tasks_at(&parent_at);
+    assert_eq!(parent_site["kind"], "task");
+    assert_eq!((parent_site["live"].as_u64(), parent_site["completed"].as_u64()), (Some(0), Some(1)), "{parent_site}");
+    assert_eq!(parents[0]["polls"], 2);
+    assert!(parents[0]["allocated_bytes"].as_u64().unwrap() >= 4096, "{}", parents[0]);
+
+    let (child_site, children) = tasks_at(&child_at);
+    assert_eq!(child_site["live"], 1, "{child_site}");
+    assert_eq!(children[0]["state"], "idle");
+    assert_eq!(children[0]["parent_id"], parents[0]["id"]);
+    assert_eq!(children[0]["name"], "", "the hooks carry no names");
+
+    // The poll it ended in is counted, with what it allocated.
+    let (ends_site, ends) = tasks_at(&ends_at);
+    assert_eq!(ends_site["completed"], 1, "{ends_site}");
+    assert_eq!(ends[0]["polls"], 2, "{}", ends[0]);
+    assert!(ends[0]["allocated_bytes"].as_u64().unwrap() >= 65536, "{}", ends[0]);
+    assert_eq!(ends_site["live_bytes"], 0, "{ends_site}");
+
+    // Aborted while idle: it ends without another poll.
+    child.abort();
+    for _ in 0..100 {
+        if tasks_at(&child_at).0["completed"] == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(tasks_at(&child_at).0["completed"], 1);
+    drop(ended);
+}
