@@ -94,6 +94,37 @@ test('the task list: paged, filtered by site, sorted, with wakers and memory per
   t.is(all.tasks.items_total, truth.requests_completed, 'completed tasks are retained for a while');
 });
 
+test('completed tasks: the newest LEAKSCOPE_TASK_RETAIN_MAX stay listed, older ones and those past LEAKSCOPE_TASK_RETAIN_MS are forgotten, and their records serve new tasks', async (t) => {
+  // 150 connections of 4 requests: 8 tasks each, more than the 1,024 records
+  // the agent may hold, over 4 s of traffic.
+  const [kept, expiring] = await Promise.all([
+    startFixture<EventLoopTruth>(t, 'event_loop', ['--connections', '150', '--interval-ms', '20', '--requests', '4'], {
+      env: { LEAKSCOPE_TASK_RETAIN_MAX: '25', LEAKSCOPE_MAX_TASKS: '1024' },
+    }),
+    startFixture<EventLoopTruth>(t, 'event_loop', ['--connections', '12', '--interval-ms', '50'], { env: { LEAKSCOPE_TASK_RETAIN_MS: '1000' } }),
+  ]);
+  const readyAt = Date.now();
+  const listed = await snapshotUntil(kept.pid, (s) => s.tasks.by_state.completed === 25, {
+    extra: ['--tasks-state', 'completed', '--tasks', '100'],
+    timeoutMs: 10_000,
+  });
+  const sinceReady = Date.now() - readyAt;
+  t.true(listed.tasks.spawned > 1024, `${listed.tasks.spawned} tasks spawned`);
+  t.is(listed.tasks.dropped, 0, 'every spawn found a record: forgotten ones were taken again');
+  t.is(listed.tasks.live, kept.truth.leaked_tasks + 1);
+  t.is(listed.tasks.completed, listed.tasks.spawned - listed.tasks.live);
+  t.is(listed.tasks.by_state.completed, 25);
+  t.is(listed.tasks.items.length, 25);
+  // The newest: the traffic's last half second, not its first seconds.
+  const oldest = Math.max(...listed.tasks.items.map((i) => i.completed_ms_ago ?? Infinity));
+  t.true(oldest <= sinceReady + 600, `the oldest kept completed ${oldest} ms ago, ${sinceReady} ms after the traffic ended`);
+
+  const expired = await snapshotUntil(expiring.pid, (s) => s.tasks.by_state.completed === 0, { timeoutMs: 10_000 });
+  t.is(expired.tasks.by_state.completed, 0);
+  t.true(expired.tasks.completed > 0);
+  t.is(expired.tasks.live, expiring.truth.leaked_tasks + 1);
+});
+
 test('task-growth fires on the site that keeps leaking and on no bounded one', async (t) => {
   const fixture = await startFixture<EventLoopTruth>(t, 'event_loop', ['--connections', '4', '--interval-ms', '400', '--forever']);
   const truth = fixture.truth;

@@ -102,7 +102,9 @@ bool TaskRegistry::init(uint32_t capacity, uint64_t retain_ms, uint32_t retain_m
   auto* stats = static_cast<SiteStats*>(reserve(sizeof(SiteStats) * ((1u << kSiteBits) + 1)));
   auto* site_list = static_cast<std::atomic<uint32_t>*>(reserve(sizeof(std::atomic<uint32_t>) << kSiteBits));
   auto* free_links = static_cast<std::atomic<uint32_t>*>(reserve(sizeof(std::atomic<uint32_t>) * capacity));
-  if (records == nullptr || stats == nullptr || site_list == nullptr || free_links == nullptr) return false;
+  auto* done_links = static_cast<std::atomic<uint32_t>*>(reserve(sizeof(std::atomic<uint32_t>) * capacity));
+  if (records == nullptr || stats == nullptr || site_list == nullptr || free_links == nullptr || done_links == nullptr)
+    return false;
   if (!kinds_.init(kKindBits, 64 * 1024) || !sites_.init(kSiteBits, 4 << 20) || !names_.init(18, 16 << 20))
     return false;
   capacity_ = capacity;
@@ -111,6 +113,7 @@ bool TaskRegistry::init(uint32_t capacity, uint64_t retain_ms, uint32_t retain_m
   sites_stats_ = stats;
   site_list_ = site_list;
   free_links_ = free_links;
+  done_links_ = done_links;
   base_wall_ms_ = wall_ms();
   base_mono_ns_ = mono_ns();
   std::atomic_thread_fence(std::memory_order_release);
@@ -319,6 +322,13 @@ void TaskRegistry::complete(uint64_t id) {
   s.done_allocated_bytes.fetch_add(relaxed(r->allocated_bytes), std::memory_order_relaxed);
   raise_to(s.done_longest_poll_ns, relaxed(r->longest_poll_ns));
   s.completed.fetch_add(task_weight(before), std::memory_order_relaxed);
+  // Onto the list the sweep takes whole: it sees each completion once,
+  // without reading the records of tasks still running.
+  const uint32_t index = uint32_t(id & kIndexMask);
+  uint32_t head = done_head_.load(std::memory_order_relaxed);
+  do {
+    done_links_[index].store(head, std::memory_order_relaxed);
+  } while (!done_head_.compare_exchange_weak(head, index + 1, std::memory_order_release, std::memory_order_relaxed));
 }
 
 void TaskRegistry::sample_taken(uint64_t tag, uint64_t weight) {
@@ -338,41 +348,47 @@ void TaskRegistry::sample_freed(uint64_t tag, uint64_t weight) {
     r.live_bytes.fetch_sub(int64_t(weight), std::memory_order_relaxed);
 }
 
+// Completed tasks still listed, in the order they completed (from `first`
+// on), and those the last sweep forgot.
+struct TaskRegistry::SweepLists {
+  std::vector<uint32_t> retained;
+  size_t first = 0;
+  std::vector<uint32_t> forgotten;
+};
+
 void TaskRegistry::sweep() {
   if (records_ == nullptr) return;
+  if (sweep_lists_ == nullptr) sweep_lists_ = new SweepLists();  // for the process's life
+  std::vector<uint32_t>& retained = sweep_lists_->retained;
+  size_t& first = sweep_lists_->first;
+  std::vector<uint32_t>& forgotten = sweep_lists_->forgotten;
+  // Forgotten at the previous sweep: a late call that passed lookup() before
+  // that has long returned, so the records can be taken again.
+  for (const uint32_t index : forgotten) push_free_index(index);
+  forgotten.clear();
+  // The completions since the last sweep come newest first: kept oldest first.
+  const size_t known = retained.size();
+  for (uint32_t link = done_head_.exchange(0, std::memory_order_acquire); link != 0;
+       link = done_links_[link - 1].load(std::memory_order_relaxed))
+    retained.push_back(link - 1);
+  std::reverse(retained.begin() + ptrdiff_t(known), retained.end());
+  // Past retention, beyond retain_max (the oldest first), or, under
+  // pressure, at once.
   const uint64_t now = coarse_ns();
   const uint32_t used = std::min(high_water_.load(std::memory_order_relaxed), capacity_);
-  // Completion times of the tasks still retained, to keep the newest
-  // retain_max of them.
-  std::vector<uint64_t> ended;
-  for (uint32_t i = 0; i < used; ++i) {
-    TaskRecord& r = records_[i];
-    const uint32_t state = r.state.load(std::memory_order_acquire);
-    if (state & kTaskFree) continue;
-    if (state & kTaskForgotten) {
-      // Forgotten at the previous sweep: a late call that passed lookup()
-      // before that has long returned.
-      push_free_index(i);
-    } else if (state & kTaskCompleted) {
-      ended.push_back(r.ended_ns.load(std::memory_order_acquire));
-    }
-  }
-  uint64_t keep_after = 0;  // completed before this: forgotten now
-  if (ended.size() > retain_max_) {
-    const size_t first_kept = ended.size() - retain_max_;
-    std::nth_element(ended.begin(), ended.begin() + first_kept, ended.end());
-    keep_after = ended[first_kept];
-  }
-  // Under pressure, completed tasks are forgotten at once.
   const bool pressed = uint64_t(used - std::min(used, free_count_.load())) * 10 >= uint64_t(capacity_) * 9;
-  for (uint32_t i = 0; i < used && !ended.empty(); ++i) {
-    TaskRecord& r = records_[i];
-    if ((r.state.load(std::memory_order_acquire) & (kTaskCompleted | kTaskForgotten | kTaskFree)) != kTaskCompleted) continue;
+  for (; first < retained.size(); ++first) {
+    const uint32_t index = retained[first];
+    TaskRecord& r = records_[index];
     const uint64_t at = r.ended_ns.load(std::memory_order_acquire);
-    if (pressed || at < keep_after || now - std::min(now, at) >= retain_ns_) {
-      r.id.store(0, std::memory_order_release);
-      r.state.store(kTaskForgotten, std::memory_order_release);
-    }
+    if (!pressed && retained.size() - first <= retain_max_ && now - std::min(now, at) < retain_ns_) break;
+    r.id.store(0, std::memory_order_release);
+    r.state.store(kTaskForgotten, std::memory_order_release);
+    forgotten.push_back(index);
+  }
+  if (first * 2 >= retained.size()) {
+    retained.erase(retained.begin(), retained.begin() + ptrdiff_t(first));
+    first = 0;
   }
 }
 

@@ -190,6 +190,15 @@ class TaskRegistry {
   std::atomic<uint32_t>* free_links_ = nullptr;
   std::atomic<uint64_t> free_head_{0};  // tag << 32 | (index + 1)
   std::atomic<uint32_t> free_count_{0};
+  // Tasks completed since the last sweep: a list pushed by complete() and
+  // taken whole by the sweep (links index + 1, apart from the records).
+  std::atomic<uint32_t>* done_links_ = nullptr;
+  std::atomic<uint32_t> done_head_{0};
+  // The sweep's own (sampler thread), made at its first run: g_tasks must
+  // stay constant-initialized, or its constructor would run after the
+  // agent started it from the program's first malloc, and wipe it.
+  struct SweepLists;
+  SweepLists* sweep_lists_ = nullptr;
   std::atomic<uint64_t> dropped_spawns_{0};
   std::atomic<uint64_t> dropped_strings_{0};
   std::atomic<uint8_t> kind_tracks_wakers_[64 + 1]{};
