@@ -302,3 +302,39 @@ fn tokio_runtime_hooks_make_tasks_with_their_site_parent_polls_memory_and_end() 
     assert_eq!(tasks_at(&child_at).0["completed"], 1);
     drop(ended);
 }
+
+extern "C" {
+    fn leakscope_task_spawn(kind: *const std::ffi::c_char, name: *const std::ffi::c_char, site: *const std::ffi::c_char, parent_id: u64) -> u64;
+    fn leakscope_task_poll_begin(id: u64);
+    fn leakscope_task_poll_end(id: u64);
+    fn leakscope_task_complete(id: u64);
+}
+
+#[test]
+fn site_counts_are_exact_from_more_threads_than_have_a_shard_of_their_own() {
+    // The first 12 threads to count have a shard each; the rest share.
+    const THREADS: u64 = 20;
+    const TASKS: u64 = 5_000;
+    let workers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            std::thread::spawn(|| {
+                for _ in 0..TASKS {
+                    let id = unsafe { leakscope_task_spawn(c"task".as_ptr(), std::ptr::null(), c"src/many.rs:1".as_ptr(), 0) };
+                    assert_ne!(id, 0);
+                    for _ in 0..3 {
+                        unsafe { leakscope_task_poll_begin(id) };
+                        unsafe { leakscope_task_poll_end(id) };
+                    }
+                    unsafe { leakscope_task_complete(id) };
+                }
+            })
+        })
+        .collect();
+    workers.into_iter().for_each(|worker| worker.join().unwrap());
+    let (site, _) = tasks_at("src/many.rs:1");
+    assert_eq!(site["spawned"], THREADS * TASKS, "{site}");
+    assert_eq!(site["completed"], THREADS * TASKS, "{site}");
+    assert_eq!(site["polls"], 3 * THREADS * TASKS, "{site}");
+    let histogram: u64 = site["poll_histogram"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(histogram, 3 * THREADS * TASKS);
+}

@@ -52,14 +52,37 @@ uint32_t poll_bucket(uint64_t ns) {
   return bucket;
 }
 
-// The calling thread's shard of site counters, given out round-robin.
+// The calling thread's shard of site counters. The first kOwnedShards
+// threads to count each get one of their own, which they add to without a
+// locked instruction (it has one writer); later threads share the others
+// round-robin, with atomic adds. A shard is never handed back: a thread
+// that exits keeps its own.
 __thread uint8_t t_site_shard __attribute__((tls_model("initial-exec"))) = 0xFF;
+__thread bool t_shard_owned __attribute__((tls_model("initial-exec"))) = false;
 std::atomic<uint32_t> g_next_shard{0};
 
 SiteShard& my_shard(SiteStats& site) {
   uint8_t shard = t_site_shard;
-  if (__builtin_expect(shard == 0xFF, 0)) shard = t_site_shard = uint8_t(g_next_shard.fetch_add(1) % kSiteShards);
+  if (__builtin_expect(shard == 0xFF, 0)) {
+    const uint32_t n = g_next_shard.fetch_add(1, std::memory_order_relaxed);
+    t_shard_owned = n < kOwnedShards;
+    shard = t_site_shard = uint8_t(t_shard_owned ? n : kOwnedShards + (n - kOwnedShards) % (kSiteShards - kOwnedShards));
+  }
   return site.shards[shard];
+}
+
+// Adds to a counter of the calling thread's shard (after my_shard).
+template <typename T>
+inline void shard_add(std::atomic<T>& a, T v) {
+  if (t_shard_owned)
+    a.store(a.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+  else
+    a.fetch_add(v, std::memory_order_relaxed);
+}
+
+inline void shard_raise_to(std::atomic<uint64_t>& a, uint64_t v) {
+  if (!t_shard_owned) return raise_to(a, v);
+  if (v > relaxed(a)) a.store(v, std::memory_order_relaxed);
 }
 
 ThreadSlot* thread_slot() {
@@ -223,7 +246,7 @@ uint64_t TaskRegistry::spawn_at(uint32_t site_handle, const char* name, uint64_t
   r.live_bytes.store(0, std::memory_order_relaxed);
   r.id.store(id, std::memory_order_release);
   SiteStats& s = sites_stats_[site_index];
-  my_shard(s).spawned.fetch_add(task_weight(state), std::memory_order_relaxed);
+  shard_add(my_shard(s).spawned, uint64_t(task_weight(state)));
   // The first spawn at a site lists it for the readers.
   if (s.kind.load(std::memory_order_acquire) == 0) {
     uint32_t unset = 0;
@@ -284,7 +307,7 @@ void TaskRegistry::poll_end(uint64_t id) {
   r->last_poll_end_ns.store(now, std::memory_order_relaxed);
   r->poll_started_ns.store(0, std::memory_order_relaxed);
   r->state.fetch_and(~uint32_t(kTaskRunning), std::memory_order_release);
-  my_shard(sites_stats_[r->site]).poll_histogram[poll_bucket(took)].fetch_add(1, std::memory_order_relaxed);
+  shard_add(my_shard(sites_stats_[r->site]).poll_histogram[poll_bucket(took)], uint64_t(1));
 }
 
 void TaskRegistry::wake(uint64_t id) {
@@ -316,12 +339,12 @@ void TaskRegistry::complete(uint64_t id) {
   if (before & kTaskCompleted) return;  // completed twice: count it once
   r->ended_ns.store(coarse_ns(), std::memory_order_release);
   SiteShard& s = my_shard(sites_stats_[r->site]);
-  s.done_polls.fetch_add(relaxed(r->polls), std::memory_order_relaxed);
-  s.done_busy_ns.fetch_add(relaxed(r->busy_ns), std::memory_order_relaxed);
-  s.done_wakes.fetch_add(relaxed(r->wakes), std::memory_order_relaxed);
-  s.done_allocated_bytes.fetch_add(relaxed(r->allocated_bytes), std::memory_order_relaxed);
-  raise_to(s.done_longest_poll_ns, relaxed(r->longest_poll_ns));
-  s.completed.fetch_add(task_weight(before), std::memory_order_relaxed);
+  shard_add(s.done_polls, relaxed(r->polls));
+  shard_add(s.done_busy_ns, relaxed(r->busy_ns));
+  shard_add(s.done_wakes, relaxed(r->wakes));
+  shard_add(s.done_allocated_bytes, relaxed(r->allocated_bytes));
+  shard_raise_to(s.done_longest_poll_ns, relaxed(r->longest_poll_ns));
+  shard_add(s.completed, uint64_t(task_weight(before)));
   // Onto the list the sweep takes whole: it sees each completion once,
   // without reading the records of tasks still running.
   const uint32_t index = uint32_t(id & kIndexMask);
@@ -335,13 +358,13 @@ void TaskRegistry::sample_taken(uint64_t tag, uint64_t weight) {
   const uint32_t index = tag_index(tag);
   if (records_ == nullptr || index >= capacity_) return;
   records_[index].live_bytes.fetch_add(int64_t(weight), std::memory_order_relaxed);
-  my_shard(sites_stats_[tag_site(tag)]).live_bytes.fetch_add(int64_t(weight), std::memory_order_relaxed);
+  shard_add(my_shard(sites_stats_[tag_site(tag)]).live_bytes, int64_t(weight));
 }
 
 void TaskRegistry::sample_freed(uint64_t tag, uint64_t weight) {
   const uint32_t index = tag_index(tag);
   if (records_ == nullptr || index >= capacity_) return;
-  my_shard(sites_stats_[tag_site(tag)]).live_bytes.fetch_sub(int64_t(weight), std::memory_order_relaxed);
+  shard_add(my_shard(sites_stats_[tag_site(tag)]).live_bytes, -int64_t(weight));
   // The task's own share only while the record still holds that task.
   TaskRecord& r = records_[index];
   if ((r.generation.load(std::memory_order_relaxed) & 0x7FFFFF) == tag_generation(tag))
