@@ -12,8 +12,17 @@
 //! static GLOBAL: leakscope::Tracked<mimalloc::MiMalloc> = leakscope::Tracked::new(mimalloc::MiMalloc);
 //! ```
 //!
+//! Tokio's tasks become leakscope tasks (with `--cfg tokio_unstable`) one of
+//! two ways. With the `tokio` feature, `runtime_hooks` sets Tokio's runtime
+//! hooks on a runtime built by hand — no spans, the cheap way, without task
+//! names or wakers:
+//!
+//! ```ignore
+//! let runtime = leakscope::runtime_hooks(&mut tokio::runtime::Builder::new_multi_thread()).enable_all().build()?;
+//! ```
+//!
 //! With the `tracing` feature, [`layer`] turns Tokio's task instrumentation
-//! (`--cfg tokio_unstable`) into leakscope tasks:
+//! (its `tracing` feature) into tasks, names and wakers included:
 //!
 //! ```ignore
 //! use tracing_subscriber::prelude::*;
