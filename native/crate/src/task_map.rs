@@ -1,14 +1,17 @@
-//! Span id → the agent's task id, for the task spans alive now.
+//! A task span's id (the layer) or a Tokio task id (the runtime hooks) →
+//! the agent's task id, for the tasks alive now.
 //!
-//! Every poll (enter and exit), waker event and close of a Tokio task needs
-//! its task id. Kept in the span's extensions, each would cost a registry
-//! lookup (a slab reference taken and given back) and a lock. Here it is a
-//! hash and one or two loads. The table has a fixed size and open addressing
-//! with short probes: a span it has no room for keeps its task in the
-//! span's extensions instead, so a crowded table costs speed, never a task.
+//! Every poll, waker event and end of a Tokio task needs its task id. Kept
+//! in the span's extensions, each would cost a registry lookup (a slab
+//! reference taken and given back) and a lock; the hooks have nowhere else
+//! to keep it. Here it is a hash and one or two loads. The table has a
+//! fixed size and open addressing with short probes: a span it has no room
+//! for keeps its task in the span's extensions instead, so a crowded table
+//! costs the layer speed, never a task; the hooks leave such a task
+//! untracked.
 //!
-//! Any thread may insert, find or remove; a span is inserted once (at its
-//! creation) and removed once (at its close).
+//! Any thread may insert, find or remove; a key is inserted once (at its
+//! task's spawn) and removed once (at its end).
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 

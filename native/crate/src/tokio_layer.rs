@@ -13,6 +13,10 @@
 //!
 //! One poll more than Tokio made is counted for each finished task: tracing
 //! enters a task's span once more to drop its future.
+//!
+//! Tracing's registry keeping a span for every task costs about as much as
+//! the layer's own work; `crate::runtime_hooks` takes tasks from Tokio's
+//! runtime hooks with no span at all, without names and wakers.
 
 use std::ffi::{c_char, CStr};
 use std::fmt::{self, Write};

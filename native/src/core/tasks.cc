@@ -125,7 +125,7 @@ bool TaskRegistry::init(uint32_t capacity, uint64_t retain_ms, uint32_t retain_m
   auto* stats = static_cast<SiteStats*>(reserve(sizeof(SiteStats) * ((1u << kSiteBits) + 1)));
   auto* site_list = static_cast<std::atomic<uint32_t>*>(reserve(sizeof(std::atomic<uint32_t>) << kSiteBits));
   auto* free_links = static_cast<std::atomic<uint32_t>*>(reserve(sizeof(std::atomic<uint32_t>) * capacity));
-  auto* done_links = static_cast<std::atomic<uint32_t>*>(reserve(sizeof(std::atomic<uint32_t>) * capacity));
+  auto* done_links = static_cast<DoneLink*>(reserve(sizeof(DoneLink) * capacity));
   if (records == nullptr || stats == nullptr || site_list == nullptr || free_links == nullptr || done_links == nullptr)
     return false;
   if (!kinds_.init(kKindBits, 64 * 1024) || !sites_.init(kSiteBits, 4 << 20) || !names_.init(18, 16 << 20))
@@ -337,7 +337,8 @@ void TaskRegistry::complete(uint64_t id) {
   if (r == nullptr) return;
   const uint32_t before = r->state.fetch_or(kTaskCompleted, std::memory_order_acq_rel);
   if (before & kTaskCompleted) return;  // completed twice: count it once
-  r->ended_ns.store(coarse_ns(), std::memory_order_release);
+  const uint64_t ended = coarse_ns();
+  r->ended_ns.store(ended, std::memory_order_release);
   SiteShard& s = my_shard(sites_stats_[r->site]);
   shard_add(s.done_polls, relaxed(r->polls));
   shard_add(s.done_busy_ns, relaxed(r->busy_ns));
@@ -345,13 +346,16 @@ void TaskRegistry::complete(uint64_t id) {
   shard_add(s.done_allocated_bytes, relaxed(r->allocated_bytes));
   shard_raise_to(s.done_longest_poll_ns, relaxed(r->longest_poll_ns));
   shard_add(s.completed, uint64_t(task_weight(before)));
-  // Onto the list the sweep takes whole: it sees each completion once,
-  // without reading the records of tasks still running.
+  // Onto this thread's shard's list, which the sweep takes whole: it sees
+  // each completion once, without reading the records of tasks still running.
   const uint32_t index = uint32_t(id & kIndexMask);
-  uint32_t head = done_head_.load(std::memory_order_relaxed);
+  DoneLink& link = done_links_[index];
+  link.at_ms = uint32_t((ended - std::min(ended, base_mono_ns_)) / 1000000);
+  std::atomic<uint32_t>& head = done_heads_[t_site_shard].head;
+  uint32_t seen = head.load(std::memory_order_relaxed);
   do {
-    done_links_[index].store(head, std::memory_order_relaxed);
-  } while (!done_head_.compare_exchange_weak(head, index + 1, std::memory_order_release, std::memory_order_relaxed));
+    link.next.store(seen, std::memory_order_relaxed);
+  } while (!head.compare_exchange_weak(seen, index + 1, std::memory_order_release, std::memory_order_relaxed));
 }
 
 void TaskRegistry::sample_taken(uint64_t tag, uint64_t weight) {
@@ -371,10 +375,10 @@ void TaskRegistry::sample_freed(uint64_t tag, uint64_t weight) {
     r.live_bytes.fetch_sub(int64_t(weight), std::memory_order_relaxed);
 }
 
-// Completed tasks still listed, in the order they completed (from `first`
-// on), and those the last sweep forgot.
+// Completed tasks still listed (index, completion ms), in the order they
+// completed (from `first` on), and those the last sweep forgot.
 struct TaskRegistry::SweepLists {
-  std::vector<uint32_t> retained;
+  std::vector<std::pair<uint32_t, uint32_t>> retained;
   size_t first = 0;
   std::vector<uint32_t> forgotten;
 };
@@ -382,26 +386,38 @@ struct TaskRegistry::SweepLists {
 void TaskRegistry::sweep() {
   if (records_ == nullptr) return;
   if (sweep_lists_ == nullptr) sweep_lists_ = new SweepLists();  // for the process's life
-  std::vector<uint32_t>& retained = sweep_lists_->retained;
+  std::vector<std::pair<uint32_t, uint32_t>>& retained = sweep_lists_->retained;
   size_t& first = sweep_lists_->first;
   std::vector<uint32_t>& forgotten = sweep_lists_->forgotten;
   // Forgotten at the previous sweep: a late call that passed lookup() before
   // that has long returned, so the records can be taken again.
   for (const uint32_t index : forgotten) push_free_index(index);
   forgotten.clear();
-  // The completions since the last sweep come newest first: kept oldest first.
+  // The completions since the last sweep, each shard's newest first: each
+  // kept oldest first, and the shards' runs merged by completion time
+  // (milliseconds apart at most within a sweep, so the difference orders
+  // them across the counter's wrap).
   const size_t known = retained.size();
-  for (uint32_t link = done_head_.exchange(0, std::memory_order_acquire); link != 0;
-       link = done_links_[link - 1].load(std::memory_order_relaxed))
-    retained.push_back(link - 1);
-  std::reverse(retained.begin() + ptrdiff_t(known), retained.end());
+  const auto earlier = [](const std::pair<uint32_t, uint32_t>& a, const std::pair<uint32_t, uint32_t>& b) {
+    return int32_t(a.second - b.second) < 0;
+  };
+  for (DoneHead& shard : done_heads_) {
+    const size_t run = retained.size();
+    for (uint32_t link = shard.head.exchange(0, std::memory_order_acquire); link != 0;) {
+      const DoneLink& done = done_links_[link - 1];
+      retained.emplace_back(link - 1, done.at_ms);
+      link = done.next.load(std::memory_order_relaxed);
+    }
+    std::reverse(retained.begin() + ptrdiff_t(run), retained.end());
+    std::inplace_merge(retained.begin() + ptrdiff_t(known), retained.begin() + ptrdiff_t(run), retained.end(), earlier);
+  }
   // Past retention, beyond retain_max (the oldest first), or, under
   // pressure, at once.
   const uint64_t now = coarse_ns();
   const uint32_t used = std::min(high_water_.load(std::memory_order_relaxed), capacity_);
   const bool pressed = uint64_t(used - std::min(used, free_count_.load())) * 10 >= uint64_t(capacity_) * 9;
   for (; first < retained.size(); ++first) {
-    const uint32_t index = retained[first];
+    const uint32_t index = retained[first].first;
     TaskRecord& r = records_[index];
     const uint64_t at = r.ended_ns.load(std::memory_order_acquire);
     if (!pressed && retained.size() - first <= retain_max_ && now - std::min(now, at) < retain_ns_) break;

@@ -192,10 +192,19 @@ class TaskRegistry {
   std::atomic<uint32_t>* free_links_ = nullptr;
   std::atomic<uint64_t> free_head_{0};  // tag << 32 | (index + 1)
   std::atomic<uint32_t> free_count_{0};
-  // Tasks completed since the last sweep: a list pushed by complete() and
-  // taken whole by the sweep (links index + 1, apart from the records).
-  std::atomic<uint32_t>* done_links_ = nullptr;
-  std::atomic<uint32_t> done_head_{0};
+  // Tasks completed since the last sweep: one list per shard of threads
+  // (as the site counters'), pushed by complete() and taken whole by the
+  // sweep, so completing threads do not fight over one line. A link is the
+  // next index + 1 and the completion time, apart from the records.
+  struct DoneLink {
+    std::atomic<uint32_t> next;
+    uint32_t at_ms;  // since the registry's start; orders the lists' merge
+  };
+  struct alignas(64) DoneHead {
+    std::atomic<uint32_t> head{0};
+  };
+  DoneLink* done_links_ = nullptr;
+  DoneHead done_heads_[kSiteShards];
   // The sweep's own (sampler thread), made at its first run: g_tasks must
   // stay constant-initialized, or its constructor would run after the
   // agent started it from the program's first malloc, and wipe it.
