@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "ledger.h"
@@ -395,8 +396,8 @@ void TaskRegistry::sweep() {
   forgotten.clear();
   // The completions since the last sweep, each shard's newest first: each
   // kept oldest first, and the shards' runs merged by completion time
-  // (milliseconds apart at most within a sweep, so the difference orders
-  // them across the counter's wrap).
+  // (about a second apart at most within a sweep, so the difference orders
+  // them across the millisecond counter's wrap).
   const size_t known = retained.size();
   const auto earlier = [](const std::pair<uint32_t, uint32_t>& a, const std::pair<uint32_t, uint32_t>& b) {
     return int32_t(a.second - b.second) < 0;
