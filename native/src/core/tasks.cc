@@ -351,7 +351,7 @@ void TaskRegistry::complete(uint64_t id) {
   // each completion once, without reading the records of tasks still running.
   const uint32_t index = uint32_t(id & kIndexMask);
   DoneLink& link = done_links_[index];
-  link.at_ms = uint32_t((ended - std::min(ended, base_mono_ns_)) / 1000000);
+  link.at_ms = since_start_ms(ended);
   std::atomic<uint32_t>& head = done_heads_[t_site_shard].head;
   uint32_t seen = head.load(std::memory_order_relaxed);
   do {
@@ -414,14 +414,13 @@ void TaskRegistry::sweep() {
   }
   // Past retention, beyond retain_max (the oldest first), or, under
   // pressure, at once.
-  const uint64_t now = coarse_ns();
+  const uint32_t now_ms = since_start_ms(coarse_ns());
   const uint32_t used = std::min(high_water_.load(std::memory_order_relaxed), capacity_);
   const bool pressed = uint64_t(used - std::min(used, free_count_.load())) * 10 >= uint64_t(capacity_) * 9;
   for (; first < retained.size(); ++first) {
-    const uint32_t index = retained[first].first;
+    const auto [index, at_ms] = retained[first];
+    if (!pressed && retained.size() - first <= retain_max_ && uint64_t(uint32_t(now_ms - at_ms)) * 1000000 < retain_ns_) break;
     TaskRecord& r = records_[index];
-    const uint64_t at = r.ended_ns.load(std::memory_order_acquire);
-    if (!pressed && retained.size() - first <= retain_max_ && now - std::min(now, at) < retain_ns_) break;
     r.id.store(0, std::memory_order_release);
     r.state.store(kTaskForgotten, std::memory_order_release);
     forgotten.push_back(index);

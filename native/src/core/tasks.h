@@ -5,6 +5,7 @@
 // snapshot while the runtime keeps running (it never stops a thread).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -174,6 +175,9 @@ class TaskRegistry {
 
  private:
   TaskRecord* lookup(uint64_t id) const;
+  // Milliseconds from the registry's start to a CLOCK_MONOTONIC time; wraps
+  // after 49 days, so compare two by their difference.
+  uint32_t since_start_ms(uint64_t ns) const { return uint32_t((ns - std::min(ns, base_mono_ns_)) / 1000000); }
   bool take_free_index(uint32_t* index, bool* fresh);
   void push_free_index(uint32_t index);
 
