@@ -7,7 +7,7 @@ import { connect } from 'node:http2';
 import test, { type ExecutionContext } from 'ava';
 import { findingsAt, siteOf } from './helpers/task-sites.js';
 import { Client } from './helpers/http.js';
-import { RUST_FIXTURES, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
+import { RUST_FIXTURES, RUST_HOOKS_FIXTURES, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
 
 interface Ready {
   pid: number;
@@ -27,10 +27,10 @@ const TASK_LINTS = ['idle-forever', 'task-growth', 'lost-waker', 'never-yielded'
 const LOOKUPS = 5;
 
 
-async function startService(t: ExecutionContext, binary: 'http_leaky' | 'http_healthy', env: NodeJS.ProcessEnv = {}) {
+async function startService(t: ExecutionContext, binary: 'http_leaky' | 'http_healthy', env: NodeJS.ProcessEnv = {}, dir = RUST_FIXTURES) {
   const fixture = await startFixture<Ready>(t, binary, [], {
     withoutAgent: true,
-    dir: RUST_FIXTURES,
+    dir,
     env: { LEAKSCOPE_SAMPLE_INTERVAL: 'exact', ...env },
   });
   const client = new Client(fixture.truth.port);
@@ -66,16 +66,17 @@ async function loadAndWatch(client: Client, pid: number, lookups: boolean) {
 
 /**
  * How the service brings its tasks in: leakscope's tracing layer (spans and
- * waker events), or Tokio's runtime hooks (no spans, no wakers).
+ * waker events), or Tokio's runtime hooks (no spans, no wakers), built as a
+ * service that takes only the hooks is: without tracing in Tokio or the crate.
  */
 const MODES = {
-  layer: { env: {}, wakers: true },
-  hooks: { env: { LEAKSCOPE_FIXTURE_TASKS: 'hooks' }, wakers: false },
+  layer: { env: {}, wakers: true, dir: RUST_FIXTURES },
+  hooks: { env: { LEAKSCOPE_FIXTURE_TASKS: 'hooks' }, wakers: false, dir: RUST_HOOKS_FIXTURES },
 } as const;
 
-for (const [mode, { env, wakers }] of Object.entries(MODES)) {
+for (const [mode, { env, wakers, dir }] of Object.entries(MODES)) {
   test(`leaky Tokio service (${mode}): every discarded default leaves an idle task at its spawn site, with its memory; ${wakers ? 'the forgotten waker is found' : 'wakers are not judged'}`, async (t) => {
-    const { fixture, client } = await startService(t, 'http_leaky', env);
+    const { fixture, client } = await startService(t, 'http_leaky', env, dir);
     const { during, truth } = await loadAndWatch(client, fixture.pid, true);
     t.is(during.agent.mode, 'crate');
     t.deepEqual(findingsAt(during, 'task-growth').map(([site]) => site), [truth.sites.feed], `pending: ${JSON.stringify(during.pending_checks)}`);
@@ -115,7 +116,7 @@ for (const [mode, { env, wakers }] of Object.entries(MODES)) {
   });
 
   test(`healthy twin (${mode}): the same load, every task ends with its request, and no task lint fires`, async (t) => {
-    const { fixture, client } = await startService(t, 'http_healthy', env);
+    const { fixture, client } = await startService(t, 'http_healthy', env, dir);
     const { during, truth } = await loadAndWatch(client, fixture.pid, false);
     t.deepEqual(findingsAt(during, 'task-growth'), []);
     await new Promise((r) => setTimeout(r, 1500));

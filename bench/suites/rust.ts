@@ -32,15 +32,36 @@ interface Server {
   readonly env: NodeJS.ProcessEnv;
 }
 
-/** The quote service without --cfg tokio_unstable: what runs when no tool is in. */
-function buildBare(): string {
+const HOOKS_TARGET = resolve(PACKAGE_ROOT, 'build/cargo-hooks');
+
+/**
+ * Builds fixture binaries as a service that takes less of leakscope would be
+ * built: into `targetDir`, with `rustflags` and `features` (cargo arguments).
+ */
+function buildFixtures(targetDir: string, rustflags: string, features: string[], bins: string[]): void {
   const build = spawnSync(
     'cargo',
-    ['build', '--release', '--quiet', '--bin', 'http_bare', '--manifest-path', resolve(PACKAGE_ROOT, 'fixtures/rust/Cargo.toml'), '--target-dir', BARE_TARGET],
-    { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, RUSTFLAGS: '' } },
+    ['build', '--release', '--quiet', ...features, ...bins.flatMap((bin) => ['--bin', bin]), '--manifest-path', resolve(PACKAGE_ROOT, 'fixtures/rust/Cargo.toml'), '--target-dir', targetDir],
+    { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, RUSTFLAGS: rustflags } },
   );
-  if (build.status !== 0) throw new Error('building the bare quote service failed');
-  return resolve(BARE_TARGET, 'release/http_bare');
+  if (build.status !== 0) throw new Error(`building ${bins.join(', ')} into ${targetDir} failed`);
+}
+
+/**
+ * Without --cfg tokio_unstable, as a service runs today (bare, and the same
+ * service with only the allocator wrapper); and with it but without the
+ * `layer` feature, so Tokio has no tracing instrumentation, as a service
+ * that takes only the runtime hooks is built.
+ */
+function buildVariants(): { bare: string; wrapper: string; hooks: string; hooksStorm: string } {
+  buildFixtures(BARE_TARGET, '', [], ['http_bare', 'http_healthy']);
+  buildFixtures(HOOKS_TARGET, '--cfg tokio_unstable', ['--no-default-features'], ['http_healthy', 'spawn_storm']);
+  return {
+    bare: resolve(BARE_TARGET, 'release/http_bare'),
+    wrapper: resolve(BARE_TARGET, 'release/http_healthy'),
+    hooks: resolve(HOOKS_TARGET, 'release/http_healthy'),
+    hooksStorm: resolve(HOOKS_TARGET, 'release/spawn_storm'),
+  };
 }
 
 async function startServer(server: Server): Promise<{ child: ChildProcess; port: number }> {
@@ -84,11 +105,12 @@ async function throughput(server: Server): Promise<Run> {
   }
 }
 
-async function httpSection(): Promise<string> {
+async function httpSection(builds: ReturnType<typeof buildVariants>): Promise<string> {
   const servers: Server[] = [
-    { name: 'bare (no tokio_unstable)', binary: buildBare(), env: {} },
-    { name: 'leakscope: allocator wrapper only', binary: resolve(RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_LAYER: '0' } },
-    { name: 'leakscope: wrapper + runtime hooks', binary: resolve(RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_TASKS: 'hooks' } },
+    { name: 'bare (no tokio_unstable)', binary: builds.bare, env: {} },
+    { name: 'leakscope: allocator wrapper only', binary: builds.wrapper, env: { LEAKSCOPE_FIXTURE_LAYER: '0' } },
+    { name: 'leakscope: wrapper + runtime hooks', binary: builds.hooks, env: { LEAKSCOPE_FIXTURE_TASKS: 'hooks' } },
+    { name: 'wrapper + runtime hooks, Tokio built with tracing', binary: resolve(RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_TASKS: 'hooks' } },
     { name: 'floor: wrapper + registry + a layer that does nothing', binary: resolve(RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_LAYER: 'floor' } },
     { name: 'leakscope: wrapper + Tokio layer', binary: resolve(RELEASE, 'http_healthy'), env: {} },
     { name: 'console-subscriber', binary: resolve(RELEASE, 'http_console'), env: { TOKIO_CONSOLE_BIND: '127.0.0.1:0' } },
@@ -116,7 +138,7 @@ async function httpSection(): Promise<string> {
     const high = Math.round(Math.max(...rates)).toLocaleString('en-US');
     return `| ${s.name} | ${Math.round(rate(s.name)).toLocaleString('en-US')} req/s | ${low}–${high} | ${rateRatio(s.name).toFixed(2)}× | ${cpu(s.name).toFixed(2)} µs | ${cpuRatio(s.name).toFixed(2)}× |`;
   });
-  const [wrapper, hooks, floor, layer] = servers.slice(1, 5).map((s) => s.name) as [string, string, string, string];
+  const [wrapper, hooks, hooksTraced, floor, layer] = servers.slice(1, 6).map((s) => s.name) as [string, string, string, string, string];
   const added = (name: string, over: string) => paired(name, over, (x, y) => x.cpuUs - y.cpuUs).toFixed(2);
   const verdict = (name: string) => {
     const ratios = `${rateRatio(name).toFixed(2)}× throughput, ${cpuRatio(name).toFixed(2)}× CPU per request`;
@@ -125,7 +147,7 @@ async function httpSection(): Promise<string> {
   return [
     `Load: \`http_load PORT ${SECONDS} ${CONNECTIONS}\` — ${CONNECTIONS} keep-alive connections, each sending \`GET /quote\` and reading the response before the next, for ${SECONDS} s after ${WARMUP_SECONDS} s of the same load as warm-up; the service (healthy twin: each request spawns a task that ends with it) pinned to CPU 0, the load to CPU 1. Medians of ${ROUNDS} interleaved rounds; ratios (and differences) against bare within each round, then their median.`,
     '',
-    "The last two columns: the service's own CPU time per request (user + system, from /proc) and bare's over it — steadier than throughput when the machine's neighbours are busy. The runtime hooks row is Tokio's runtime hooks (`leakscope::runtime_hooks`) with no tracing subscriber at all: no spans, no names, no wakers. The floor row is the allocator wrapper with tracing's registry and a layer that does nothing, filtered to the same Tokio callsites as leakscope's: Tokio making a span per task and entering it for each poll, and the registry keeping it — what any layer on Tokio's task spans costs before it does work of its own.",
+    "The last two columns: the service's own CPU time per request (user + system, from /proc) and bare's over it — steadier than throughput when the machine's neighbours are busy. Each row is built as a service that takes that much of leakscope would be. Bare and the wrapper-only row: without `--cfg tokio_unstable`. The runtime hooks row: Tokio's runtime hooks (`leakscope::runtime_hooks`), `--cfg tokio_unstable` and no tracing at all (the fixtures' `layer` feature off, so Tokio's `tracing` feature is off): no spans, no names, no wakers. The row after it is the same hooks in the build the layer needs (Tokio's `tracing` feature on, no subscriber). The floor row is the allocator wrapper with tracing's registry and a layer that does nothing, filtered to the same Tokio callsites as leakscope's: Tokio making a span per task and entering it for each poll, and the registry keeping it — what any layer on Tokio's task spans costs before it does work of its own.",
     '',
     '| service | throughput | range | ratio | CPU per request | ratio |',
     '|---|---|---|---|---|---|',
@@ -133,15 +155,15 @@ async function httpSection(): Promise<string> {
     '',
     `Budget: leakscope ≥ 0.95× bare. Wrapper + runtime hooks: ${verdict(hooks)}; wrapper + layer: ${verdict(layer)}.`,
     '',
-    `Of the CPU per request: the allocator wrapper adds ${added(wrapper, bare)} µs; the runtime hooks ${added(hooks, wrapper)} µs over the wrapper. The layer adds ${added(layer, wrapper)} µs over the wrapper: Tokio's task spans in tracing's registry (the floor under any layer) ${added(floor, wrapper)} µs, the layer's own work ${added(layer, floor)} µs.`,
+    `Of the CPU per request: the allocator wrapper adds ${added(wrapper, bare)} µs; the runtime hooks ${added(hooks, wrapper)} µs over the wrapper (Tokio's tracing instrumentation, built in with no subscriber, ${added(hooksTraced, hooks)} µs more). The layer adds ${added(layer, wrapper)} µs over the wrapper: Tokio's task spans in tracing's registry (the floor under any layer) ${added(floor, wrapper)} µs, the layer's own work ${added(layer, floor)} µs.`,
   ].join('\n');
 }
 
 const STORM_TASKS = 1_000_000;
 const STORM_ROUNDS = Number(process.env.BENCH_STORM_ROUNDS ?? 5);
 
-function stormOnce(mode: string): number {
-  const result = spawnSync('taskset', ['-c', '0', resolve(RELEASE, 'spawn_storm'), String(STORM_TASKS)], {
+function stormOnce(binary: string, mode: string): number {
+  const result = spawnSync('taskset', ['-c', '0', binary, String(STORM_TASKS)], {
     encoding: 'utf8',
     env: { ...process.env, LEAKSCOPE_FIXTURE_TASKS: mode },
   });
@@ -151,22 +173,22 @@ function stormOnce(mode: string): number {
 }
 
 /** What tracking one task costs: spawn_storm without tracking, with the hooks, with the layer. */
-function perTaskSection(): string {
+function perTaskSection(builds: ReturnType<typeof buildVariants>): string {
   const modes = [
-    { mode: '', name: 'no task tracking (allocator wrapper only)' },
-    { mode: 'hooks', name: 'leakscope: runtime hooks' },
-    { mode: 'layer', name: 'leakscope: Tokio layer (tracing registry)' },
+    { binary: builds.hooksStorm, mode: '', name: 'no task tracking (allocator wrapper only)' },
+    { binary: builds.hooksStorm, mode: 'hooks', name: 'leakscope: runtime hooks' },
+    { binary: resolve(RELEASE, 'spawn_storm'), mode: 'layer', name: 'leakscope: Tokio layer (tracing registry)' },
   ];
   const ns = modes.map(() => [] as number[]);
   for (let round = 0; round < STORM_ROUNDS; round++)
-    modes.forEach(({ mode, name }, i) => {
-      ns[i]!.push(stormOnce(mode));
+    modes.forEach(({ binary, mode, name }, i) => {
+      ns[i]!.push(stormOnce(binary, mode));
       process.stderr.write(`storm round ${round + 1}/${STORM_ROUNDS}  ${name.padEnd(44)} ${ns[i]!.at(-1)!.toFixed(1)} ns/task\n`);
     });
   const added = (i: number) => median(ns[i]!.map((value, round) => value - ns[0]![round]!));
   const rows = modes.map(({ name }, i) => `| ${name} | ${median(ns[i]!).toFixed(0)} ns | ${i === 0 ? '—' : `${added(i).toFixed(0)} ns`} |`);
   return [
-    `Load: \`spawn_storm ${STORM_TASKS}\` — ${STORM_TASKS.toLocaleString('en-US')} tasks on a current-thread runtime, in batches of 50, each polled twice (it yields once) and ended; the second of two rounds, so the agent's records are reused as in a running service. Pinned to CPU 0; median of ${STORM_ROUNDS} interleaved runs; "added" is the difference within each round, then its median.`,
+    `Load: \`spawn_storm ${STORM_TASKS}\` — ${STORM_TASKS.toLocaleString('en-US')} tasks on a current-thread runtime, in batches of 50, each polled twice (it yields once) and ended; the second of two rounds, so the agent's records are reused as in a running service. No tracking and the hooks: built with \`--cfg tokio_unstable\` and without Tokio's tracing; the layer: with both. Pinned to CPU 0; median of ${STORM_ROUNDS} interleaved runs; "added" is the difference within each round, then its median.`,
     '',
     '| task tracking | per task | added |',
     '|---|---|---|',
@@ -205,8 +227,9 @@ function churnSection(): string {
 }
 
 export async function runRustSuite(): Promise<void> {
-  const http = await httpSection();
-  const perTask = perTaskSection();
+  const builds = buildVariants();
+  const http = await httpSection(builds);
+  const perTask = perTaskSection(builds);
   const churn = churnSection();
   const body = [
     measuredOn('npm run bench -- rust'),

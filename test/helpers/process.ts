@@ -11,6 +11,8 @@ export const CLI = resolve(PACKAGE_ROOT, 'bin/leakscope.js');
 export const FIXTURES = resolve(PACKAGE_ROOT, 'build/fixtures');
 /** The Rust fixtures (fixtures/rust), which carry the agent in themselves through leakscope's crate. */
 export const RUST_FIXTURES = resolve(PACKAGE_ROOT, 'build/cargo/release');
+/** The Tokio services built as one that takes only the runtime hooks: no `layer` feature, so no tracing in Tokio. */
+export const RUST_HOOKS_FIXTURES = resolve(PACKAGE_ROOT, 'build/cargo-hooks/release');
 
 export interface FixtureOptions {
   readonly allocator?: 'glibc' | 'jemalloc' | 'mimalloc';
