@@ -181,14 +181,22 @@ bool TaskRegistry::take_free_index(uint32_t* index, bool* fresh) {
   return false;
 }
 
-// Runs on the sampler thread.
-void TaskRegistry::push_free_index(uint32_t index) {
-  records_[index].state.store(kTaskFree, std::memory_order_relaxed);
+// Runs on the sampler thread: the records go onto the free list as one
+// chain, in their order (the first is taken first), with one exchange of
+// the head for all of them.
+void TaskRegistry::push_free_indexes(const std::vector<uint32_t>& indexes) {
+  if (indexes.empty()) return;
+  for (size_t i = 0; i < indexes.size(); ++i) {
+    records_[indexes[i]].state.store(kTaskFree, std::memory_order_relaxed);
+    if (i + 1 < indexes.size()) free_links_[indexes[i]].store(indexes[i + 1] + 1, std::memory_order_relaxed);
+  }
+  const uint32_t first = indexes.front();
+  std::atomic<uint32_t>& last_link = free_links_[indexes.back()];
   uint64_t head = free_head_.load(std::memory_order_relaxed);
   do {
-    free_links_[index].store(uint32_t(head), std::memory_order_relaxed);
-  } while (!free_head_.compare_exchange_weak(head, ((head >> 32) + 1) << 32 | (index + 1), std::memory_order_acq_rel));
-  free_count_.fetch_add(1, std::memory_order_relaxed);
+    last_link.store(uint32_t(head), std::memory_order_relaxed);
+  } while (!free_head_.compare_exchange_weak(head, ((head >> 32) + 1) << 32 | (first + 1), std::memory_order_acq_rel));
+  free_count_.fetch_add(uint32_t(indexes.size()), std::memory_order_relaxed);
 }
 
 uint32_t TaskRegistry::site_handle(const char* kind, const char* site) {
@@ -392,7 +400,7 @@ void TaskRegistry::sweep() {
   std::vector<uint32_t>& forgotten = sweep_lists_->forgotten;
   // Forgotten at the previous sweep: a late call that passed lookup() before
   // that has long returned, so the records can be taken again.
-  for (const uint32_t index : forgotten) push_free_index(index);
+  push_free_indexes(forgotten);
   forgotten.clear();
   // The completions since the last sweep, each shard's newest first: each
   // kept oldest first, and the shards' runs merged by completion time

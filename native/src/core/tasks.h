@@ -179,7 +179,7 @@ class TaskRegistry {
   // after 49 days, so compare two by their difference.
   uint32_t since_start_ms(uint64_t ns) const { return uint32_t((ns - std::min(ns, base_mono_ns_)) / 1000000); }
   bool take_free_index(uint32_t* index, bool* fresh);
-  void push_free_index(uint32_t index);
+  void push_free_indexes(const std::vector<uint32_t>& indexes);
 
   TaskRecord* records_ = nullptr;
   SiteStats* sites_stats_ = nullptr;
