@@ -125,7 +125,9 @@ fn terminated(tasks: &TaskMap, meta: &TaskMeta<'_>) {
 /// ```
 ///
 /// Needs `RUSTFLAGS="--cfg tokio_unstable"` (Tokio's hooks are unstable
-/// API). Replaces any task hooks set on the builder before.
+/// API), not Tokio's `tracing` feature, which costs each spawn and poll
+/// something even with no subscriber. Replaces any task hooks set on the
+/// builder before.
 pub fn runtime_hooks(builder: &mut Builder) -> &mut Builder {
     let tasks = Arc::new(TaskMap::new(TASK_MAP_BITS));
     let (on_spawn, on_begin, on_end, on_terminate) = (tasks.clone(), tasks.clone(), tasks.clone(), tasks);
