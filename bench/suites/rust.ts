@@ -1,7 +1,9 @@
 // The rust suite. (1) HTTP throughput of the Tokio quote service
-// (fixtures/rust/src/service.rs, healthy twin): bare (built without
-// tokio_unstable, as a service runs today), with leakscope's allocator
-// wrapper alone, with the wrapper and leakscope's Tokio runtime hooks, with
+// (fixtures/rust/src/service.rs, healthy twin), each built as a service that
+// takes that much of leakscope would be: bare and with leakscope's allocator
+// wrapper alone (both without tokio_unstable, as a service runs today), with
+// the wrapper and leakscope's Tokio runtime hooks (without Tokio's tracing;
+// and again with it, as the layer's build has it), with
 // tracing's registry and a layer that does nothing (the floor under any
 // layer on Tokio's task spans), with the wrapper and leakscope's Tokio
 // layer, and with console-subscriber — interleaved rounds,
@@ -32,36 +34,21 @@ interface Server {
   readonly env: NodeJS.ProcessEnv;
 }
 
-const HOOKS_TARGET = resolve(PACKAGE_ROOT, 'build/cargo-hooks');
+/** The services built as one that takes only the runtime hooks (`npm run build:rust-hooks`). */
+const HOOKS_RELEASE = resolve(PACKAGE_ROOT, 'build/cargo-hooks/release');
 
 /**
- * Builds fixture binaries as a service that takes less of leakscope would be
- * built: into `targetDir`, with `rustflags` and `features` (cargo arguments).
+ * The quote service without --cfg tokio_unstable, as a service runs today:
+ * bare, and with only the allocator wrapper.
  */
-function buildFixtures(targetDir: string, rustflags: string, features: string[], bins: string[]): void {
+function buildBare(): { bare: string; wrapper: string } {
   const build = spawnSync(
     'cargo',
-    ['build', '--release', '--quiet', ...features, ...bins.flatMap((bin) => ['--bin', bin]), '--manifest-path', resolve(PACKAGE_ROOT, 'fixtures/rust/Cargo.toml'), '--target-dir', targetDir],
-    { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, RUSTFLAGS: rustflags } },
+    ['build', '--release', '--quiet', '--bin', 'http_bare', '--bin', 'http_healthy', '--manifest-path', resolve(PACKAGE_ROOT, 'fixtures/rust/Cargo.toml'), '--target-dir', BARE_TARGET],
+    { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, RUSTFLAGS: '' } },
   );
-  if (build.status !== 0) throw new Error(`building ${bins.join(', ')} into ${targetDir} failed`);
-}
-
-/**
- * Without --cfg tokio_unstable, as a service runs today (bare, and the same
- * service with only the allocator wrapper); and with it but without the
- * `layer` feature, so Tokio has no tracing instrumentation, as a service
- * that takes only the runtime hooks is built.
- */
-function buildVariants(): { bare: string; wrapper: string; hooks: string; hooksStorm: string } {
-  buildFixtures(BARE_TARGET, '', [], ['http_bare', 'http_healthy']);
-  buildFixtures(HOOKS_TARGET, '--cfg tokio_unstable', ['--no-default-features'], ['http_healthy', 'spawn_storm']);
-  return {
-    bare: resolve(BARE_TARGET, 'release/http_bare'),
-    wrapper: resolve(BARE_TARGET, 'release/http_healthy'),
-    hooks: resolve(HOOKS_TARGET, 'release/http_healthy'),
-    hooksStorm: resolve(HOOKS_TARGET, 'release/spawn_storm'),
-  };
+  if (build.status !== 0) throw new Error('building the quote service without tokio_unstable failed');
+  return { bare: resolve(BARE_TARGET, 'release/http_bare'), wrapper: resolve(BARE_TARGET, 'release/http_healthy') };
 }
 
 async function startServer(server: Server): Promise<{ child: ChildProcess; port: number }> {
@@ -105,11 +92,12 @@ async function throughput(server: Server): Promise<Run> {
   }
 }
 
-async function httpSection(builds: ReturnType<typeof buildVariants>): Promise<string> {
+async function httpSection(): Promise<string> {
+  const builds = buildBare();
   const servers: Server[] = [
     { name: 'bare (no tokio_unstable)', binary: builds.bare, env: {} },
     { name: 'leakscope: allocator wrapper only', binary: builds.wrapper, env: { LEAKSCOPE_FIXTURE_LAYER: '0' } },
-    { name: 'leakscope: wrapper + runtime hooks', binary: builds.hooks, env: { LEAKSCOPE_FIXTURE_TASKS: 'hooks' } },
+    { name: 'leakscope: wrapper + runtime hooks', binary: resolve(HOOKS_RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_TASKS: 'hooks' } },
     { name: 'wrapper + runtime hooks, Tokio built with tracing', binary: resolve(RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_TASKS: 'hooks' } },
     { name: 'floor: wrapper + registry + a layer that does nothing', binary: resolve(RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_LAYER: 'floor' } },
     { name: 'leakscope: wrapper + Tokio layer', binary: resolve(RELEASE, 'http_healthy'), env: {} },
@@ -173,10 +161,10 @@ function stormOnce(binary: string, mode: string): number {
 }
 
 /** What tracking one task costs: spawn_storm without tracking, with the hooks, with the layer. */
-function perTaskSection(builds: ReturnType<typeof buildVariants>): string {
+function perTaskSection(): string {
   const modes = [
-    { binary: builds.hooksStorm, mode: '', name: 'no task tracking (allocator wrapper only)' },
-    { binary: builds.hooksStorm, mode: 'hooks', name: 'leakscope: runtime hooks' },
+    { binary: resolve(HOOKS_RELEASE, 'spawn_storm'), mode: '', name: 'no task tracking (allocator wrapper only)' },
+    { binary: resolve(HOOKS_RELEASE, 'spawn_storm'), mode: 'hooks', name: 'leakscope: runtime hooks' },
     { binary: resolve(RELEASE, 'spawn_storm'), mode: 'layer', name: 'leakscope: Tokio layer (tracing registry)' },
   ];
   const ns = modes.map(() => [] as number[]);
@@ -227,9 +215,8 @@ function churnSection(): string {
 }
 
 export async function runRustSuite(): Promise<void> {
-  const builds = buildVariants();
-  const http = await httpSection(builds);
-  const perTask = perTaskSection(builds);
+  const http = await httpSection();
+  const perTask = perTaskSection();
   const churn = churnSection();
   const body = [
     measuredOn('npm run bench -- rust'),
