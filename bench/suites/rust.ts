@@ -21,6 +21,8 @@ import { cpuMs, measuredOn, median, writeSection } from '../page.js';
 
 const RELEASE = resolve(PACKAGE_ROOT, 'build/cargo/release');
 const BARE_TARGET = resolve(PACKAGE_ROOT, 'build/cargo-bare');
+/** The services built as one that takes only the runtime hooks (`npm run build:rust-hooks`). */
+const HOOKS_RELEASE = resolve(PACKAGE_ROOT, 'build/cargo-hooks/release');
 const ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 4);
 const WARMUP_SECONDS = 1;
@@ -33,9 +35,6 @@ interface Server {
   readonly binary: string;
   readonly env: NodeJS.ProcessEnv;
 }
-
-/** The services built as one that takes only the runtime hooks (`npm run build:rust-hooks`). */
-const HOOKS_RELEASE = resolve(PACKAGE_ROOT, 'build/cargo-hooks/release');
 
 /**
  * The quote service without --cfg tokio_unstable, as a service runs today:
