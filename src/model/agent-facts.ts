@@ -11,6 +11,7 @@ import {
   NO_TASKS,
   type Observation,
   type ThreadRole,
+  type SampleStore,
   SNAPSHOT_SCHEMA,
   type TaskItem,
   type Tasks,
@@ -60,6 +61,8 @@ export interface AgentFacts {
   mode: AgentMode;
   agent_version: string;
   sample_interval_bytes: number;
+  /** Where a sampled block's owner is kept; absent from agents before it was reported. */
+  sample_store?: SampleStore;
   dropped_events: number;
   sampled_blocks: number;
   started_ms: number;
@@ -255,6 +258,7 @@ export function observationFromFacts(facts: AgentFacts): Observation {
       mode: facts.mode,
       version: facts.agent_version,
       sample_bytes: facts.sample_interval_bytes,
+      sample_store: facts.sample_store ?? null,
       dropped_events: facts.dropped_events + tasks.dropped,
       notes,
     },

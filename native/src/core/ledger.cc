@@ -41,33 +41,42 @@ int64_t next_sample_distance(ThreadState& ts) {
   return d < 1.0 ? 1 : int64_t(d);
 }
 
-// The bytes a sampled block stands for: size / P(sampled). Unbiased for any
-// mix of block sizes.
-uint64_t sample_weight(size_t usable) {
+// The bytes a sampled block stands for: its size / P(sampled), where the
+// countdown moved on by `requested` bytes (the block's size, or what the
+// program asked for when the countdown runs before allocating). Unbiased for
+// any mix of block sizes.
+uint64_t sample_weight(size_t requested, size_t usable) {
   const uint64_t mean = g_ledger.sample_interval;
   if (mean == 0) return usable;
-  const double p = 1.0 - std::exp(-double(usable) / double(mean));
+  const double p = 1.0 - std::exp(-double(requested) / double(mean));
   return p <= 0.0 ? usable : uint64_t(double(usable) / p + 0.5);
 }
 
 }  // namespace
 
-void take_sample(ThreadState& ts, void* block, size_t usable) {
+OwnerRecord next_sample(ThreadState& ts, size_t requested, size_t usable) {
   ts.bytes_until_sample = next_sample_distance(ts);
-  const uint64_t weight = sample_weight(usable);
-  if (!g_ownership.insert(uintptr_t(block), OwnerRecord{ts.slot_index, ts.generation, weight, ts.task_tag})) {
+  return OwnerRecord{ts.slot_index, ts.generation, sample_weight(requested, usable), ts.task_tag};
+}
+
+void count_sample(ThreadState& ts, const OwnerRecord& owner) {
+  detail::bump(ts.slot->samples_taken, 1);
+  ts.slot->sampled_live_bytes.fetch_add(int64_t(owner.weight_bytes), std::memory_order_relaxed);
+  if (owner.task_tag != 0) g_tasks.sample_taken(owner.task_tag, owner.weight_bytes);
+}
+
+void take_sample(ThreadState& ts, void* block, size_t usable) {
+  const OwnerRecord owner = next_sample(ts, usable, usable);
+  if (!g_ownership.insert(uintptr_t(block), owner)) {
     g_ledger.dropped_events.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  g_ledger.sampled_blocks.fetch_add(1, std::memory_order_relaxed);
-  ts.slot->sampled_live_bytes.fetch_add(int64_t(weight), std::memory_order_relaxed);
-  if (ts.task_tag != 0) g_tasks.sample_taken(ts.task_tag, weight);
+  count_sample(ts, owner);
 }
 
-namespace {
-
+// Runs on the thread that frees the block, which has a slot by then.
 void settle_sample(ThreadState& ts, const OwnerRecord& owner) {
-  g_ledger.sampled_blocks.fetch_sub(1, std::memory_order_relaxed);
+  detail::bump(ts.slot->samples_settled, 1);
   if (owner.task_tag != 0) g_tasks.sample_freed(owner.task_tag, owner.weight_bytes);
   ThreadSlot& slot = g_ledger.slots[owner.slot_index];
   const bool owner_alive = slot.generation.load(std::memory_order_relaxed) == owner.generation &&
@@ -79,8 +88,6 @@ void settle_sample(ThreadState& ts, const OwnerRecord& owner) {
     slot.remote_freed_count.fetch_add(1, std::memory_order_relaxed);
   }
 }
-
-}  // namespace
 
 int32_t current_tid() { return int32_t(syscall(SYS_gettid)); }
 
@@ -97,17 +104,17 @@ void ledger_init(uint64_t sample_interval, LedgerScope scope) {
 
 void ledger_restart_since(uint64_t now_ms) {
   g_ownership.clear();
-  g_ledger.sampled_blocks.store(0);
   const uint32_t used = std::min(g_ledger.high_water.load(), kMaxThreadSlots);
   for (uint32_t i = 0; i < used; ++i) {
     ThreadSlot& slot = g_ledger.slots[i];
-    for (auto* a : {&slot.alloc_count, &slot.alloc_bytes, &slot.free_count, &slot.free_bytes,
-                    &slot.remote_freed_bytes, &slot.remote_freed_count})
+    for (auto* a : {&slot.alloc_count, &slot.alloc_bytes, &slot.free_count, &slot.free_bytes, &slot.samples_taken,
+                    &slot.samples_settled, &slot.remote_freed_bytes, &slot.remote_freed_count})
       a->store(0, std::memory_order_relaxed);
     slot.sampled_live_bytes.store(0, std::memory_order_relaxed);
   }
   ExitedTotals& ex = g_ledger.exited;
-  for (auto* a : {&ex.alloc_count, &ex.alloc_bytes, &ex.free_count, &ex.free_bytes}) a->store(0);
+  for (auto* a : {&ex.alloc_count, &ex.alloc_bytes, &ex.free_count, &ex.free_bytes, &ex.samples_taken, &ex.samples_settled})
+    a->store(0);
   g_ledger.since_ms.store(now_ms);
   g_ledger.scope.store(kLedgerSince);
 }
@@ -171,11 +178,13 @@ void recycle_slot(uint32_t index) {
   ex.alloc_bytes.fetch_add(load(slot.alloc_bytes));
   ex.free_count.fetch_add(load(slot.free_count));
   ex.free_bytes.fetch_add(load(slot.free_bytes));
+  ex.samples_taken.fetch_add(load(slot.samples_taken));
+  ex.samples_settled.fetch_add(load(slot.samples_settled));
   // Records of this thread's blocks still live carry the old generation:
   // their frees are settled against nobody.
   ex.threads.fetch_add(1);
-  for (auto* a : {&slot.alloc_count, &slot.alloc_bytes, &slot.free_count, &slot.free_bytes,
-                  &slot.remote_freed_bytes, &slot.remote_freed_count})
+  for (auto* a : {&slot.alloc_count, &slot.alloc_bytes, &slot.free_count, &slot.free_bytes, &slot.samples_taken,
+                  &slot.samples_settled, &slot.remote_freed_bytes, &slot.remote_freed_count})
     a->store(0, std::memory_order_relaxed);
   slot.sampled_live_bytes.store(0, std::memory_order_relaxed);
   slot.generation.store((slot.generation.load() + 1) & 0xFFF);  // 12 bits, as packed

@@ -25,6 +25,8 @@ struct alignas(64) ThreadSlot {
   std::atomic<uint64_t> alloc_bytes{0};
   std::atomic<uint64_t> free_count{0};
   std::atomic<uint64_t> free_bytes{0};
+  std::atomic<uint64_t> samples_taken{0};    // blocks this thread sampled
+  std::atomic<uint64_t> samples_settled{0};  // sampled blocks (anyone's) this thread freed
 
   // Written by any thread, on sampled blocks only.
   alignas(64) std::atomic<uint64_t> remote_freed_bytes{0};
@@ -80,6 +82,7 @@ enum LedgerScope : uint32_t { kLedgerOff = 0, kLedgerAll = 1, kLedgerSince = 2 }
 // Totals of threads whose slots were recycled after they exited.
 struct ExitedTotals {
   std::atomic<uint64_t> alloc_count{0}, alloc_bytes{0}, free_count{0}, free_bytes{0};
+  std::atomic<uint64_t> samples_taken{0}, samples_settled{0};
   std::atomic<uint32_t> threads{0};
 };
 
@@ -88,7 +91,6 @@ struct Ledger {
   std::atomic<uint32_t> high_water{0};
   ExitedTotals exited;
   std::atomic<uint64_t> dropped_events{0};
-  std::atomic<uint64_t> sampled_blocks{0};
   // Mean bytes between samples; 0 samples every block (exact mode).
   uint64_t sample_interval = 0;
   std::atomic<uint32_t> scope{kLedgerAll};
@@ -99,6 +101,7 @@ extern Ledger g_ledger;
 extern std::atomic<bool> g_accounting;  // false: hooks forward, nothing more
 
 // Hot path: called by the hooks after the real allocator returned `block`.
+// Samples go to the ownership table (g_ownership).
 inline void on_alloc(ThreadState& ts, void* block, size_t usable);
 // Hot path: called by the hooks before the real allocator frees `block`.
 inline void on_free(ThreadState& ts, void* block, size_t usable);
@@ -106,9 +109,23 @@ inline void on_free(ThreadState& ts, void* block, size_t usable);
 // is known to be of a block allocated since.
 inline void on_free_sampled(ThreadState& ts, void* block);
 
+// The same for hooks that keep a sampled block's owner with the block
+// itself (preload/sample_header.h), where the table is not needed: the
+// counts alone, and the sampling countdown moved on before allocating.
+inline ThreadSlot* count_alloc(ThreadState& ts, size_t usable);
+inline ThreadSlot* count_free(ThreadState& ts, size_t usable);
+// Hot path: true when an allocation of `requested` bytes is to be sampled.
+inline bool sample_due(ThreadState& ts, size_t requested);
+
 // The rare parts of the hot path, out of line.
 void take_sample(ThreadState& ts, void* block, size_t usable);
 bool settle_if_sampled(ThreadState& ts, void* block);
+// A sample taken (the countdown starts again): the owner record of a block
+// of `usable` bytes, of which the program asked for `requested`. Counted
+// once the record is kept (count_sample), settled when the block is freed.
+OwnerRecord next_sample(ThreadState& ts, size_t requested, size_t usable);
+void count_sample(ThreadState& ts, const OwnerRecord& owner);
+void settle_sample(ThreadState& ts, const OwnerRecord& owner);
 
 // Cold path: the first accounted call of a thread claims its slot.
 ThreadSlot* claim_slot(ThreadState& ts, uintptr_t start_routine, int32_t creator_tid);
@@ -140,20 +157,36 @@ inline ThreadSlot* slot_of(ThreadState& ts) {
 }
 }  // namespace detail
 
-inline void on_alloc(ThreadState& ts, void* block, size_t usable) {
+inline ThreadSlot* count_alloc(ThreadState& ts, size_t usable) {
   ThreadSlot* slot = detail::slot_of(ts);
-  if (slot == nullptr) return;
+  if (slot == nullptr) return nullptr;
   detail::bump(slot->alloc_count, 1);
   detail::bump(slot->alloc_bytes, usable);
+  return slot;
+}
+
+inline ThreadSlot* count_free(ThreadState& ts, size_t usable) {
+  ThreadSlot* slot = detail::slot_of(ts);
+  if (slot == nullptr) return nullptr;
+  detail::bump(slot->free_count, 1);
+  detail::bump(slot->free_bytes, usable);
+  return slot;
+}
+
+inline bool sample_due(ThreadState& ts, size_t requested) {
+  if (detail::slot_of(ts) == nullptr) return false;  // claimed here: the countdown starts
+  ts.bytes_until_sample -= int64_t(requested);
+  return __builtin_expect(ts.bytes_until_sample <= 0, 0);
+}
+
+inline void on_alloc(ThreadState& ts, void* block, size_t usable) {
+  if (count_alloc(ts, usable) == nullptr) return;
   ts.bytes_until_sample -= int64_t(usable);
   if (__builtin_expect(ts.bytes_until_sample <= 0, 0)) take_sample(ts, block, usable);
 }
 
 inline void on_free(ThreadState& ts, void* block, size_t usable) {
-  ThreadSlot* slot = detail::slot_of(ts);
-  if (slot == nullptr) return;
-  detail::bump(slot->free_count, 1);
-  detail::bump(slot->free_bytes, usable);
+  if (count_free(ts, usable) == nullptr) return;
   if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) settle_if_sampled(ts, block);
 }
 

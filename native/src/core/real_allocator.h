@@ -35,12 +35,15 @@ struct RealAllocator {
 
   // Hot path: the usable size of a live block of this allocator.
   size_t usable_size(void* block) const {
-    if (__builtin_expect(glibc_chunks, 1)) {
-      const size_t field = static_cast<const size_t*>(block)[-1];
-      const size_t chunk = field & ~size_t(7);
-      return (field & 2) ? chunk - 2 * sizeof(size_t) : chunk - sizeof(size_t);
-    }
+    if (__builtin_expect(glibc_chunks, 1)) return glibc_usable(size_field(block));
     return malloc_usable_size(block);
+  }
+
+  // The word before a glibc block: its chunk's size field.
+  static size_t size_field(const void* block) { return static_cast<const size_t*>(block)[-1]; }
+  static size_t glibc_usable(size_t size_field) {
+    const size_t chunk = size_field & ~size_t(7);
+    return (size_field & 2) ? chunk - 2 * sizeof(size_t) : chunk - sizeof(size_t);
   }
 };
 

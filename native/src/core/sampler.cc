@@ -54,6 +54,8 @@ LedgerTotals Sampler::ledger_totals() {
     t.alloc_bytes += relaxed(s.alloc_bytes);
     t.free_count += relaxed(s.free_count);
     t.free_bytes += relaxed(s.free_bytes);
+    t.samples_taken += relaxed(s.samples_taken);
+    t.samples_settled += relaxed(s.samples_settled);
     t.sampled_live_bytes += std::max<int64_t>(0, s.sampled_live_bytes.load(std::memory_order_relaxed));
   }
   const ExitedTotals& ex = g_ledger.exited;
@@ -61,6 +63,8 @@ LedgerTotals Sampler::ledger_totals() {
   t.alloc_bytes += relaxed(ex.alloc_bytes);
   t.free_count += relaxed(ex.free_count);
   t.free_bytes += relaxed(ex.free_bytes);
+  t.samples_taken += relaxed(ex.samples_taken);
+  t.samples_settled += relaxed(ex.samples_settled);
   return t;
 }
 

@@ -44,6 +44,8 @@ struct ThreadRecord {
 struct LedgerTotals {
   uint64_t alloc_count = 0, alloc_bytes = 0, free_count = 0, free_bytes = 0;
   int64_t sampled_live_bytes = 0;  // live threads' sampled blocks
+  uint64_t samples_taken = 0, samples_settled = 0;
+  uint64_t sampled_blocks() const { return samples_taken > samples_settled ? samples_taken - samples_settled : 0; }
 };
 
 class Sampler {

@@ -309,8 +309,9 @@ void Server::write_snapshot(JsonWriter& out, const TaskQuery& query) {
       .field("mode", config_.mode)
       .field("agent_version", kAgentVersion)
       .field("sample_interval_bytes", g_ledger.sample_interval)
+      .field("sample_store", config_.sample_store)
       .field("dropped_events", g_ledger.dropped_events.load())
-      .field("sampled_blocks", g_ledger.sampled_blocks.load())
+      .field("sampled_blocks", totals.sampled_blocks())
       .field("started_ms", started_ms_)
       .field("now_ms", wall_ms());
   out.key("process").begin_object().field("rss_bytes", self_rss_bytes()).end_object();

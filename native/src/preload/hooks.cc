@@ -17,12 +17,23 @@
 #include "../core/ledger.h"
 #include "../core/hook_exit.h"
 #include "../core/real_allocator.h"
+#include "sample_header.h"
 
 using namespace leakscope;
 
 namespace {
 
 RealAllocator real;
+
+// Over glibc, sampled blocks carry their owner in a header (sample_header.h);
+// set once, before the first accounted call, and never changed.
+bool sample_headers = false;
+SampleMarkers markers;
+
+bool sample_headers_wanted() {
+  const char* setting = getenv("LEAKSCOPE_SAMPLE_HEADERS");
+  return setting == nullptr || strcmp(setting, "off") != 0;
+}
 
 std::atomic<int> resolve_state{0};  // 0 not yet, 1 resolving, 2 resolved
 
@@ -112,6 +123,10 @@ void resolve_real() {
     keep_if_same_allocator(r.pvalloc, fallback_pvalloc, allocator);
   }
   r.glibc_chunks = forwarding_to_glibc(reinterpret_cast<void*>(r.malloc));
+  if (r.glibc_chunks && sample_headers_wanted()) {
+    markers.init();
+    sample_headers = true;
+  }
   real = r;
   g_forwarded_malloc = reinterpret_cast<void*>(r.malloc);
   resolve_state.store(2);
@@ -123,14 +138,97 @@ inline bool resolving() {
   return resolve_state.load() != 2;  // we are inside dlsym: use the arena
 }
 
-// Entering a hook: true when this call is to be accounted. The guard keeps
-// the agent's own allocations (and the allocator's calls into itself) out.
+// A hook's call is counted unless the agent (or a hook) is at work on this
+// thread already, or the agent is not counting. Entering sets the guard
+// that keeps the agent's own allocations (and the allocator's calls into
+// itself) out.
+inline bool counting(const ThreadState& ts) { return !ts.busy && g_accounting.load(std::memory_order_relaxed); }
 inline bool enter(ThreadState& ts) {
-  if (ts.busy || !g_accounting.load(std::memory_order_relaxed)) return false;
+  if (!counting(ts)) return false;
   ts.busy = 1;
   return true;
 }
 inline void* account_alloc(ThreadState& ts, void* block) { return leakscope::account_alloc(ts, real, block); }
+
+// A sampled allocation with its header: `allocate(n)` asks the real
+// allocator for n bytes, aligned as the program's call asked. Counts what
+// the program got.
+template <typename Allocate>
+__attribute__((noinline)) void* allocate_sampled(ThreadState& ts, size_t requested, size_t alignment, Allocate&& allocate) {
+  ts.busy = 1;
+  const size_t offset = SampleHeader::offset_for(alignment);
+  if (offset == 0 || requested > SIZE_MAX - offset) {
+    // Not sampled this way: the countdown stays due, and the next call is.
+    void* block = allocate(requested);
+    if (block != nullptr) count_alloc(ts, real.usable_size(block));
+    leave(ts);
+    return block;
+  }
+  void* raw = allocate(requested + offset);
+  if (raw == nullptr) {
+    leave(ts);
+    return nullptr;
+  }
+  const size_t usable = real.usable_size(raw) - offset;
+  const OwnerRecord owner = next_sample(ts, requested, usable);
+  void* block = markers.stamp(raw, offset, owner);
+  count_alloc(ts, usable);
+  count_sample(ts, owner);
+  leave(ts);
+  return block;
+}
+
+// Hot path of every counted allocation (the caller checked `counting`):
+// `allocate(n)` as above. Over glibc, whose malloc never calls back into
+// the hooks, the common call sets no guard.
+template <typename Allocate>
+inline void* allocate_counted(ThreadState& ts, size_t requested, size_t alignment, Allocate&& allocate) {
+  if (!sample_headers) {
+    ts.busy = 1;
+    return account_alloc(ts, allocate(requested));
+  }
+  if (__builtin_expect(sample_due(ts, requested), 0)) return allocate_sampled(ts, requested, alignment, allocate);
+  void* block = allocate(requested);
+  if (block != nullptr) count_alloc(ts, RealAllocator::glibc_usable(RealAllocator::size_field(block)));
+  return block;
+}
+
+// The free of a block whose word before may be a marker.
+__attribute__((noinline)) void free_marked(void* block, size_t word_before) {
+  SampleHeader* header = markers.header_of(block, word_before);
+  if (header == nullptr) return real.free(block);  // not ours: the allocator judges it
+  const size_t offset = header->offset;
+  void* raw = static_cast<char*>(block) - offset;
+  ThreadState& ts = t_state;
+  if (enter(ts)) {
+    if (count_free(ts, real.usable_size(raw) - offset) != nullptr) settle_sample(ts, header->owner_record());
+    leave(ts);
+  }
+  header->marker = 0;  // a second free of it is the allocator's to catch
+  real.free(raw);
+}
+
+// The free of any block when samples are kept in the ownership table.
+__attribute__((noinline)) void free_with_table(void* block) {
+  ThreadState& ts = t_state;
+  if (!enter(ts)) return real.free(block);
+  on_free(ts, block, real.usable_size(block));
+  real.free(block);
+  leave(ts);
+}
+
+// A block with a header moves by copy; so does a block that becomes a sample.
+void* realloc_by_copy(void* block, size_t old_usable, size_t size) {
+  if (size == 0) {  // glibc's realloc(p, 0) frees p and returns NULL
+    free(block);
+    return nullptr;
+  }
+  void* moved = malloc(size);
+  if (moved == nullptr) return nullptr;
+  memcpy(moved, block, old_usable < size ? old_usable : size);
+  free(block);
+  return moved;
+}
 
 pthread_key_t exit_key;
 std::atomic<bool> exit_key_ready{false};
@@ -169,17 +267,18 @@ extern "C" {
 __attribute__((visibility("default"))) void* malloc(size_t size) {
   if (resolving()) return bootstrap_alloc(size);
   ThreadState& ts = t_state;
-  if (!enter(ts)) return real.malloc(size);
-  return account_alloc(ts, real.malloc(size));
+  if (!counting(ts)) return real.malloc(size);
+  return allocate_counted(ts, size, 0, [](size_t n) { return real.malloc(n); });
 }
 
 __attribute__((visibility("default"))) void free(void* block) {
   if (block == nullptr || in_bootstrap(block)) return;
+  if (!sample_headers) return free_with_table(block);
+  const size_t word_before = RealAllocator::size_field(block);
+  if (__builtin_expect(SampleHeader::may_be_marker(word_before), 0)) return free_marked(block, word_before);
   ThreadState& ts = t_state;
-  if (!enter(ts)) return real.free(block);
-  on_free(ts, block, real.usable_size(block));
-  real.free(block);
-  leave(ts);
+  if (counting(ts)) count_free(ts, RealAllocator::glibc_usable(word_before));  // glibc's free calls no hook
+  return real.free(block);
 }
 
 __attribute__((visibility("default"))) void* calloc(size_t count, size_t size) {
@@ -189,8 +288,9 @@ __attribute__((visibility("default"))) void* calloc(size_t count, size_t size) {
     return bootstrap_alloc(total);
   }
   ThreadState& ts = t_state;
-  if (!enter(ts)) return real.calloc(count, size);
-  return account_alloc(ts, real.calloc(count, size));
+  size_t total;
+  if (!counting(ts) || __builtin_mul_overflow(count, size, &total)) return real.calloc(count, size);
+  return allocate_counted(ts, total, 0, [](size_t n) { return real.calloc(1, n); });
 }
 
 __attribute__((visibility("default"))) void* realloc(void* block, size_t size) {
@@ -200,9 +300,29 @@ __attribute__((visibility("default"))) void* realloc(void* block, size_t size) {
     return moved;
   }
   if (resolving()) return bootstrap_alloc(size);
+  if (block == nullptr) return malloc(size);
   ThreadState& ts = t_state;
+  if (sample_headers) {
+    const size_t word_before = RealAllocator::size_field(block);
+    if (SampleHeader* header = markers.header_of(block, word_before))
+      return realloc_by_copy(block, real.usable_size(static_cast<char*>(block) - header->offset) - header->offset, size);
+    if (!enter(ts)) return real.realloc(block, size);
+    const size_t old_usable = RealAllocator::glibc_usable(word_before);
+    if (size != 0 && sample_due(ts, size)) {
+      leave(ts);
+      return realloc_by_copy(block, old_usable, size);
+    }
+    count_free(ts, old_usable);
+    void* moved = real.realloc(block, size);
+    if (moved == nullptr && size != 0) {
+      count_alloc(ts, old_usable);  // failed: the old block is still live
+    } else if (moved != nullptr) {
+      count_alloc(ts, real.usable_size(moved));
+    }
+    leave(ts);
+    return moved;
+  }
   if (!enter(ts)) return real.realloc(block, size);
-  if (block == nullptr) return account_alloc(ts, real.realloc(nullptr, size));
   // The old block leaves the ownership table before the allocator may hand
   // its address to another thread.
   const size_t old_usable = real.usable_size(block);
@@ -228,44 +348,55 @@ __attribute__((visibility("default"))) void* reallocarray(void* block, size_t co
 __attribute__((visibility("default"))) int posix_memalign(void** out, size_t alignment, size_t size) {
   if (resolving()) return ENOMEM;
   ThreadState& ts = t_state;
-  if (!enter(ts)) return real.posix_memalign(out, alignment, size);
-  const int rc = real.posix_memalign(out, alignment, size);
-  account_alloc(ts, rc == 0 ? *out : nullptr);
-  return rc;
+  const bool valid = alignment % sizeof(void*) == 0 && (alignment & (alignment - 1)) == 0 && alignment != 0;
+  if (!valid || !counting(ts)) return real.posix_memalign(out, alignment, size);  // EINVAL, or uncounted
+  void* block = allocate_counted(ts, size, alignment, [alignment](size_t n) {
+    void* raw = nullptr;
+    return real.posix_memalign(&raw, alignment, n) == 0 ? raw : nullptr;
+  });
+  if (block == nullptr) return ENOMEM;
+  *out = block;
+  return 0;
 }
 
 __attribute__((visibility("default"))) void* aligned_alloc(size_t alignment, size_t size) {
   if (resolving()) return nullptr;
   ThreadState& ts = t_state;
-  if (!enter(ts)) return real.aligned_alloc(alignment, size);
-  return account_alloc(ts, real.aligned_alloc(alignment, size));
+  if (!counting(ts)) return real.aligned_alloc(alignment, size);
+  return allocate_counted(ts, size, alignment, [alignment](size_t n) { return real.aligned_alloc(alignment, n); });
 }
 
 __attribute__((visibility("default"))) void* memalign(size_t alignment, size_t size) {
   if (resolving()) return nullptr;
   ThreadState& ts = t_state;
-  if (!enter(ts)) return real.memalign(alignment, size);
-  return account_alloc(ts, real.memalign(alignment, size));
+  if (!counting(ts)) return real.memalign(alignment, size);
+  return allocate_counted(ts, size, alignment, [alignment](size_t n) { return real.memalign(alignment, n); });
 }
 
 __attribute__((visibility("default"))) void* valloc(size_t size) {
   if (resolving()) return nullptr;
   ThreadState& ts = t_state;
-  if (!enter(ts)) return real.valloc(size);
-  return account_alloc(ts, real.valloc(size));
+  if (!counting(ts)) return real.valloc(size);
+  return allocate_counted(ts, size, page_size(), [](size_t n) { return real.valloc(n); });
 }
 
 __attribute__((visibility("default"))) void* pvalloc(size_t size) {
   if (resolving()) return nullptr;
   ThreadState& ts = t_state;
-  if (!enter(ts)) return real.pvalloc(size);
-  return account_alloc(ts, real.pvalloc(size));
+  const size_t page = page_size();
+  if (!counting(ts) || size > SIZE_MAX - page) return real.pvalloc(size);
+  const size_t pages = size == 0 ? page : (size + page - 1) & ~(page - 1);  // what pvalloc gives
+  return allocate_counted(ts, pages, page, [](size_t n) { return real.pvalloc(n); });
 }
 
 __attribute__((visibility("default"))) size_t malloc_usable_size(void* block) {
   if (block == nullptr) return 0;
   if (in_bootstrap(block)) return bootstrap_size(block);
   if (resolving()) return 0;
+  if (sample_headers) {
+    if (SampleHeader* header = markers.header_of(block, RealAllocator::size_field(block)))
+      return real.usable_size(static_cast<char*>(block) - header->offset) - header->offset;
+  }
   return real.malloc_usable_size(block);  // the program's own call: the allocator answers
 }
 
@@ -300,6 +431,7 @@ __attribute__((constructor)) void preload_start() {
   if (pthread_key_create(&exit_key, on_thread_exit) == 0) exit_key_ready.store(true, std::memory_order_release);
   pthread_atfork(nullptr, nullptr, after_fork_in_child);
   AgentConfig config = config_from_env();
+  if (sample_headers) config.sample_store = "headers";
   ts.busy = 0;
   agent_start(config);
   ts.busy = 1;
