@@ -65,8 +65,8 @@ void count_sample(ThreadState& ts, const OwnerRecord& owner) {
   if (owner.task_tag != 0) g_tasks.sample_taken(owner.task_tag, owner.weight_bytes);
 }
 
-void take_sample(ThreadState& ts, void* block, size_t usable) {
-  const OwnerRecord owner = next_sample(ts, usable, usable);
+void take_sample(ThreadState& ts, void* block, size_t requested, size_t usable) {
+  const OwnerRecord owner = next_sample(ts, requested, usable);
   if (!g_ownership.insert(uintptr_t(block), owner)) {
     g_ledger.dropped_events.fetch_add(1, std::memory_order_relaxed);
     return;

@@ -91,6 +91,8 @@ struct Ledger {
   std::atomic<uint32_t> high_water{0};
   ExitedTotals exited;
   std::atomic<uint64_t> dropped_events{0};
+  // Where threads that found no free slot count: never reported.
+  ThreadSlot overflow;
   // Mean bytes between samples; 0 samples every block (exact mode).
   uint64_t sample_interval = 0;
   std::atomic<uint32_t> scope{kLedgerAll};
@@ -109,16 +111,18 @@ inline void on_free(ThreadState& ts, void* block, size_t usable);
 // is known to be of a block allocated since.
 inline void on_free_sampled(ThreadState& ts, void* block);
 
-// The same for hooks that keep a sampled block's owner with the block
-// itself (preload/sample_header.h), where the table is not needed: the
-// counts alone, and the sampling countdown moved on before allocating.
+// The counts alone, for hooks that run the sampling countdown themselves
+// (the LD_PRELOAD shim: before allocating, so a sample can carry a header,
+// preload/sample_header.h). count_alloc and count_free claim a slot for a
+// thread without one; the _in forms take the thread's slot.
 inline ThreadSlot* count_alloc(ThreadState& ts, size_t usable);
 inline ThreadSlot* count_free(ThreadState& ts, size_t usable);
-// Hot path: true when an allocation of `requested` bytes is to be sampled.
-inline bool sample_due(ThreadState& ts, size_t requested);
+inline void count_alloc_in(ThreadSlot& slot, size_t usable);
+inline void count_free_in(ThreadSlot& slot, size_t usable);
 
-// The rare parts of the hot path, out of line.
-void take_sample(ThreadState& ts, void* block, size_t usable);
+// The rare parts of the hot path, out of line. The countdown moved on by
+// `requested` bytes for the sampled block, of `usable` bytes.
+void take_sample(ThreadState& ts, void* block, size_t requested, size_t usable);
 bool settle_if_sampled(ThreadState& ts, void* block);
 // A sample taken (the countdown starts again): the owner record of a block
 // of `usable` bytes, of which the program asked for `requested`. Counted
@@ -157,32 +161,32 @@ inline ThreadSlot* slot_of(ThreadState& ts) {
 }
 }  // namespace detail
 
+inline void count_alloc_in(ThreadSlot& slot, size_t usable) {
+  detail::bump(slot.alloc_count, 1);
+  detail::bump(slot.alloc_bytes, usable);
+}
+
+inline void count_free_in(ThreadSlot& slot, size_t usable) {
+  detail::bump(slot.free_count, 1);
+  detail::bump(slot.free_bytes, usable);
+}
+
 inline ThreadSlot* count_alloc(ThreadState& ts, size_t usable) {
   ThreadSlot* slot = detail::slot_of(ts);
-  if (slot == nullptr) return nullptr;
-  detail::bump(slot->alloc_count, 1);
-  detail::bump(slot->alloc_bytes, usable);
+  if (slot != nullptr) count_alloc_in(*slot, usable);
   return slot;
 }
 
 inline ThreadSlot* count_free(ThreadState& ts, size_t usable) {
   ThreadSlot* slot = detail::slot_of(ts);
-  if (slot == nullptr) return nullptr;
-  detail::bump(slot->free_count, 1);
-  detail::bump(slot->free_bytes, usable);
+  if (slot != nullptr) count_free_in(*slot, usable);
   return slot;
-}
-
-inline bool sample_due(ThreadState& ts, size_t requested) {
-  if (detail::slot_of(ts) == nullptr) return false;  // claimed here: the countdown starts
-  ts.bytes_until_sample -= int64_t(requested);
-  return __builtin_expect(ts.bytes_until_sample <= 0, 0);
 }
 
 inline void on_alloc(ThreadState& ts, void* block, size_t usable) {
   if (count_alloc(ts, usable) == nullptr) return;
   ts.bytes_until_sample -= int64_t(usable);
-  if (__builtin_expect(ts.bytes_until_sample <= 0, 0)) take_sample(ts, block, usable);
+  if (__builtin_expect(ts.bytes_until_sample <= 0, 0)) take_sample(ts, block, usable, usable);
 }
 
 inline void on_free(ThreadState& ts, void* block, size_t usable) {

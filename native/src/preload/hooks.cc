@@ -52,6 +52,9 @@ void* bootstrap_alloc(size_t size) {
   const size_t at = bootstrap_used.fetch_add(need);
   if (at + need > sizeof bootstrap_arena) return nullptr;
   *reinterpret_cast<size_t*>(bootstrap_arena + at) = size;
+  // Bit 3 in the word before, which no glibc chunk size has: free() then
+  // takes these blocks off its fast path (free_marked), as it does samples.
+  *reinterpret_cast<size_t*>(bootstrap_arena + at + 8) = 8;
   return bootstrap_arena + at + 16;  // zeroed: the arena is static
 }
 
@@ -140,8 +143,7 @@ inline bool resolving() {
 
 // A hook's call is counted unless the agent (or a hook) is at work on this
 // thread already, or the agent is not counting. Entering sets the guard
-// that keeps the agent's own allocations (and the allocator's calls into
-// itself) out.
+// that keeps the agent's own allocations out.
 inline bool counting(const ThreadState& ts) { return !ts.busy && g_accounting.load(std::memory_order_relaxed); }
 inline bool enter(ThreadState& ts) {
   if (!counting(ts)) return false;
@@ -150,51 +152,99 @@ inline bool enter(ThreadState& ts) {
 }
 inline void* account_alloc(ThreadState& ts, void* block) { return leakscope::account_alloc(ts, real, block); }
 
+bool forked_child = false;  // the agent is gone for good in this process
+
+// A thread's first counted call claims its ledger slot. False while the
+// agent is not counting; in a forked child, where it never will, the thread
+// stops asking.
+bool claim_for_hooks(ThreadState& ts) {
+  if (forked_child) {
+    ts.busy = 1;
+    return false;
+  }
+  if (!g_accounting.load(std::memory_order_relaxed)) return false;
+  if (claim_slot(ts, 0, 0) != nullptr) return true;
+  ts.slot = &g_ledger.overflow;  // no slot left: this thread is counted nowhere
+  ts.bytes_until_sample = INT64_MAX;
+  return false;
+}
+
 // A sampled allocation with its header: `allocate(n)` asks the real
-// allocator for n bytes, aligned as the program's call asked. Counts what
-// the program got.
+// allocator for n bytes, aligned as the program's call asked.
 template <typename Allocate>
-__attribute__((noinline)) void* allocate_sampled(ThreadState& ts, size_t requested, size_t alignment, Allocate&& allocate) {
-  ts.busy = 1;
+void* allocate_with_header(ThreadState& ts, size_t requested, size_t alignment, Allocate& allocate) {
   const size_t offset = SampleHeader::offset_for(alignment);
   if (offset == 0 || requested > SIZE_MAX - offset) {
     // Not sampled this way: the countdown stays due, and the next call is.
     void* block = allocate(requested);
     if (block != nullptr) count_alloc(ts, real.usable_size(block));
-    leave(ts);
     return block;
   }
   void* raw = allocate(requested + offset);
-  if (raw == nullptr) {
-    leave(ts);
-    return nullptr;
-  }
+  if (raw == nullptr) return nullptr;
   const size_t usable = real.usable_size(raw) - offset;
   const OwnerRecord owner = next_sample(ts, requested, usable);
   void* block = markers.stamp(raw, offset, owner);
   count_alloc(ts, usable);
   count_sample(ts, owner);
+  return block;
+}
+
+// The slow path of an allocation: before the hooks are resolved, a thread's
+// first call, calls while the agent does not count, and samples.
+template <typename Allocate>
+__attribute__((noinline)) void* allocate_slow(ThreadState& ts, size_t requested, size_t alignment, Allocate& allocate) {
+  if (resolving()) return alignment == 0 ? bootstrap_alloc(requested) : nullptr;
+  if (ts.slot == nullptr) {
+    if (!claim_for_hooks(ts)) {
+      if (ts.slot == nullptr) ts.bytes_until_sample = 0;  // not counting yet: ask again next time
+      return allocate(requested);
+    }
+    ts.bytes_until_sample -= int64_t(requested);  // a fresh countdown: this call may not be a sample
+    if (ts.bytes_until_sample > 0) {
+      void* block = allocate(requested);
+      if (block != nullptr) count_alloc_in(*ts.slot, real.usable_size(block));
+      return block;
+    }
+  }
+  if (ts.slot == &g_ledger.overflow) return allocate(requested);
+  ts.busy = 1;
+  void* block;
+  if (sample_headers) {
+    block = allocate_with_header(ts, requested, alignment, allocate);
+  } else {
+    block = allocate(requested);
+    if (block != nullptr) {
+      const size_t usable = real.usable_size(block);
+      count_alloc(ts, usable);
+      take_sample(ts, block, requested, usable);
+    } else {
+      ts.bytes_until_sample = 0;
+    }
+  }
   leave(ts);
   return block;
 }
 
-// Hot path of every counted allocation (the caller checked `counting`):
-// `allocate(n)` as above. Over glibc, whose malloc never calls back into
-// the hooks, the common call sets no guard.
+// Hot path of every allocation: `allocate(n)` as above. The countdown to
+// the next sample runs before the call, and is above zero only while the
+// thread has a slot (claim_slot and next_sample set it), so the common call
+// checks one flag and one count. It sets no guard: the allocators the hooks
+// forward to do not call back into them.
 template <typename Allocate>
-inline void* allocate_counted(ThreadState& ts, size_t requested, size_t alignment, Allocate&& allocate) {
-  if (!sample_headers) {
-    ts.busy = 1;
-    return account_alloc(ts, allocate(requested));
-  }
-  if (__builtin_expect(sample_due(ts, requested), 0)) return allocate_sampled(ts, requested, alignment, allocate);
+inline void* allocate_hooked(size_t requested, size_t alignment, Allocate&& allocate) {
+  ThreadState& ts = t_state;
+  if (__builtin_expect(ts.busy, 0)) return allocate(requested);
+  ts.bytes_until_sample -= int64_t(requested);
+  if (__builtin_expect(ts.bytes_until_sample <= 0, 0)) return allocate_slow(ts, requested, alignment, allocate);
   void* block = allocate(requested);
-  if (block != nullptr) count_alloc(ts, RealAllocator::glibc_usable(RealAllocator::size_field(block)));
+  if (__builtin_expect(block != nullptr, 1)) count_alloc_in(*ts.slot, real.usable_size(block));
   return block;
 }
 
 // The free of a block whose word before may be a marker.
 __attribute__((noinline)) void free_marked(void* block, size_t word_before) {
+  if (in_bootstrap(block)) return;
   SampleHeader* header = markers.header_of(block, word_before);
   if (header == nullptr) return real.free(block);  // not ours: the allocator judges it
   const size_t offset = header->offset;
@@ -208,8 +258,16 @@ __attribute__((noinline)) void free_marked(void* block, size_t word_before) {
   real.free(raw);
 }
 
+// The free of a thread's first call, when it has no slot yet.
+__attribute__((noinline)) void free_claiming(void* block, size_t word_before) {
+  ThreadState& ts = t_state;
+  if (claim_for_hooks(ts)) count_free_in(*ts.slot, RealAllocator::glibc_usable(word_before));
+  real.free(block);
+}
+
 // The free of any block when samples are kept in the ownership table.
 __attribute__((noinline)) void free_with_table(void* block) {
+  if (in_bootstrap(block)) return;
   ThreadState& ts = t_state;
   if (!enter(ts)) return real.free(block);
   on_free(ts, block, real.usable_size(block));
@@ -265,19 +323,23 @@ void* thread_trampoline(void* raw) {
 extern "C" {
 
 __attribute__((visibility("default"))) void* malloc(size_t size) {
-  if (resolving()) return bootstrap_alloc(size);
-  ThreadState& ts = t_state;
-  if (!counting(ts)) return real.malloc(size);
-  return allocate_counted(ts, size, 0, [](size_t n) { return real.malloc(n); });
+  return allocate_hooked(size, 0, [](size_t n) { return real.malloc(n); });
 }
 
 __attribute__((visibility("default"))) void free(void* block) {
-  if (block == nullptr || in_bootstrap(block)) return;
+  if (block == nullptr) return;
   if (!sample_headers) return free_with_table(block);
   const size_t word_before = RealAllocator::size_field(block);
+  // A sampled block's header, or the bootstrap arena's blocks (bootstrap_alloc).
   if (__builtin_expect(SampleHeader::may_be_marker(word_before), 0)) return free_marked(block, word_before);
   ThreadState& ts = t_state;
-  if (counting(ts)) count_free(ts, RealAllocator::glibc_usable(word_before));  // glibc's free calls no hook
+  ThreadSlot* slot = ts.slot;
+  if (__builtin_expect(ts.busy == 0 && slot != nullptr, 1)) {
+    count_free_in(*slot, RealAllocator::glibc_usable(word_before));
+  } else if (ts.busy == 0) {
+    free_claiming(block, word_before);
+    return;
+  }
   return real.free(block);
 }
 
@@ -287,10 +349,9 @@ __attribute__((visibility("default"))) void* calloc(size_t count, size_t size) {
     if (__builtin_mul_overflow(count, size, &total)) return nullptr;
     return bootstrap_alloc(total);
   }
-  ThreadState& ts = t_state;
   size_t total;
-  if (!counting(ts) || __builtin_mul_overflow(count, size, &total)) return real.calloc(count, size);
-  return allocate_counted(ts, total, 0, [](size_t n) { return real.calloc(1, n); });
+  if (__builtin_mul_overflow(count, size, &total)) return real.calloc(count, size);
+  return allocate_hooked(total, 0, [](size_t n) { return real.calloc(1, n); });
 }
 
 __attribute__((visibility("default"))) void* realloc(void* block, size_t size) {
@@ -308,9 +369,12 @@ __attribute__((visibility("default"))) void* realloc(void* block, size_t size) {
       return realloc_by_copy(block, real.usable_size(static_cast<char*>(block) - header->offset) - header->offset, size);
     if (!enter(ts)) return real.realloc(block, size);
     const size_t old_usable = RealAllocator::glibc_usable(word_before);
-    if (size != 0 && sample_due(ts, size)) {
-      leave(ts);
-      return realloc_by_copy(block, old_usable, size);
+    if (size != 0) {
+      ts.bytes_until_sample -= int64_t(size);
+      if (ts.bytes_until_sample <= 0) {  // a sample (through malloc), or no slot yet
+        leave(ts);
+        return realloc_by_copy(block, old_usable, size);
+      }
     }
     count_free(ts, old_usable);
     void* moved = real.realloc(block, size);
@@ -347,10 +411,9 @@ __attribute__((visibility("default"))) void* reallocarray(void* block, size_t co
 
 __attribute__((visibility("default"))) int posix_memalign(void** out, size_t alignment, size_t size) {
   if (resolving()) return ENOMEM;
-  ThreadState& ts = t_state;
   const bool valid = alignment % sizeof(void*) == 0 && (alignment & (alignment - 1)) == 0 && alignment != 0;
-  if (!valid || !counting(ts)) return real.posix_memalign(out, alignment, size);  // EINVAL, or uncounted
-  void* block = allocate_counted(ts, size, alignment, [alignment](size_t n) {
+  if (!valid) return real.posix_memalign(out, alignment, size);  // EINVAL
+  void* block = allocate_hooked(size, alignment, [alignment](size_t n) {
     void* raw = nullptr;
     return real.posix_memalign(&raw, alignment, n) == 0 ? raw : nullptr;
   });
@@ -361,32 +424,25 @@ __attribute__((visibility("default"))) int posix_memalign(void** out, size_t ali
 
 __attribute__((visibility("default"))) void* aligned_alloc(size_t alignment, size_t size) {
   if (resolving()) return nullptr;
-  ThreadState& ts = t_state;
-  if (!counting(ts)) return real.aligned_alloc(alignment, size);
-  return allocate_counted(ts, size, alignment, [alignment](size_t n) { return real.aligned_alloc(alignment, n); });
+  return allocate_hooked(size, alignment, [alignment](size_t n) { return real.aligned_alloc(alignment, n); });
 }
 
 __attribute__((visibility("default"))) void* memalign(size_t alignment, size_t size) {
   if (resolving()) return nullptr;
-  ThreadState& ts = t_state;
-  if (!counting(ts)) return real.memalign(alignment, size);
-  return allocate_counted(ts, size, alignment, [alignment](size_t n) { return real.memalign(alignment, n); });
+  return allocate_hooked(size, alignment, [alignment](size_t n) { return real.memalign(alignment, n); });
 }
 
 __attribute__((visibility("default"))) void* valloc(size_t size) {
   if (resolving()) return nullptr;
-  ThreadState& ts = t_state;
-  if (!counting(ts)) return real.valloc(size);
-  return allocate_counted(ts, size, page_size(), [](size_t n) { return real.valloc(n); });
+  return allocate_hooked(size, page_size(), [](size_t n) { return real.valloc(n); });
 }
 
 __attribute__((visibility("default"))) void* pvalloc(size_t size) {
   if (resolving()) return nullptr;
-  ThreadState& ts = t_state;
   const size_t page = page_size();
-  if (!counting(ts) || size > SIZE_MAX - page) return real.pvalloc(size);
+  if (size > SIZE_MAX - page) return real.pvalloc(size);
   const size_t pages = size == 0 ? page : (size + page - 1) & ~(page - 1);  // what pvalloc gives
-  return allocate_counted(ts, pages, page, [](size_t n) { return real.pvalloc(n); });
+  return allocate_hooked(pages, page, [](size_t n) { return real.pvalloc(n); });
 }
 
 __attribute__((visibility("default"))) size_t malloc_usable_size(void* block) {
@@ -420,7 +476,11 @@ __attribute__((visibility("default"))) int pthread_create(pthread_t* thread, con
 
 namespace {
 
-void after_fork_in_child() { agent_after_fork_child(); }
+void after_fork_in_child() {
+  forked_child = true;
+  t_state.busy = 1;  // the child's only thread counts nothing from now on
+  agent_after_fork_child();
+}
 
 __attribute__((constructor)) void preload_start() {
   resolve_real();
