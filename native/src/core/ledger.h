@@ -152,7 +152,26 @@ namespace detail {
 // Single-writer increment: the owner thread is the only writer of the field,
 // so no locked instruction is needed.
 inline void bump(std::atomic<uint64_t>& a, uint64_t by) {
+#if defined(__x86_64__)
+  // One add to memory (compilers do not fuse a relaxed load and store into
+  // one): its store is a single aligned 8-byte write, which a relaxed load
+  // on another thread sees whole.
+  static_assert(sizeof(a) == sizeof(uint64_t), "a lock-free atomic is its value");
+  asm volatile("addq %1, %0" : "+m"(*reinterpret_cast<uint64_t*>(&a)) : "er"(by) : "cc");
+#else
   a.store(a.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+#endif
+}
+// Moves a thread's sampling countdown on by `bytes`: true when it reached
+// zero (one subtract from memory, whose flags give the answer).
+inline bool count_down(ThreadState& ts, size_t bytes) {
+#if defined(__x86_64__)
+  bool due;
+  asm("subq %2, %0" : "+m"(ts.bytes_until_sample), "=@ccle"(due) : "er"(int64_t(bytes)));
+  return due;
+#else
+  return (ts.bytes_until_sample -= int64_t(bytes)) <= 0;
+#endif
 }
 inline ThreadSlot* slot_of(ThreadState& ts) {
   ThreadSlot* slot = ts.slot;

@@ -235,8 +235,7 @@ template <typename Allocate>
 inline void* allocate_hooked(size_t requested, size_t alignment, Allocate&& allocate) {
   ThreadState& ts = t_state;
   if (__builtin_expect(ts.busy, 0)) return allocate(requested);
-  ts.bytes_until_sample -= int64_t(requested);
-  if (__builtin_expect(ts.bytes_until_sample <= 0, 0)) return allocate_slow(ts, requested, alignment, allocate);
+  if (__builtin_expect(detail::count_down(ts, requested), 0)) return allocate_slow(ts, requested, alignment, allocate);
   void* block = allocate(requested);
   if (__builtin_expect(block != nullptr, 1)) count_alloc_in(*ts.slot, real.usable_size(block));
   return block;
