@@ -205,6 +205,8 @@ void agent_after_fork_child() {
   // The child has none of the agent's threads; it forwards and counts
   // nothing, and must not answer on the parent's socket.
   g_accounting.store(false);
+  g_accounting_ended.store(true);
+  t_state.busy = 1;  // runs on the child's only thread: it counts nothing from now on
   if (g_agent != nullptr && g_agent->server) g_agent->server->close_in_child();
   for (auto& slot : g_agent_tids) slot.store(0);
 }

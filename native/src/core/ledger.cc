@@ -15,6 +15,7 @@ namespace leakscope {
 __thread ThreadState t_state __attribute__((tls_model("initial-exec")));
 Ledger g_ledger;
 std::atomic<bool> g_accounting{false};
+std::atomic<bool> g_accounting_ended{false};
 
 namespace {
 
@@ -163,6 +164,17 @@ ThreadSlot* claim_slot(ThreadState& ts, uintptr_t start_routine, int32_t creator
   ts.bytes_until_sample = next_sample_distance(ts);
   ts.slot = &slot;
   return &slot;
+}
+
+bool claim_counting_slot(ThreadState& ts) {
+  if (!g_accounting.load(std::memory_order_relaxed)) {
+    if (g_accounting_ended.load(std::memory_order_relaxed)) ts.busy = 1;
+    return false;
+  }
+  if (claim_slot(ts, 0, 0) != nullptr) return true;
+  ts.slot = &g_ledger.overflow;  // counted nowhere
+  ts.bytes_until_sample = INT64_MAX;
+  return false;
 }
 
 void mark_thread_exited(ThreadState& ts) {

@@ -101,6 +101,7 @@ struct Ledger {
 
 extern Ledger g_ledger;
 extern std::atomic<bool> g_accounting;  // false: hooks forward, nothing more
+extern std::atomic<bool> g_accounting_ended;  // a forked child: false for good
 
 // Hot path: called by the hooks after the real allocator returned `block`.
 // Samples go to the ownership table (g_ownership).
@@ -133,6 +134,11 @@ void settle_sample(ThreadState& ts, const OwnerRecord& owner);
 
 // Cold path: the first accounted call of a thread claims its slot.
 ThreadSlot* claim_slot(ThreadState& ts, uintptr_t start_routine, int32_t creator_tid);
+// The same for hooks that run the countdown themselves (whose common call
+// counts into `ts.slot` once the countdown is above zero): false while the
+// agent does not count (in a forked child the thread stops asking), and for
+// a thread that found no free slot, which counts into `overflow` from then on.
+bool claim_counting_slot(ThreadState& ts);
 // Runs on the exiting thread (pthread key destructor).
 void mark_thread_exited(ThreadState& ts);
 // Runs on the sampler thread: folds slots of vanished threads into `exited`.

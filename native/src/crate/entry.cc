@@ -27,24 +27,37 @@ void on_thread_exit(void*) { mark_thread_exited(t_state); }
 
 void after_fork_in_child() { agent_after_fork_child(); }
 
-// A thread's first accounted call: its slot, and a note to free it at exit.
+// A thread's first counted call: its slot, and a note to free it at exit.
 // Threads are not started through the agent here, so their start routine is
 // unknown; /proc names them.
-ThreadSlot* first_call(ThreadState& ts) {
-  ThreadSlot* slot = claim_slot(ts, 0, 0);
-  if (slot != nullptr && exit_key_ready.load(std::memory_order_acquire)) pthread_setspecific(exit_key, &ts);
-  return slot;
+bool first_call(ThreadState& ts) {
+  if (!claim_counting_slot(ts)) return false;
+  if (exit_key_ready.load(std::memory_order_acquire)) pthread_setspecific(exit_key, &ts);
+  return true;
 }
 
-// Runs `record` on the calling thread's ledger state, unless the agent is
-// not accounting yet or this thread is inside the agent already.
-template <typename Record>
-inline void accounted(Record record) {
-  ThreadState& ts = t_state;
-  if (ts.busy || !g_accounting.load(std::memory_order_relaxed)) return;
+// The rare allocation: a thread's first, one while the agent does not count
+// (yet), a sample. The countdown is above zero only while the thread has a
+// slot, so the common one is a flag, a subtract and two adds.
+__attribute__((noinline)) void alloc_slow(ThreadState& ts, void* block, size_t size) {
+  if (ts.slot == nullptr) {
+    if (!first_call(ts)) {
+      if (ts.slot == nullptr) ts.bytes_until_sample = 0;  // not counting yet: ask again next time
+      return;
+    }
+    if (!detail::count_down(ts, size)) return count_alloc_in(*ts.slot, size);  // a fresh countdown
+  }
+  if (ts.slot == &g_ledger.overflow) return;
   ts.busy = 1;
-  if (__builtin_expect(ts.slot == nullptr, 0)) first_call(ts);
-  record(ts);
+  count_alloc_in(*ts.slot, size);
+  take_sample(ts, block, size, size);
+  ts.busy = 0;
+}
+
+__attribute__((noinline)) void free_slow(ThreadState& ts, void* block, size_t size) {
+  if (ts.slot == nullptr && !first_call(ts)) return;
+  ts.busy = 1;
+  on_free(ts, block, size);
   ts.busy = 0;
 }
 
@@ -78,10 +91,26 @@ bool leakscope_crate_start(const char* allocator, const void* calls) {
 }
 
 // Hot path: after the wrapped allocator returned `block` of `size` bytes.
-void leakscope_crate_alloc(void* block, size_t size) { accounted([&](ThreadState& ts) { on_alloc(ts, block, size); }); }
+void leakscope_crate_alloc(void* block, size_t size) {
+  ThreadState& ts = t_state;
+  if (__builtin_expect(ts.busy != 0, 0)) return;
+  if (__builtin_expect(detail::count_down(ts, size), 0)) return alloc_slow(ts, block, size);
+  count_alloc_in(*ts.slot, size);
+}
 
 // Hot path: before the wrapped allocator frees `block` of `size` bytes.
-void leakscope_crate_free(void* block, size_t size) { accounted([&](ThreadState& ts) { on_free(ts, block, size); }); }
+void leakscope_crate_free(void* block, size_t size) {
+  ThreadState& ts = t_state;
+  ThreadSlot* slot = ts.slot;
+  if (__builtin_expect(ts.busy != 0, 0)) return;
+  if (__builtin_expect(slot == nullptr, 0)) return free_slow(ts, block, size);
+  count_free_in(*slot, size);
+  if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) {
+    ts.busy = 1;
+    settle_if_sampled(ts, block);
+    ts.busy = 0;
+  }
+}
 
 // The Tokio layer's spawn: a task spawned at a site it already has a handle
 // for (its `task_site` answer, kind index << 16 | site index; 0 when the

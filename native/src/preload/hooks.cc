@@ -152,23 +152,6 @@ inline bool enter(ThreadState& ts) {
 }
 inline void* account_alloc(ThreadState& ts, void* block) { return leakscope::account_alloc(ts, real, block); }
 
-bool forked_child = false;  // the agent is gone for good in this process
-
-// A thread's first counted call claims its ledger slot. False while the
-// agent is not counting; in a forked child, where it never will, the thread
-// stops asking.
-bool claim_for_hooks(ThreadState& ts) {
-  if (forked_child) {
-    ts.busy = 1;
-    return false;
-  }
-  if (!g_accounting.load(std::memory_order_relaxed)) return false;
-  if (claim_slot(ts, 0, 0) != nullptr) return true;
-  ts.slot = &g_ledger.overflow;  // no slot left: this thread is counted nowhere
-  ts.bytes_until_sample = INT64_MAX;
-  return false;
-}
-
 // A sampled allocation with its header: `allocate(n)` asks the real
 // allocator for n bytes, aligned as the program's call asked.
 template <typename Allocate>
@@ -196,7 +179,7 @@ template <typename Allocate>
 __attribute__((noinline)) void* allocate_slow(ThreadState& ts, size_t requested, size_t alignment, Allocate& allocate) {
   if (resolving()) return alignment == 0 ? bootstrap_alloc(requested) : nullptr;
   if (ts.slot == nullptr) {
-    if (!claim_for_hooks(ts)) {
+    if (!claim_counting_slot(ts)) {
       if (ts.slot == nullptr) ts.bytes_until_sample = 0;  // not counting yet: ask again next time
       return allocate(requested);
     }
@@ -260,7 +243,7 @@ __attribute__((noinline)) void free_marked(void* block, size_t word_before) {
 // The free of a thread's first call, when it has no slot yet.
 __attribute__((noinline)) void free_claiming(void* block, size_t word_before) {
   ThreadState& ts = t_state;
-  if (claim_for_hooks(ts)) count_free_in(*ts.slot, RealAllocator::glibc_usable(word_before));
+  if (claim_counting_slot(ts)) count_free_in(*ts.slot, RealAllocator::glibc_usable(word_before));
   real.free(block);
 }
 
@@ -475,11 +458,7 @@ __attribute__((visibility("default"))) int pthread_create(pthread_t* thread, con
 
 namespace {
 
-void after_fork_in_child() {
-  forked_child = true;
-  t_state.busy = 1;  // the child's only thread counts nothing from now on
-  agent_after_fork_child();
-}
+void after_fork_in_child() { agent_after_fork_child(); }
 
 __attribute__((constructor)) void preload_start() {
   resolve_real();
