@@ -113,9 +113,10 @@ inline void on_free(ThreadState& ts, void* block, size_t usable);
 inline void on_free_sampled(ThreadState& ts, void* block);
 
 // The counts alone, for hooks that run the sampling countdown themselves
-// (the LD_PRELOAD shim: before allocating, so a sample can carry a header,
-// preload/sample_header.h). count_alloc and count_free claim a slot for a
-// thread without one; the _in forms take the thread's slot.
+// (detail::count_down): the LD_PRELOAD shim, before allocating, so that a
+// sample can carry a header (preload/sample_header.h), and the crate.
+// count_alloc and count_free claim a slot for a thread without one; the _in
+// forms take the thread's slot.
 inline ThreadSlot* count_alloc(ThreadState& ts, size_t usable);
 inline ThreadSlot* count_free(ThreadState& ts, size_t usable);
 inline void count_alloc_in(ThreadSlot& slot, size_t usable);
