@@ -209,6 +209,23 @@ inline ThreadSlot* count_free(ThreadState& ts, size_t usable) {
   return slot;
 }
 
+// What a call that the countdown sent off the fast path is, for hooks that
+// run the countdown themselves: a thread's first call claims its slot with
+// `claim` (false: not counted) and starts the countdown afresh; a thread in
+// the overflow slot is counted nowhere.
+enum class SlowCall { kUncounted, kCounted, kSampled };
+template <typename Claim>
+inline SlowCall slow_call(ThreadState& ts, size_t requested, Claim&& claim) {
+  if (ts.slot == nullptr) {
+    if (!claim(ts)) {
+      if (ts.slot == nullptr) ts.bytes_until_sample = 0;  // not counting yet: ask again next time
+      return SlowCall::kUncounted;
+    }
+    if (!detail::count_down(ts, requested)) return SlowCall::kCounted;
+  }
+  return ts.slot == &g_ledger.overflow ? SlowCall::kUncounted : SlowCall::kSampled;
+}
+
 inline void on_alloc(ThreadState& ts, void* block, size_t usable) {
   if (count_alloc(ts, usable) == nullptr) return;
   ts.bytes_until_sample -= int64_t(usable);

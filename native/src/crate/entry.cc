@@ -40,14 +40,14 @@ bool first_call(ThreadState& ts) {
 // (yet), a sample. The countdown is above zero only while the thread has a
 // slot, so the common one is a flag, a subtract and two adds.
 __attribute__((noinline)) void alloc_slow(ThreadState& ts, void* block, size_t size) {
-  if (ts.slot == nullptr) {
-    if (!first_call(ts)) {
-      if (ts.slot == nullptr) ts.bytes_until_sample = 0;  // not counting yet: ask again next time
+  switch (slow_call(ts, size, first_call)) {
+    case SlowCall::kUncounted:
       return;
-    }
-    if (!detail::count_down(ts, size)) return count_alloc_in(*ts.slot, size);  // a fresh countdown
+    case SlowCall::kCounted:
+      return count_alloc_in(*ts.slot, size);
+    case SlowCall::kSampled:
+      break;
   }
-  if (ts.slot == &g_ledger.overflow) return;
   ts.busy = 1;
   count_alloc_in(*ts.slot, size);
   take_sample(ts, block, size, size);

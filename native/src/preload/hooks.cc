@@ -178,19 +178,17 @@ void* allocate_with_header(ThreadState& ts, size_t requested, size_t alignment, 
 template <typename Allocate>
 __attribute__((noinline)) void* allocate_slow(ThreadState& ts, size_t requested, size_t alignment, Allocate& allocate) {
   if (resolving()) return alignment == 0 ? bootstrap_alloc(requested) : nullptr;
-  if (ts.slot == nullptr) {
-    if (!claim_counting_slot(ts)) {
-      if (ts.slot == nullptr) ts.bytes_until_sample = 0;  // not counting yet: ask again next time
+  switch (slow_call(ts, requested, claim_counting_slot)) {
+    case SlowCall::kUncounted:
       return allocate(requested);
-    }
-    ts.bytes_until_sample -= int64_t(requested);  // a fresh countdown: this call may not be a sample
-    if (ts.bytes_until_sample > 0) {
+    case SlowCall::kCounted: {
       void* block = allocate(requested);
       if (block != nullptr) count_alloc_in(*ts.slot, real.usable_size(block));
       return block;
     }
+    case SlowCall::kSampled:
+      break;
   }
-  if (ts.slot == &g_ledger.overflow) return allocate(requested);
   ts.busy = 1;
   void* block;
   if (sample_headers) {
