@@ -245,14 +245,22 @@ __attribute__((noinline)) void free_claiming(void* block, size_t word_before) {
   real.free(block);
 }
 
-// The free of any block when samples are kept in the ownership table.
+// The free of any block when samples are kept in the ownership table (any
+// allocator but glibc's, or LEAKSCOPE_SAMPLE_HEADERS=off): the same flag
+// and slot as on glibc, the allocator's own size, and the table's filter.
 __attribute__((noinline)) void free_with_table(void* block) {
   if (in_bootstrap(block)) return;
   ThreadState& ts = t_state;
-  if (!enter(ts)) return real.free(block);
-  on_free(ts, block, real.usable_size(block));
-  real.free(block);
-  leave(ts);
+  if (__builtin_expect(ts.busy != 0, 0)) return real.free(block);
+  if (__builtin_expect(ts.slot == nullptr, 0) && !claim_counting_slot(ts)) return real.free(block);
+  count_free_in(*ts.slot, real.usable_size(block));
+  // Before the allocator may hand the address to another thread.
+  if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) {
+    ts.busy = 1;
+    settle_if_sampled(ts, block);
+    leave(ts);
+  }
+  return real.free(block);
 }
 
 // A block with a header moves by copy; so does a block that becomes a sample.
