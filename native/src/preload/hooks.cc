@@ -144,9 +144,8 @@ inline bool resolving() {
 // A hook's call is counted unless the agent (or a hook) is at work on this
 // thread already, or the agent is not counting. Entering sets the guard
 // that keeps the agent's own allocations out.
-inline bool counting(const ThreadState& ts) { return !ts.busy && g_accounting.load(std::memory_order_relaxed); }
 inline bool enter(ThreadState& ts) {
-  if (!counting(ts)) return false;
+  if (ts.busy || !g_accounting.load(std::memory_order_relaxed)) return false;
   ts.busy = 1;
   return true;
 }
@@ -160,7 +159,7 @@ void* allocate_with_header(ThreadState& ts, size_t requested, size_t alignment, 
   if (offset == 0 || requested > SIZE_MAX - offset) {
     // Not sampled this way: the countdown stays due, and the next call is.
     void* block = allocate(requested);
-    if (block != nullptr) count_alloc(ts, real.usable_size(block));
+    if (block != nullptr) count_alloc_in(*ts.slot, real.usable_size(block));
     return block;
   }
   void* raw = allocate(requested + offset);
@@ -168,7 +167,7 @@ void* allocate_with_header(ThreadState& ts, size_t requested, size_t alignment, 
   const size_t usable = real.usable_size(raw) - offset;
   const OwnerRecord owner = next_sample(ts, requested, usable);
   void* block = markers.stamp(raw, offset, owner);
-  count_alloc(ts, usable);
+  count_alloc_in(*ts.slot, usable);
   count_sample(ts, owner);
   return block;
 }
@@ -194,13 +193,11 @@ __attribute__((noinline)) void* allocate_slow(ThreadState& ts, size_t requested,
   if (sample_headers) {
     block = allocate_with_header(ts, requested, alignment, allocate);
   } else {
-    block = allocate(requested);
+    block = allocate(requested);  // failed: the countdown stays due
     if (block != nullptr) {
       const size_t usable = real.usable_size(block);
-      count_alloc(ts, usable);
+      count_alloc_in(*ts.slot, usable);
       take_sample(ts, block, requested, usable);
-    } else {
-      ts.bytes_until_sample = 0;
     }
   }
   leave(ts);
@@ -222,18 +219,22 @@ inline void* allocate_hooked(size_t requested, size_t alignment, Allocate&& allo
   return block;
 }
 
+// What the program may use of a block with a header.
+size_t usable_with_header(void* block, const SampleHeader& header) {
+  return real.usable_size(static_cast<char*>(block) - header.offset) - header.offset;
+}
+
 // The free of a block whose word before may be a marker.
 __attribute__((noinline)) void free_marked(void* block, size_t word_before) {
   if (in_bootstrap(block)) return;
   SampleHeader* header = markers.header_of(block, word_before);
   if (header == nullptr) return real.free(block);  // not ours: the allocator judges it
-  const size_t offset = header->offset;
-  void* raw = static_cast<char*>(block) - offset;
   ThreadState& ts = t_state;
   if (enter(ts)) {
-    if (count_free(ts, real.usable_size(raw) - offset) != nullptr) settle_sample(ts, header->owner_record());
+    if (count_free(ts, usable_with_header(block, *header)) != nullptr) settle_sample(ts, header->owner_record());
     leave(ts);
   }
+  void* raw = static_cast<char*>(block) - header->offset;
   header->marker = 0;  // a second free of it is the allocator's to catch
   real.free(raw);
 }
@@ -354,15 +355,12 @@ __attribute__((visibility("default"))) void* realloc(void* block, size_t size) {
   if (sample_headers) {
     const size_t word_before = RealAllocator::size_field(block);
     if (SampleHeader* header = markers.header_of(block, word_before))
-      return realloc_by_copy(block, real.usable_size(static_cast<char*>(block) - header->offset) - header->offset, size);
+      return realloc_by_copy(block, usable_with_header(block, *header), size);
     if (!enter(ts)) return real.realloc(block, size);
     const size_t old_usable = RealAllocator::glibc_usable(word_before);
-    if (size != 0) {
-      ts.bytes_until_sample -= int64_t(size);
-      if (ts.bytes_until_sample <= 0) {  // a sample (through malloc), or no slot yet
-        leave(ts);
-        return realloc_by_copy(block, old_usable, size);
-      }
+    if (size != 0 && detail::count_down(ts, size)) {  // a sample (through malloc), or no slot yet
+      leave(ts);
+      return realloc_by_copy(block, old_usable, size);
     }
     count_free(ts, old_usable);
     void* moved = real.realloc(block, size);
@@ -439,7 +437,7 @@ __attribute__((visibility("default"))) size_t malloc_usable_size(void* block) {
   if (resolving()) return 0;
   if (sample_headers) {
     if (SampleHeader* header = markers.header_of(block, RealAllocator::size_field(block)))
-      return real.usable_size(static_cast<char*>(block) - header->offset) - header->offset;
+      return usable_with_header(block, *header);
   }
   return real.malloc_usable_size(block);  // the program's own call: the allocator answers
 }
