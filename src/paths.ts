@@ -3,14 +3,21 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LeakscopeError } from './errors.js';
+import type { CountMode } from './model/snapshot.js';
+
+export type { CountMode };
 
 /** The repository (or installed package) root: dist/src/paths.js is two levels down. */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export function agentLibraryPath(): string {
-  const candidates = [process.env.LEAKSCOPE_AGENT_LIB, resolve(PACKAGE_ROOT, 'build/lib/libleakscope.so')].filter(
-    (p): p is string => !!p,
-  );
+
+const AGENT_LIBRARY: Readonly<Record<CountMode, string>> = { exact: 'libleakscope.so', sampled: 'libleakscope-sampled.so' };
+
+/** The LD_PRELOAD agent; LEAKSCOPE_AGENT_LIB names the exact one, and the sampled one is looked for beside it. */
+export function agentLibraryPath(counts: CountMode = 'exact'): string {
+  const override = process.env.LEAKSCOPE_AGENT_LIB;
+  const fromOverride = override && (counts === 'exact' ? override : resolve(dirname(override), AGENT_LIBRARY[counts]));
+  const candidates = [fromOverride, resolve(PACKAGE_ROOT, 'build/lib', AGENT_LIBRARY[counts])].filter((p): p is string => !!p);
   const found = candidates.find((p) => existsSync(p));
   if (!found) throw new LeakscopeError(`the leakscope agent is not built (tried ${candidates.join(', ')}); run 'npm install'`);
   return found;

@@ -165,6 +165,10 @@ test('run: an allocator that is not known', async (t) => {
   oneLineError(t, await runCli(['run', '--allocator', 'tcmalloc2', '--', 'true']), /unknown allocator 'tcmalloc2'/);
 });
 
+test('run: a count mode that is not known', async (t) => {
+  oneLineError(t, await runCli(['run', '--counts', 'approximate', '--', 'true']), /--counts takes 'exact' or 'sampled', not 'approximate'/);
+});
+
 test('run passes the exit code through', async (t) => {
   const result = await runCli(['run', '-q', '--', 'sh', '-c', 'exit 3']);
   t.is(result.code, 3);

@@ -11,14 +11,26 @@ interface ThreadTruth {
   remote_freed_bytes: number;
 }
 
-for (const allocator of ['glibc', 'jemalloc', 'mimalloc'] as const) {
-  test(`exact mode: every thread's counts equal the fixture's (${allocator})`, async (t) => {
-    const fixture = await startFixture<{ pid: number; producer: ThreadTruth; consumer: ThreadTruth }>(t, 'exact_ledger', [], {
-      allocator,
-      sampleInterval: 'exact',
-    });
+type LedgerTruth = { pid: number; producer: ThreadTruth; consumer: ThreadTruth };
+const ROLES = ['producer', 'consumer'] as const;
+const COUNTED = ['alloc_count', 'allocated_bytes', 'free_count', 'freed_bytes', 'remote_freed_bytes'] as const;
+
+// Both builds of the preload library: with every block sampled, the
+// sampled-counts build's estimates are exact too.
+for (const [allocator, counts] of [
+  ['glibc', 'exact'],
+  ['jemalloc', 'exact'],
+  ['mimalloc', 'exact'],
+  ['glibc', 'sampled'],
+  ['jemalloc', 'sampled'],
+  ['mimalloc', 'sampled'],
+] as const) {
+  const title = counts === 'exact' ? allocator : `${allocator}, counts sampled`;
+  test(`exact mode: every thread's counts equal the fixture's (${title})`, async (t) => {
+    const fixture = await startFixture<LedgerTruth>(t, 'exact_ledger', [], { allocator, sampleInterval: 'exact', counts });
     const snapshot = await snapshotOf(fixture.pid);
     t.is(snapshot.agent.sample_bytes, 0);
+    t.is(snapshot.agent.counts, counts);
     t.is(snapshot.agent.sample_store, allocator === 'glibc' ? 'headers' : 'table');
     t.is(snapshot.allocator.name, allocator);
     for (const role of ['producer', 'consumer'] as const) {
@@ -50,6 +62,31 @@ for (const allocator of ['glibc', 'jemalloc', 'mimalloc'] as const) {
     t.is(producer.heap!.unreclaimed_bytes, fixture.truth.producer.remote_freed_bytes);
     t.is(producer.heap!.live_bytes, 0);
     t.is(producer.creator_tid, fixture.pid);
+  });
+}
+
+// The sampled-counts build counts only samples: each thread's counts and
+// bytes are estimates, within 10% of the truth over about 1 GiB allocated
+// (1,000,000 blocks of 40 B to a page; each side of the free is about half).
+for (const allocator of ['glibc', 'jemalloc', 'mimalloc'] as const) {
+  test(`sampled counts: every thread's counts and bytes within 10% over 1 GiB (${allocator})`, async (t) => {
+    const fixture = await startFixture<LedgerTruth>(t, 'exact_ledger', ['1000'], { allocator, counts: 'sampled' });
+    const snapshot = await snapshotOf(fixture.pid);
+    t.is(snapshot.agent.counts, 'sampled');
+    t.true(snapshot.agent.sample_bytes! > 0);
+    t.true(snapshot.agent.notes.some((n) => /counts and bytes .* are estimates from the samples/.test(n)));
+    t.true(fixture.truth.producer.allocated_bytes >= 1e9);
+    for (const role of ROLES) {
+      const truth = fixture.truth[role];
+      const heap = snapshot.threads.find((th) => th.tid === truth.tid)?.heap;
+      t.truthy(heap, `${role} thread ${truth.tid} has a heap`);
+      for (const field of COUNTED) {
+        const measured = heap![field]!;
+        if (truth[field] === 0) t.is(measured, 0, `${role} ${field}`);
+        else t.true(Math.abs(measured - truth[field]) <= 0.1 * truth[field], `${role} ${field}: measured ${measured}, truth ${truth[field]}`);
+      }
+    }
+    t.is(snapshot.agent.dropped_events, 0);
   });
 }
 

@@ -24,18 +24,26 @@ function truthOf(stdout: string): FamilyTruth {
   return JSON.parse(line) as FamilyTruth;
 }
 
+// Both builds of the preload library: counting every call, and counting
+// samples alone (--counts sampled), whose hooks take other paths.
 const CASES = [
-  { allocator: 'glibc', interval: 'exact', env: {} },
-  { allocator: 'glibc', interval: '65536', env: {} },
-  { allocator: 'glibc', interval: 'exact', env: { LEAKSCOPE_SAMPLE_HEADERS: 'off' } },
-  { allocator: 'mimalloc', interval: 'exact', env: {} },
-  { allocator: 'jemalloc', interval: 'exact', env: {} },
+  { allocator: 'glibc', interval: 'exact', counts: 'exact', env: {} },
+  { allocator: 'glibc', interval: '65536', counts: 'exact', env: {} },
+  { allocator: 'glibc', interval: 'exact', counts: 'exact', env: { LEAKSCOPE_SAMPLE_HEADERS: 'off' } },
+  { allocator: 'mimalloc', interval: 'exact', counts: 'exact', env: {} },
+  { allocator: 'jemalloc', interval: 'exact', counts: 'exact', env: {} },
+  { allocator: 'glibc', interval: 'exact', counts: 'sampled', env: {} },
+  { allocator: 'glibc', interval: '65536', counts: 'sampled', env: {} },
+  { allocator: 'glibc', interval: '65536', counts: 'sampled', env: { LEAKSCOPE_SAMPLE_HEADERS: 'off' } },
+  { allocator: 'mimalloc', interval: '4096', counts: 'sampled', env: {} },
+  { allocator: 'jemalloc', interval: 'exact', counts: 'sampled', env: {} },
 ] as const;
 
-for (const { allocator, interval, env } of CASES) {
+for (const { allocator, interval, counts, env } of CASES) {
   const headers = 'LEAKSCOPE_SAMPLE_HEADERS' in env ? ', sample headers off' : '';
-  test(`every promise holds under ${allocator}, sampling ${interval}${headers}`, async (t) => {
-    const result = await runCli(['run', '--allocator', allocator, '--sample-interval', interval, '--', FAMILY, ROUNDS], { env });
+  test(`every promise holds under ${allocator}, sampling ${interval}, counts ${counts}${headers}`, async (t) => {
+    const args = ['run', '--allocator', allocator, '--sample-interval', interval, '--counts', counts, '--', FAMILY, ROUNDS];
+    const result = await runCli(args, { env });
     t.regex(result.stderr, /agent loaded into pid \d+/);
     const truth = truthOf(result.stdout);
     t.deepEqual(truth.failures, []);

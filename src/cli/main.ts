@@ -11,7 +11,7 @@ import { checkCommand, EXIT_UNCHECKED, parseFailOn } from './commands/check.js';
 import { demoCommand } from './commands/demo.js';
 import { diffCommand } from './commands/diff.js';
 import { reclaimCommand } from './commands/reclaim.js';
-import { parseAllocator, parseSampleInterval, runCommand } from './commands/run.js';
+import { parseAllocator, parseCountMode, parseSampleInterval, runCommand } from './commands/run.js';
 import { snapshotCommand } from './commands/snapshot.js';
 import { viewCommand } from './commands/view.js';
 import { watchCommand } from './commands/watch.js';
@@ -153,6 +153,7 @@ export function buildProgram(): Command {
     .command('run')
     .description('start a program with the leakscope agent loaded')
     .option('--allocator <name>', 'glibc, jemalloc or mimalloc (preloaded under the agent)', checked(parseAllocator), 'glibc')
+    .option('--counts <mode>', "exact (every call counted) or sampled (per-thread counts estimated from the samples; less overhead)", checked(parseCountMode), 'exact')
     .option('--sample-interval <bytes>', "mean bytes between ownership samples, or 'exact'", checked(parseSampleInterval))
     .option('--follow-exec', 'keep the agent in programs the target execs', false)
     .option('-q, --quiet', 'print nothing of our own', false)

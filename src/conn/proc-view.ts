@@ -80,6 +80,7 @@ export async function procObservation(pid: number, why: string): Promise<Observa
       version: null,
       sample_bytes: null,
       sample_store: null,
+      counts: null,
       dropped_events: 0,
       notes: [`no agent (${why}): /proc view only, without heap ledger, idle times or history; start the program with 'leakscope run' to see them`],
     },

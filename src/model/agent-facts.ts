@@ -11,6 +11,7 @@ import {
   NO_TASKS,
   type Observation,
   type ThreadRole,
+  type CountMode,
   type SampleStore,
   SNAPSHOT_SCHEMA,
   type TaskItem,
@@ -63,6 +64,8 @@ export interface AgentFacts {
   sample_interval_bytes: number;
   /** Where a sampled block's owner is kept; absent from agents before it was reported. */
   sample_store?: SampleStore;
+  /** How calls are counted; absent from agents before it was reported (they counted exactly). */
+  counts?: CountMode;
   dropped_events: number;
   sampled_blocks: number;
   started_ms: number;
@@ -243,6 +246,10 @@ export function observationFromFacts(facts: AgentFacts): Observation {
   const notes: string[] = [];
   if (facts.sample_interval_bytes > 0 && counting)
     notes.push(`per-thread live, remote-freed and unreclaimed bytes are estimates from sampling every ~${facts.sample_interval_bytes} bytes`);
+  if (facts.counts === 'sampled' && counting)
+    notes.push(
+      `allocation and free counts and bytes (totals, per thread and per task) are estimates from the samples (leakscope run --counts sampled)${facts.sample_interval_bytes === 0 ? ', exact here: every block is sampled' : ''}`,
+    );
   if (facts.dropped_events > 0) notes.push(`the agent dropped ${facts.dropped_events} events (ownership table full)`);
   const tasks = tasksFromFacts(facts.tasks);
   if (tasks.dropped > 0) notes.push(`the agent's task table was full: ${tasks.dropped} spawned tasks are not tracked`);
@@ -259,6 +266,7 @@ export function observationFromFacts(facts: AgentFacts): Observation {
       version: facts.agent_version,
       sample_bytes: facts.sample_interval_bytes,
       sample_store: facts.sample_store ?? null,
+      counts: facts.counts ?? 'exact',
       dropped_events: facts.dropped_events + tasks.dropped,
       notes,
     },

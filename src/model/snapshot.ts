@@ -6,6 +6,8 @@ export const SNAPSHOT_SCHEMA = 'leakscope.snapshot/1';
 export type AgentMode = 'preload' | 'crate' | 'inject' | 'node' | 'proc';
 /** Where the agent keeps a sampled block's owner (docs/snapshot.md). */
 export type SampleStore = 'headers' | 'table';
+/** How the agent counts allocations and frees (docs/snapshot.md). */
+export type CountMode = 'exact' | 'sampled';
 export type AllocatorName = 'glibc' | 'jemalloc' | 'mimalloc' | 'tcmalloc' | 'unknown';
 export type Severity = 'info' | 'warn' | 'error';
 
@@ -16,6 +18,8 @@ export interface AgentInfo {
   readonly sample_bytes: number | null;
   /** Where a sampled block's owner is kept: in a header before the block (LD_PRELOAD over glibc) or in the agent's table; null without an agent or from agents before it was reported. */
   readonly sample_store?: SampleStore | null;
+  /** exact: every allocation and free counted; sampled: counts and bytes estimated from the samples (`leakscope run --counts sampled`); null without an agent or from agents before it was reported. */
+  readonly counts?: CountMode | null;
   readonly dropped_events: number;
   /** What this snapshot cannot see, in words (e.g. no agent: /proc only). */
   readonly notes: readonly string[];

@@ -17,6 +17,8 @@ export const RUST_HOOKS_FIXTURES = resolve(PACKAGE_ROOT, 'build/cargo-hooks/rele
 export interface FixtureOptions {
   readonly allocator?: 'glibc' | 'jemalloc' | 'mimalloc';
   readonly sampleInterval?: string;
+  /** leakscope run --counts: exact (the default) or sampled. */
+  readonly counts?: 'exact' | 'sampled';
   readonly env?: NodeJS.ProcessEnv;
   /** Start it bare, without leakscope run. */
   readonly withoutAgent?: boolean;
@@ -52,6 +54,7 @@ export async function startFixture<Truth extends { pid: number }>(
   const binary = resolve(options.dir ?? FIXTURES, name);
   const runArgs = ['run', '-q', '--allocator', options.allocator ?? 'glibc'];
   if (options.sampleInterval) runArgs.push('--sample-interval', options.sampleInterval);
+  if (options.counts) runArgs.push('--counts', options.counts);
   const program = options.interpreter ? [options.interpreter, binary, ...args] : [binary, ...args];
   const [file, argv] = options.withoutAgent
     ? [program[0]!, program.slice(1)]

@@ -154,7 +154,7 @@ void agent_start(const AgentConfig& config, std::unique_ptr<AllocatorProbe> prob
   if (g_agent != nullptr) return;
   AgentWork own;  // the agent's own set-up is not the program's
   if (!config.follow_children) remove_self_from_ld_preload();
-  ledger_init(config.sample_interval, config.ledger_counting ? kLedgerAll : kLedgerOff);
+  ledger_init(config.sample_interval, config.ledger_counting ? kLedgerAll : kLedgerOff, config.counts == "sampled");
   if (!g_tasks.init(config.max_tasks, config.task_retain_ms, config.task_retain_max))
     fprintf(stderr, "leakscope: no room for the task table; tasks are not tracked\n");
   if (!probe) probe = detect_allocator(g_forwarded_malloc);

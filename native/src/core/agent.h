@@ -16,6 +16,7 @@ struct AgentConfig {
   std::string mode = "preload";  // how the agent got in: preload | crate | node
   bool ledger_counting = true;   // false when no allocation reaches the ledger at start (a Node target attached late: hooks may go in later, ledger.h)
   uint64_t sample_interval = 65536;  // LEAKSCOPE_SAMPLE_INTERVAL; 0 = exact
+  std::string counts = "exact";  // exact: every call counted; sampled: the samples' estimates (Ledger::counts_sampled)
   std::string sample_store = "table";  // where a sampled block's owner is kept: table | headers (preload/sample_header.h)
   std::string socket_dir;            // LEAKSCOPE_SOCKET_DIR or /tmp/leakscope-<uid>
   bool follow_children = false;      // LEAKSCOPE_FOLLOW_CHILDREN=1

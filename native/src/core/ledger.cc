@@ -53,6 +53,12 @@ uint64_t sample_weight(size_t requested, size_t usable) {
   return p <= 0.0 ? usable : uint64_t(double(usable) / p + 0.5);
 }
 
+// How many blocks a sample of `usable` bytes stands for: 1 / P(sampled).
+uint64_t blocks_represented(const OwnerRecord& owner, size_t usable) {
+  if (usable == 0 || owner.weight_bytes <= usable) return 1;
+  return (owner.weight_bytes + usable / 2) / usable;
+}
+
 }  // namespace
 
 OwnerRecord next_sample(ThreadState& ts, size_t requested, size_t usable) {
@@ -60,8 +66,12 @@ OwnerRecord next_sample(ThreadState& ts, size_t requested, size_t usable) {
   return OwnerRecord{ts.slot_index, ts.generation, sample_weight(requested, usable), ts.task_tag};
 }
 
-void count_sample(ThreadState& ts, const OwnerRecord& owner) {
+void count_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable) {
   detail::bump(ts.slot->samples_taken, 1);
+  if (g_ledger.counts_sampled) {
+    detail::bump(ts.slot->alloc_count, blocks_represented(owner, usable));
+    detail::bump(ts.slot->alloc_bytes, owner.weight_bytes);
+  }
   ts.slot->sampled_live_bytes.fetch_add(int64_t(owner.weight_bytes), std::memory_order_relaxed);
   if (owner.task_tag != 0) g_tasks.sample_taken(owner.task_tag, owner.weight_bytes);
 }
@@ -72,12 +82,16 @@ void take_sample(ThreadState& ts, void* block, size_t requested, size_t usable) 
     g_ledger.dropped_events.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  count_sample(ts, owner);
+  count_sample(ts, owner, usable);
 }
 
 // Runs on the thread that frees the block, which has a slot by then.
-void settle_sample(ThreadState& ts, const OwnerRecord& owner) {
+void settle_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable) {
   detail::bump(ts.slot->samples_settled, 1);
+  if (g_ledger.counts_sampled) {
+    detail::bump(ts.slot->free_count, blocks_represented(owner, usable));
+    detail::bump(ts.slot->free_bytes, owner.weight_bytes);
+  }
   if (owner.task_tag != 0) g_tasks.sample_freed(owner.task_tag, owner.weight_bytes);
   ThreadSlot& slot = g_ledger.slots[owner.slot_index];
   const bool owner_alive = slot.generation.load(std::memory_order_relaxed) == owner.generation &&
@@ -98,8 +112,9 @@ uint64_t wall_ms() {
   return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 
-void ledger_init(uint64_t sample_interval, LedgerScope scope) {
+void ledger_init(uint64_t sample_interval, LedgerScope scope, bool counts_sampled) {
   g_ledger.sample_interval = sample_interval;
+  g_ledger.counts_sampled = counts_sampled;
   g_ledger.scope.store(scope);
 }
 
@@ -122,10 +137,10 @@ void ledger_restart_since(uint64_t now_ms) {
 
 void ledger_stop() { g_ledger.scope.store(kLedgerOff); }
 
-bool settle_if_sampled(ThreadState& ts, void* block) {
+bool settle_if_sampled(ThreadState& ts, void* block, size_t usable) {
   OwnerRecord owner;
   if (__builtin_expect(!g_ownership.take(uintptr_t(block), &owner), 1)) return false;
-  settle_sample(ts, owner);
+  settle_sample(ts, owner, usable);
   return true;
 }
 

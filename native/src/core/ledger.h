@@ -95,6 +95,11 @@ struct Ledger {
   ThreadSlot overflow;
   // Mean bytes between samples; 0 samples every block (exact mode).
   uint64_t sample_interval = 0;
+  // The sampled-counts build of the LD_PRELOAD shim: its hooks count only
+  // samples, and the counts and bytes are the samples' estimates (each
+  // sample stands for 1/P(sampled) blocks of its size). Exact with an
+  // interval of 0, where every block is a sample.
+  bool counts_sampled = false;
   std::atomic<uint32_t> scope{kLedgerAll};
   std::atomic<uint64_t> since_ms{0};  // kLedgerSince: when counting began
 };
@@ -125,13 +130,16 @@ inline void count_free_in(ThreadSlot& slot, size_t usable);
 // The rare parts of the hot path, out of line. The countdown moved on by
 // `requested` bytes for the sampled block, of `usable` bytes.
 void take_sample(ThreadState& ts, void* block, size_t requested, size_t usable);
-bool settle_if_sampled(ThreadState& ts, void* block);
+// `usable` is the block's usable size, which the counts of the
+// sampled-counts build need (Ledger::counts_sampled); 0 from callers that
+// count every block themselves.
+bool settle_if_sampled(ThreadState& ts, void* block, size_t usable = 0);
 // A sample taken (the countdown starts again): the owner record of a block
 // of `usable` bytes, of which the program asked for `requested`. Counted
 // once the record is kept (count_sample), settled when the block is freed.
 OwnerRecord next_sample(ThreadState& ts, size_t requested, size_t usable);
-void count_sample(ThreadState& ts, const OwnerRecord& owner);
-void settle_sample(ThreadState& ts, const OwnerRecord& owner);
+void count_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable);
+void settle_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable);
 
 // Cold path: the first accounted call of a thread claims its slot.
 ThreadSlot* claim_slot(ThreadState& ts, uintptr_t start_routine, int32_t creator_tid);
@@ -145,7 +153,7 @@ void mark_thread_exited(ThreadState& ts);
 // Runs on the sampler thread: folds slots of vanished threads into `exited`.
 void recycle_slot(uint32_t index);
 
-void ledger_init(uint64_t sample_interval, LedgerScope scope);
+void ledger_init(uint64_t sample_interval, LedgerScope scope, bool counts_sampled = false);
 // Hooks put in late: every count starts again from zero now (kLedgerSince).
 // Call with the hooks out, or just put in: what a thread inside a hook adds
 // meanwhile may be lost.
@@ -234,7 +242,7 @@ inline void on_alloc(ThreadState& ts, void* block, size_t usable) {
 
 inline void on_free(ThreadState& ts, void* block, size_t usable) {
   if (count_free(ts, usable) == nullptr) return;
-  if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) settle_if_sampled(ts, block);
+  if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) settle_if_sampled(ts, block, usable);
 }
 
 inline void on_free_sampled(ThreadState& ts, void* block) {

@@ -310,6 +310,7 @@ void Server::write_snapshot(JsonWriter& out, const TaskQuery& query) {
       .field("agent_version", kAgentVersion)
       .field("sample_interval_bytes", g_ledger.sample_interval)
       .field("sample_store", config_.sample_store)
+      .field("counts", config_.counts)
       .field("dropped_events", g_ledger.dropped_events.load())
       .field("sampled_blocks", totals.sampled_blocks())
       .field("started_ms", started_ms_)

@@ -107,7 +107,7 @@ void leakscope_crate_free(void* block, size_t size) {
   count_free_in(*slot, size);
   if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) {
     ts.busy = 1;
-    settle_if_sampled(ts, block);
+    settle_if_sampled(ts, block, size);
     ts.busy = 0;
   }
 }

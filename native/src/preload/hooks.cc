@@ -21,6 +21,15 @@
 
 using namespace leakscope;
 
+// Two builds of this file: libleakscope.so counts every call exactly;
+// libleakscope-sampled.so (LEAKSCOPE_SAMPLED_COUNTS=1) counts only the
+// samples, whose estimates stand for the rest (Ledger::counts_sampled), so
+// that its common call runs the sampling countdown and nothing more.
+#ifndef LEAKSCOPE_SAMPLED_COUNTS
+#define LEAKSCOPE_SAMPLED_COUNTS 0
+#endif
+constexpr bool kCountEveryCall = !LEAKSCOPE_SAMPLED_COUNTS;
+
 namespace {
 
 RealAllocator real;
@@ -159,7 +168,9 @@ void* allocate_with_header(ThreadState& ts, size_t requested, size_t alignment, 
   if (offset == 0 || requested > SIZE_MAX - offset) {
     // Not sampled this way: the countdown stays due, and the next call is.
     void* block = allocate(requested);
-    if (block != nullptr) count_alloc_in(*ts.slot, real.usable_size(block));
+    if constexpr (kCountEveryCall) {
+      if (block != nullptr) count_alloc_in(*ts.slot, real.usable_size(block));
+    }
     return block;
   }
   void* raw = allocate(requested + offset);
@@ -167,8 +178,8 @@ void* allocate_with_header(ThreadState& ts, size_t requested, size_t alignment, 
   const size_t usable = real.usable_size(raw) - offset;
   const OwnerRecord owner = next_sample(ts, requested, usable);
   void* block = markers.stamp(raw, offset, owner);
-  count_alloc_in(*ts.slot, usable);
-  count_sample(ts, owner);
+  if constexpr (kCountEveryCall) count_alloc_in(*ts.slot, usable);
+  count_sample(ts, owner, usable);
   return block;
 }
 
@@ -182,7 +193,9 @@ __attribute__((noinline)) void* allocate_slow(ThreadState& ts, size_t requested,
       return allocate(requested);
     case SlowCall::kCounted: {
       void* block = allocate(requested);
-      if (block != nullptr) count_alloc_in(*ts.slot, real.usable_size(block));
+      if constexpr (kCountEveryCall) {
+        if (block != nullptr) count_alloc_in(*ts.slot, real.usable_size(block));
+      }
       return block;
     }
     case SlowCall::kSampled:
@@ -196,7 +209,7 @@ __attribute__((noinline)) void* allocate_slow(ThreadState& ts, size_t requested,
     block = allocate(requested);  // failed: the countdown stays due
     if (block != nullptr) {
       const size_t usable = real.usable_size(block);
-      count_alloc_in(*ts.slot, usable);
+      if constexpr (kCountEveryCall) count_alloc_in(*ts.slot, usable);
       take_sample(ts, block, requested, usable);
     }
   }
@@ -214,6 +227,7 @@ inline void* allocate_hooked(size_t requested, size_t alignment, Allocate&& allo
   ThreadState& ts = t_state;
   if (__builtin_expect(ts.busy, 0)) return allocate(requested);
   if (__builtin_expect(detail::count_down(ts, requested), 0)) return allocate_slow(ts, requested, alignment, allocate);
+  if constexpr (!kCountEveryCall) return allocate(requested);
   void* block = allocate(requested);
   if (__builtin_expect(block != nullptr, 1)) count_alloc_in(*ts.slot, real.usable_size(block));
   return block;
@@ -231,7 +245,9 @@ __attribute__((noinline)) void free_marked(void* block, size_t word_before) {
   if (header == nullptr) return real.free(block);  // not ours: the allocator judges it
   ThreadState& ts = t_state;
   if (enter(ts)) {
-    if (count_free(ts, usable_with_header(block, *header)) != nullptr) settle_sample(ts, header->owner_record());
+    const size_t usable = usable_with_header(block, *header);
+    ThreadSlot* slot = kCountEveryCall ? count_free(ts, usable) : detail::slot_of(ts);
+    if (slot != nullptr) settle_sample(ts, header->owner_record(), usable);
     leave(ts);
   }
   void* raw = static_cast<char*>(block) - header->offset;
@@ -246,11 +262,25 @@ __attribute__((noinline)) void free_claiming(void* block, size_t word_before) {
   real.free(block);
 }
 
+// The sampled-counts build: the table's filter let `block` through, so it
+// may be a sample. Settled before the allocator may hand the address to
+// another thread.
+__attribute__((noinline)) void free_table_sample(void* block) {
+  ThreadState& ts = t_state;
+  if (!enter(ts)) return;
+  if (detail::slot_of(ts) != nullptr) settle_if_sampled(ts, block, real.usable_size(block));
+  leave(ts);
+}
+
 // The free of any block when samples are kept in the ownership table (any
 // allocator but glibc's, or LEAKSCOPE_SAMPLE_HEADERS=off): the same flag
 // and slot as on glibc, the allocator's own size, and the table's filter.
 __attribute__((noinline)) void free_with_table(void* block) {
   if (in_bootstrap(block)) return;
+  if constexpr (!kCountEveryCall) {
+    if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) free_table_sample(block);
+    return real.free(block);
+  }
   ThreadState& ts = t_state;
   if (__builtin_expect(ts.busy != 0, 0)) return real.free(block);
   if (__builtin_expect(ts.slot == nullptr, 0) && !claim_counting_slot(ts)) return real.free(block);
@@ -258,7 +288,7 @@ __attribute__((noinline)) void free_with_table(void* block) {
   // Before the allocator may hand the address to another thread.
   if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) {
     ts.busy = 1;
-    settle_if_sampled(ts, block);
+    settle_if_sampled(ts, block, real.usable_size(block));
     leave(ts);
   }
   return real.free(block);
@@ -321,6 +351,7 @@ __attribute__((visibility("default"))) void free(void* block) {
   const size_t word_before = RealAllocator::size_field(block);
   // A sampled block's header, or the bootstrap arena's blocks (bootstrap_alloc).
   if (__builtin_expect(SampleHeader::may_be_marker(word_before), 0)) return free_marked(block, word_before);
+  if constexpr (!kCountEveryCall) return real.free(block);
   ThreadState& ts = t_state;
   ThreadSlot* slot = ts.slot;
   if (__builtin_expect(ts.busy == 0 && slot != nullptr, 1)) {
@@ -362,6 +393,10 @@ __attribute__((visibility("default"))) void* realloc(void* block, size_t size) {
       leave(ts);
       return realloc_by_copy(block, old_usable, size);
     }
+    if constexpr (!kCountEveryCall) {
+      leave(ts);
+      return real.realloc(block, size);
+    }
     count_free(ts, old_usable);
     void* moved = real.realloc(block, size);
     if (moved == nullptr && size != 0) {
@@ -376,6 +411,18 @@ __attribute__((visibility("default"))) void* realloc(void* block, size_t size) {
   // The old block leaves the ownership table before the allocator may hand
   // its address to another thread.
   const size_t old_usable = real.usable_size(block);
+  if constexpr (!kCountEveryCall) {
+    if (size != 0 && detail::count_down(ts, size)) {  // as with headers: the new block is a sample
+      leave(ts);
+      return realloc_by_copy(block, old_usable, size);
+    }
+    // If the allocator fails, the old block stays, unsampled from now on.
+    if (g_ownership.might_hold(uintptr_t(block)) && detail::slot_of(ts) != nullptr)
+      settle_if_sampled(ts, block, old_usable);
+    void* moved = real.realloc(block, size);
+    leave(ts);
+    return moved;
+  }
   on_free(ts, block, old_usable);
   void* moved = real.realloc(block, size);
   if (moved == nullptr && size != 0) {
@@ -474,6 +521,7 @@ __attribute__((constructor)) void preload_start() {
   pthread_atfork(nullptr, nullptr, after_fork_in_child);
   AgentConfig config = config_from_env();
   if (sample_headers) config.sample_store = "headers";
+  if constexpr (!kCountEveryCall) config.counts = "sampled";
   ts.busy = 0;
   agent_start(config);
   ts.busy = 1;

@@ -1,10 +1,12 @@
 // leakscope run: start a program with the agent preloaded.
 import { spawn } from 'node:child_process';
 import { LeakscopeError } from '../../errors.js';
-import { agentLibraryPath, allocatorLibraryPath, isNodeExecutable, nodeAgentFile, type PreloadAllocator } from '../../paths.js';
+import { agentLibraryPath, allocatorLibraryPath, isNodeExecutable, nodeAgentFile, type CountMode, type PreloadAllocator } from '../../paths.js';
 
 export interface RunOptions {
   readonly allocator: PreloadAllocator;
+  /** exact (the default): every allocation and free counted; sampled: counts estimated from the samples, at less cost. */
+  readonly counts?: CountMode;
   readonly sampleInterval?: string;
   readonly followExec: boolean;
   readonly quiet: boolean;
@@ -13,6 +15,11 @@ export interface RunOptions {
 export function parseAllocator(text: string): PreloadAllocator {
   if (text === 'glibc' || text === 'jemalloc' || text === 'mimalloc') return text;
   throw new LeakscopeError(`unknown allocator '${text}' (expected glibc, jemalloc or mimalloc)`);
+}
+
+export function parseCountMode(text: string): CountMode {
+  if (text === 'exact' || text === 'sampled') return text;
+  throw new LeakscopeError(`--counts takes 'exact' or 'sampled', not '${text}'`);
 }
 
 export function parseSampleInterval(text: string): string {
@@ -25,7 +32,7 @@ export function parseSampleInterval(text: string): string {
  * allocator after it is what it forwards to; for node, the bridge too.
  */
 export function runEnvironment(options: RunOptions, base: NodeJS.ProcessEnv = process.env, command: readonly string[] = []): NodeJS.ProcessEnv {
-  const preload = [agentLibraryPath(), allocatorLibraryPath(options.allocator), base.LD_PRELOAD].filter((p): p is string => !!p);
+  const preload = [agentLibraryPath(options.counts), allocatorLibraryPath(options.allocator), base.LD_PRELOAD].filter((p): p is string => !!p);
   const env: NodeJS.ProcessEnv = { ...base, LD_PRELOAD: preload.join(':') };
   if (command[0] && isNodeExecutable(command[0]))
     env.NODE_OPTIONS = [base.NODE_OPTIONS, `--require ${nodeAgentFile('preload.cjs')}`].filter(Boolean).join(' ');
