@@ -74,7 +74,7 @@ for (const allocator of ['glibc', 'jemalloc', 'mimalloc'] as const) {
     const snapshot = await snapshotOf(fixture.pid);
     t.is(snapshot.agent.counts, 'sampled');
     t.true(snapshot.agent.sample_bytes! > 0);
-    t.true(snapshot.agent.notes.some((n) => /counts and bytes .* are estimates from the samples/.test(n)));
+    t.true(snapshot.agent.notes.some((n) => /counts and bytes.*, are estimates from the samples/.test(n)));
     t.true(fixture.truth.producer.allocated_bytes >= 1e9);
     for (const role of ROLES) {
       const truth = fixture.truth[role];
