@@ -4,15 +4,29 @@ import { readdirSync, readFileSync } from 'node:fs';
 import test from 'ava';
 import { runCli, snapshotOf, startFixture } from './helpers/process.js';
 
-test('fork and exec: the child works, the exec’d program has no agent, the parent is still served', async (t) => {
-  const fixture = await startFixture<{ pid: number; fork_child_exit: number; exec_child_agent_maps: number }>(t, 'fork_exec');
-  t.is(fixture.truth.fork_child_exit, 7);
-  t.is(fixture.truth.exec_child_agent_maps, 0);
-  const snapshot = await snapshotOf(fixture.pid);
-  t.is(snapshot.agent.mode, 'preload');
-  t.is(snapshot.pid, fixture.pid);
-  t.true(fixture.alive());
-});
+// The forked child starts threads that allocate and free, and frees and
+// grows the parent's blocks (samples among them): under each allocator's
+// way of keeping samples and both builds of the preload library.
+for (const [allocator, counts] of [
+  ['glibc', 'exact'],
+  ['glibc', 'sampled'],
+  ['mimalloc', 'exact'],
+  ['mimalloc', 'sampled'],
+] as const) {
+  test(`fork and exec: the child and its threads work, the exec’d program has no agent, the parent is still served (${allocator}, counts ${counts})`, async (t) => {
+    const fixture = await startFixture<{ pid: number; fork_child_exit: number; exec_child_agent_maps: number }>(t, 'fork_exec', [], {
+      allocator,
+      counts,
+    });
+    t.is(fixture.truth.fork_child_exit, 7);
+    t.is(fixture.truth.exec_child_agent_maps, 0);
+    const snapshot = await snapshotOf(fixture.pid);
+    t.is(snapshot.agent.mode, 'preload');
+    t.is(snapshot.agent.counts, counts);
+    t.is(snapshot.pid, fixture.pid);
+    t.true(fixture.alive());
+  });
+}
 
 test('leakscope run maps the agent and the chosen allocator into the target', async (t) => {
   const fixture = await startFixture<{ pid: number }>(t, 'exact_ledger', [], { allocator: 'mimalloc', sampleInterval: 'exact' });
