@@ -87,6 +87,8 @@ for (const allocator of ['glibc', 'jemalloc', 'mimalloc'] as const) {
       }
     }
     t.is(snapshot.agent.dropped_events, 0);
+    const report = await runCli(['snapshot', String(fixture.pid)]);
+    t.regex(report.stdout, /^agent: preload \S+ \(counts sampled\)/m);
   });
 }
 

@@ -26,7 +26,8 @@ function uptime(s: Snapshot): string | null {
 }
 
 function agentLabel(s: Snapshot): string {
-  return s.agent.mode === 'proc' ? 'no agent (/proc only)' : `agent ${s.agent.mode}`;
+  if (s.agent.mode === 'proc') return 'no agent (/proc only)';
+  return s.agent.counts === 'sampled' ? `agent ${s.agent.mode}, counts sampled` : `agent ${s.agent.mode}`;
 }
 
 export function Header({ snapshot: s, width }: HeaderProps) {

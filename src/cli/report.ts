@@ -73,6 +73,7 @@ export function renderReport(s: Snapshot): string {
   lines.push(`pid ${s.pid}  ${s.command}`);
   lines.push(
     `agent: ${s.agent.mode === 'proc' ? 'none (/proc view only)' : `${s.agent.mode} ${s.agent.version ?? ''}`.trim()}` +
+      (s.agent.counts === 'sampled' ? ' (counts sampled)' : '') +
       `   allocator: ${alloc.name}${alloc.version ? ` ${alloc.version}` : ''}` +
       (s.agent.dropped_events > 0 ? `   DROPPED EVENTS: ${s.agent.dropped_events}` : ''),
   );
