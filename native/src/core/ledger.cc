@@ -53,10 +53,15 @@ uint64_t sample_weight(size_t requested, size_t usable) {
   return p <= 0.0 ? usable : uint64_t(double(usable) / p + 0.5);
 }
 
-// How many blocks a sample of `usable` bytes stands for: 1 / P(sampled).
-uint64_t blocks_represented(const OwnerRecord& owner, size_t usable) {
+// How many blocks a sample of `usable` bytes stands for: 1 / P(sampled),
+// rounded up or down at random in proportion, so that counts stay unbiased
+// where it is small (a 40 KiB block sampled every 64 KiB stands for 2.2).
+uint64_t blocks_represented(ThreadState& ts, const OwnerRecord& owner, size_t usable) {
   if (usable == 0 || owner.weight_bytes <= usable) return 1;
-  return (owner.weight_bytes + usable / 2) / usable;
+  const double blocks = double(owner.weight_bytes) / double(usable);
+  const uint64_t whole = uint64_t(blocks);
+  const double u = double(next_random(ts) >> 11) / 9007199254740992.0;  // [0,1)
+  return whole + (u < blocks - double(whole) ? 1 : 0);
 }
 
 }  // namespace
@@ -69,7 +74,7 @@ OwnerRecord next_sample(ThreadState& ts, size_t requested, size_t usable) {
 void count_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable) {
   detail::bump(ts.slot->samples_taken, 1);
   if (g_ledger.counts_sampled) {
-    detail::bump(ts.slot->alloc_count, blocks_represented(owner, usable));
+    detail::bump(ts.slot->alloc_count, blocks_represented(ts, owner, usable));
     detail::bump(ts.slot->alloc_bytes, owner.weight_bytes);
   }
   ts.slot->sampled_live_bytes.fetch_add(int64_t(owner.weight_bytes), std::memory_order_relaxed);
@@ -89,7 +94,7 @@ void take_sample(ThreadState& ts, void* block, size_t requested, size_t usable) 
 void settle_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable) {
   detail::bump(ts.slot->samples_settled, 1);
   if (g_ledger.counts_sampled) {
-    detail::bump(ts.slot->free_count, blocks_represented(owner, usable));
+    detail::bump(ts.slot->free_count, blocks_represented(ts, owner, usable));
     detail::bump(ts.slot->free_bytes, owner.weight_bytes);
   }
   if (owner.task_tag != 0) g_tasks.sample_freed(owner.task_tag, owner.weight_bytes);
