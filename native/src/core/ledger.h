@@ -131,8 +131,8 @@ inline void count_free_in(ThreadSlot& slot, size_t usable);
 // `requested` bytes for the sampled block, of `usable` bytes.
 void take_sample(ThreadState& ts, void* block, size_t requested, size_t usable);
 // `usable` is the block's usable size, which the counts of the
-// sampled-counts build need (Ledger::counts_sampled); 0 from callers that
-// count every block themselves.
+// sampled-counts build need (Ledger::counts_sampled); callers in a ledger
+// whose counts are not sampled may leave it 0.
 bool settle_if_sampled(ThreadState& ts, void* block, size_t usable = 0);
 // A sample taken (the countdown starts again): the owner record of a block
 // of `usable` bytes, of which the program asked for `requested`. Counted
