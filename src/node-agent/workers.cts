@@ -11,6 +11,14 @@ import { adoptExistingTasks, bridgeExpression, type EvaluateReply, evaluated, ty
 
 /** A worker's bootstrap is done once its script is on process.argv; until then leakscope waits. */
 const READY_EXPRESSION = '(process.argv?.length ?? 0) > 1';
+/**
+ * An ES module entry is read and evaluated after that, through the file
+ * system: while a file request is in flight, the loader's own promises are
+ * pending, and a bridge started then would adopt them as the program's.
+ */
+const LOADING_EXPRESSION = "(process.getActiveResourcesInfo?.() ?? []).some((r) => r === 'FSReqPromise' || r === 'FSReqCallback' || r === 'CloseReq')";
+/** How long leakscope waits for a worker's files to be loaded (a worker that keeps reading files gets its bridge after this). */
+const LOAD_WAIT_MS = 1_000;
 /** Between checks that a worker is ready, or that its bridge was started. */
 const RETRY_MS = 20;
 /** After this long a worker that never got ready (or whose loop never ran) is left alone. */
@@ -121,6 +129,13 @@ export class WorkerFollower {
     try {
       const deadline = Date.now() + GIVE_UP_MS;
       while (!(await evaluate<boolean>(READY_EXPRESSION, 'checking the worker'))) await this.waitOrGiveUp(deadline, 'never finished starting');
+      // Loaded: no file request in flight at two checks in a row (a module's
+      // imports are read one after another), or LOAD_WAIT_MS passed.
+      const loadDeadline = Date.now() + LOAD_WAIT_MS;
+      for (let quiet = 0; quiet < 2 && Date.now() < loadDeadline; ) {
+        quiet = (await evaluate<boolean>(LOADING_EXPRESSION, 'checking the worker')) ? 0 : quiet + 1;
+        if (quiet < 2) await this.pause();
+      }
       // From the worker's own loop, never from inside its bootstrap.
       await evaluate(`void setImmediate(() => { try { ${STARTED_KEY} = ${bridgeExpression(this.bridgePath, this.joinCall())}; } catch (error) { ${STARTED_KEY} = { error: String(error && error.message || error) }; } })`, 'starting the worker\'s bridge');
       let started: { error?: string; already?: boolean } | undefined;
@@ -137,6 +152,10 @@ export class WorkerFollower {
 
   private waitOrGiveUp(deadline: number, what: string): Promise<void> {
     if (Date.now() > deadline) return Promise.reject(new Error(`${what} within ${GIVE_UP_MS} ms`));
+    return this.pause();
+  }
+
+  private pause(): Promise<void> {
     return new Promise((resolve) => this.setTimer(resolve, RETRY_MS));
   }
 
