@@ -4,32 +4,36 @@ import test from 'ava';
 import { findingIds as ids, IDLE, type OwnerTruth } from './helpers/owner.js';
 import { MiB, runCli, safeKill, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
 
-test('sleeping-owner fires under mimalloc on the loader thread, and clears when it wakes', async (t) => {
-  const fixture = await startFixture<OwnerTruth>(t, 'sleeping_owner', ['128'], { allocator: 'mimalloc' });
-  // retention decides once live bytes have been flat for a few samples after the build.
-  const snapshot = await snapshotUntil(fixture.pid, (s) => ids(s).includes('sleeping-owner') && ids(s).includes('retention'), {
-    extra: IDLE,
-  });
-  const finding = snapshot.findings.find((f) => f.id === 'sleeping-owner');
-  t.truthy(finding, `findings: ${ids(snapshot).join(', ')}`);
-  t.is(finding!.subject.kind, 'thread');
-  t.is(finding!.subject.id, String(fixture.truth.owner_tid));
-  t.is(snapshot.findings.filter((f) => f.id === 'sleeping-owner').length, 1);
-  t.true(
-    Math.abs(finding!.value - fixture.truth.remote_freed_bytes) <= 0.1 * fixture.truth.remote_freed_bytes,
-    `unreclaimed ${finding!.value}, truth ${fixture.truth.remote_freed_bytes}`,
-  );
-  t.regex(finding!.summary, /freed by other threads wait for thread loader \(tid \d+\)/);
-  t.true(ids(snapshot).includes('retention'));
-  t.false(ids(snapshot).includes('heap-growth'));
+// Under sampled counts the owner's one malloc on waking is seen through its
+// sampling countdown, which the agent reads from the thread's TLS.
+for (const counts of ['exact', 'sampled'] as const) {
+  test(`sleeping-owner fires under mimalloc on the loader thread, and clears when it wakes (counts ${counts})`, async (t) => {
+    const fixture = await startFixture<OwnerTruth>(t, 'sleeping_owner', ['128'], { allocator: 'mimalloc', counts });
+    // retention decides once live bytes have been flat for a few samples after the build.
+    const snapshot = await snapshotUntil(fixture.pid, (s) => ids(s).includes('sleeping-owner') && ids(s).includes('retention'), {
+      extra: IDLE,
+    });
+    const finding = snapshot.findings.find((f) => f.id === 'sleeping-owner');
+    t.truthy(finding, `findings: ${ids(snapshot).join(', ')}`);
+    t.is(finding!.subject.kind, 'thread');
+    t.is(finding!.subject.id, String(fixture.truth.owner_tid));
+    t.is(snapshot.findings.filter((f) => f.id === 'sleeping-owner').length, 1);
+    t.true(
+      Math.abs(finding!.value - fixture.truth.remote_freed_bytes) <= 0.1 * fixture.truth.remote_freed_bytes,
+      `unreclaimed ${finding!.value}, truth ${fixture.truth.remote_freed_bytes}`,
+    );
+    t.regex(finding!.summary, /freed by other threads wait for thread loader \(tid \d+\)/);
+    t.true(ids(snapshot).includes('retention'));
+    t.false(ids(snapshot).includes('heap-growth'));
 
-  // The owner enters the allocator once: what waited for it counts as reclaimed.
-  safeKill(fixture.pid, 'SIGUSR1');
-  const woken = await snapshotUntil(fixture.pid, (s) => !ids(s).includes('sleeping-owner'), { extra: IDLE, timeoutMs: 10_000 });
-  const owner = woken.threads.find((th) => th.tid === fixture.truth.owner_tid);
-  t.is(owner?.heap?.unreclaimed_bytes, 0);
-  t.false(ids(woken).includes('sleeping-owner'));
-});
+    // The owner enters the allocator once: what waited for it counts as reclaimed.
+    safeKill(fixture.pid, 'SIGUSR1');
+    const woken = await snapshotUntil(fixture.pid, (s) => !ids(s).includes('sleeping-owner'), { extra: IDLE, timeoutMs: 10_000 });
+    const owner = woken.threads.find((th) => th.tid === fixture.truth.owner_tid);
+    t.is(owner?.heap?.unreclaimed_bytes, 0);
+    t.false(ids(woken).includes('sleeping-owner'));
+  });
+}
 
 for (const allocator of ['glibc', 'jemalloc'] as const) {
   test(`sleeping-owner stays quiet under ${allocator}`, async (t) => {

@@ -182,6 +182,7 @@ ThreadSlot* claim_slot(ThreadState& ts, uintptr_t start_routine, int32_t creator
   ts.generation = slot.generation.load(std::memory_order_relaxed);
   ts.rng = (uint64_t(uint32_t(tid)) << 32 | index) * 0x9E3779B97F4A7C15ull | 1;
   ts.bytes_until_sample = next_sample_distance(ts);
+  slot.countdown_at.store(uintptr_t(&ts.bytes_until_sample), std::memory_order_relaxed);
   ts.slot = &slot;
   return &slot;
 }

@@ -41,6 +41,10 @@ struct alignas(64) ThreadSlot {
   std::atomic<uintptr_t> start_routine{0};
   std::atomic<uint64_t> created_ms{0};
   std::atomic<uint64_t> exited_ms{0};
+  // Where the thread's sampling countdown is (in its TLS), which its every
+  // malloc moves: the sampler's sign of allocator calls when only samples
+  // are counted (Sampler, calls_mark).
+  std::atomic<uintptr_t> countdown_at{0};
 };
 
 // The calling thread's view of the ledger. Initial-exec TLS: reaching it is a

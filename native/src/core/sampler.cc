@@ -1,5 +1,6 @@
 #include "sampler.h"
 
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -136,6 +137,27 @@ void Sampler::recycle_vanished_slots(uint64_t now_ms) {
   }
 }
 
+namespace {
+
+// A value that moves whenever the slot's thread calls the allocator. Its
+// counts do, unless only samples are counted (Ledger::counts_sampled): then
+// its sampling countdown, which every malloc moves, read from the thread's
+// TLS through process_vm_readv, so that the TLS of a thread that exited
+// meanwhile fails the read instead of faulting. Where the call is refused
+// (a seccomp filter), samples alone move it.
+uint64_t calls_mark(const ThreadSlot& slot) {
+  const uint64_t counted = relaxed(slot.alloc_count) + relaxed(slot.free_count);
+  const uintptr_t at = slot.countdown_at.load(std::memory_order_relaxed);
+  if (!g_ledger.counts_sampled || at == 0) return counted;
+  int64_t countdown = 0;
+  iovec local{&countdown, sizeof countdown};
+  iovec remote{reinterpret_cast<void*>(at), sizeof countdown};
+  if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != ssize_t(sizeof countdown)) return counted;
+  return counted + uint64_t(countdown);
+}
+
+}  // namespace
+
 void Sampler::refresh_threads(uint64_t now_ms) {
   const std::map<int, uint32_t> index = slots_by_tid();
   std::map<int, ThreadRecord> next;
@@ -146,7 +168,7 @@ void Sampler::refresh_threads(uint64_t now_ms) {
     auto previous = threads_.find(tid);
     if (previous != threads_.end()) record = previous->second;
     const ThreadSlot* slot = slot_for_tid(index, tid);
-    const uint64_t ops = slot ? relaxed(slot->alloc_count) + relaxed(slot->free_count) : 0;
+    const uint64_t ops = slot ? calls_mark(*slot) : 0;
     const uint64_t remote = slot ? relaxed(slot->remote_freed_bytes) : 0;
     if (previous == threads_.end()) {
       record.first_seen_ms = now_ms;

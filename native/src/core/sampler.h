@@ -30,7 +30,7 @@ struct ThreadRecord {
   std::string name;
   char state = '?';
   uint64_t cpu_ticks = 0;
-  uint64_t ops = 0;  // allocator calls seen in the ledger
+  uint64_t ops = 0;  // calls_mark (sampler.cc) at the previous refresh: moves with allocator calls
   uint64_t first_seen_ms = 0;
   uint64_t last_active_ms = 0;  // CPU time or allocator calls last moved
   // Remote-freed bytes at the previous refresh, and the part of them the
