@@ -160,6 +160,14 @@ inline bool enter(ThreadState& ts) {
 }
 inline void* account_alloc(ThreadState& ts, void* block) { return leakscope::account_alloc(ts, real, block); }
 
+// A block the allocator gave, counted where every call is; where samples
+// alone are counted, nothing (and a hook that returns it is a tail call).
+inline void count_allocated(ThreadState& ts, void* block) {
+  if constexpr (kCountEveryCall) {
+    if (__builtin_expect(block != nullptr, 1)) count_alloc_in(*ts.slot, real.usable_size(block));
+  }
+}
+
 // A sampled allocation with its header: `allocate(n)` asks the real
 // allocator for n bytes, aligned as the program's call asked.
 template <typename Allocate>
@@ -168,9 +176,7 @@ void* allocate_with_header(ThreadState& ts, size_t requested, size_t alignment, 
   if (offset == 0 || requested > SIZE_MAX - offset) {
     // Not sampled this way: the countdown stays due, and the next call is.
     void* block = allocate(requested);
-    if constexpr (kCountEveryCall) {
-      if (block != nullptr) count_alloc_in(*ts.slot, real.usable_size(block));
-    }
+    count_allocated(ts, block);
     return block;
   }
   void* raw = allocate(requested + offset);
@@ -193,9 +199,7 @@ __attribute__((noinline)) void* allocate_slow(ThreadState& ts, size_t requested,
       return allocate(requested);
     case SlowCall::kCounted: {
       void* block = allocate(requested);
-      if constexpr (kCountEveryCall) {
-        if (block != nullptr) count_alloc_in(*ts.slot, real.usable_size(block));
-      }
+      count_allocated(ts, block);
       return block;
     }
     case SlowCall::kSampled:
@@ -227,9 +231,8 @@ inline void* allocate_hooked(size_t requested, size_t alignment, Allocate&& allo
   ThreadState& ts = t_state;
   if (__builtin_expect(ts.busy, 0)) return allocate(requested);
   if (__builtin_expect(detail::count_down(ts, requested), 0)) return allocate_slow(ts, requested, alignment, allocate);
-  if constexpr (!kCountEveryCall) return allocate(requested);
   void* block = allocate(requested);
-  if (__builtin_expect(block != nullptr, 1)) count_alloc_in(*ts.slot, real.usable_size(block));
+  count_allocated(ts, block);
   return block;
 }
 
@@ -284,11 +287,12 @@ __attribute__((noinline)) void free_with_table(void* block) {
   ThreadState& ts = t_state;
   if (__builtin_expect(ts.busy != 0, 0)) return real.free(block);
   if (__builtin_expect(ts.slot == nullptr, 0) && !claim_counting_slot(ts)) return real.free(block);
-  count_free_in(*ts.slot, real.usable_size(block));
+  const size_t usable = real.usable_size(block);
+  count_free_in(*ts.slot, usable);
   // Before the allocator may hand the address to another thread.
   if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) {
     ts.busy = 1;
-    settle_if_sampled(ts, block, real.usable_size(block));
+    settle_if_sampled(ts, block, usable);
     leave(ts);
   }
   return real.free(block);
@@ -383,20 +387,30 @@ __attribute__((visibility("default"))) void* realloc(void* block, size_t size) {
   if (resolving()) return bootstrap_alloc(size);
   if (block == nullptr) return malloc(size);
   ThreadState& ts = t_state;
+  const size_t word_before = sample_headers ? RealAllocator::size_field(block) : 0;
   if (sample_headers) {
-    const size_t word_before = RealAllocator::size_field(block);
     if (SampleHeader* header = markers.header_of(block, word_before))
       return realloc_by_copy(block, usable_with_header(block, *header), size);
-    if (!enter(ts)) return real.realloc(block, size);
-    const size_t old_usable = RealAllocator::glibc_usable(word_before);
-    if (size != 0 && detail::count_down(ts, size)) {  // a sample (through malloc), or no slot yet
-      leave(ts);
-      return realloc_by_copy(block, old_usable, size);
-    }
-    if constexpr (!kCountEveryCall) {
-      leave(ts);
-      return real.realloc(block, size);
-    }
+  }
+  if (!enter(ts)) return real.realloc(block, size);
+  const size_t old_usable = sample_headers ? RealAllocator::glibc_usable(word_before) : real.usable_size(block);
+  // Where the countdown runs before allocating (headers, or samples alone
+  // counted), a new block due to be a sample (or a thread's first) is made
+  // by malloc, and the old one moves to it.
+  if ((sample_headers || !kCountEveryCall) && size != 0 && detail::count_down(ts, size)) {
+    leave(ts);
+    return realloc_by_copy(block, old_usable, size);
+  }
+  if constexpr (!kCountEveryCall) {
+    // Out of the table before the allocator may hand the address to another
+    // thread; if the allocator fails, the old block stays, unsampled.
+    if (!sample_headers && g_ownership.might_hold(uintptr_t(block)) && detail::slot_of(ts) != nullptr)
+      settle_if_sampled(ts, block, old_usable);
+    void* moved = real.realloc(block, size);
+    leave(ts);
+    return moved;
+  }
+  if (sample_headers) {
     count_free(ts, old_usable);
     void* moved = real.realloc(block, size);
     if (moved == nullptr && size != 0) {
@@ -407,22 +421,8 @@ __attribute__((visibility("default"))) void* realloc(void* block, size_t size) {
     leave(ts);
     return moved;
   }
-  if (!enter(ts)) return real.realloc(block, size);
   // The old block leaves the ownership table before the allocator may hand
   // its address to another thread.
-  const size_t old_usable = real.usable_size(block);
-  if constexpr (!kCountEveryCall) {
-    if (size != 0 && detail::count_down(ts, size)) {  // as with headers: the new block is a sample
-      leave(ts);
-      return realloc_by_copy(block, old_usable, size);
-    }
-    // If the allocator fails, the old block stays, unsampled from now on.
-    if (g_ownership.might_hold(uintptr_t(block)) && detail::slot_of(ts) != nullptr)
-      settle_if_sampled(ts, block, old_usable);
-    void* moved = real.realloc(block, size);
-    leave(ts);
-    return moved;
-  }
   on_free(ts, block, old_usable);
   void* moved = real.realloc(block, size);
   if (moved == nullptr && size != 0) {
