@@ -56,6 +56,11 @@ struct ThreadState {
   uint64_t rng;
   uint32_t slot_index;
   uint32_t generation;
+  // Where only samples are counted: the fractions of a block that this
+  // thread's samples stood for beyond whole blocks, allocated and freed,
+  // carried over to its next one (blocks_represented).
+  float alloc_blocks_carry;
+  float free_blocks_carry;
   uint8_t busy;      // inside a hook already: forward without accounting
   uint8_t internal;  // one of the agent's own threads: never accounted
 };
