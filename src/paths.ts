@@ -11,12 +11,15 @@ export type { CountMode };
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 
-const AGENT_LIBRARY: Readonly<Record<CountMode, string>> = { exact: 'libleakscope.so', sampled: 'libleakscope-sampled.so' };
+const AGENT_LIBRARY: Readonly<Record<CountMode, string>> = { sampled: 'libleakscope.so', exact: 'libleakscope-exact.so' };
 
-/** The LD_PRELOAD agent; LEAKSCOPE_AGENT_LIB names the exact one, and the sampled one is looked for beside it. */
-export function agentLibraryPath(counts: CountMode = 'exact'): string {
+/** The counts the agent keeps unless told otherwise: sampled, whose cost is close to interposing alone (docs/benchmarks.md). */
+export const DEFAULT_COUNT_MODE: CountMode = 'sampled';
+
+/** The LD_PRELOAD agent; LEAKSCOPE_AGENT_LIB names the default one, and the exact one is looked for beside it. */
+export function agentLibraryPath(counts: CountMode = DEFAULT_COUNT_MODE): string {
   const override = process.env.LEAKSCOPE_AGENT_LIB;
-  const fromOverride = override && (counts === 'exact' ? override : resolve(dirname(override), AGENT_LIBRARY[counts]));
+  const fromOverride = override && (counts === DEFAULT_COUNT_MODE ? override : resolve(dirname(override), AGENT_LIBRARY[counts]));
   const candidates = [fromOverride, resolve(PACKAGE_ROOT, 'build/lib', AGENT_LIBRARY[counts])].filter((p): p is string => !!p);
   const found = candidates.find((p) => existsSync(p));
   if (!found) throw new LeakscopeError(`the leakscope agent is not built (tried ${candidates.join(', ')}); run 'npm install'`);

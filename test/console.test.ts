@@ -44,7 +44,7 @@ test('attach in a real terminal: views, filter, group, reclaim, save, quit; the 
     env: { CI: 'true' },
   });
   let screen = await term.until('● live');
-  t.regex(screen, new RegExp(`pid ${pid} · agent preload · glibc`));
+  t.regex(screen, new RegExp(`pid ${pid} · agent preload, counts sampled · glibc`));
   t.regex(screen, /tasks leaking/);
   const consolePid = await term.commandPid();
   t.is(await socketsOf(pid), socketsBefore + 1, 'one connection while attached');

@@ -28,7 +28,7 @@ for (const [allocator, counts] of [
   });
 }
 
-test('leakscope run maps the agent and the chosen allocator into the target', async (t) => {
+test('leakscope run maps the agent and the chosen allocator into the target; its counts are sampled unless --counts exact', async (t) => {
   const fixture = await startFixture<{ pid: number }>(t, 'exact_ledger', [], { allocator: 'mimalloc', sampleInterval: 'exact' });
   const environ = readFileSync(`/proc/${fixture.pid}/environ`, 'utf8');
   // /proc/PID/environ shows the environment as it was at exec; the live one is what children get.
@@ -36,6 +36,13 @@ test('leakscope run maps the agent and the chosen allocator into the target', as
   const maps = readFileSync(`/proc/${fixture.pid}/maps`, 'utf8');
   t.regex(maps, /libleakscope\.so/);
   t.regex(maps, /libmimalloc/);
+  t.is((await snapshotOf(fixture.pid)).agent.counts, 'sampled');
+
+  const exact = await startFixture<{ pid: number }>(t, 'exact_ledger', [], { counts: 'exact' });
+  const exactMaps = readFileSync(`/proc/${exact.pid}/maps`, 'utf8');
+  t.regex(exactMaps, /libleakscope-exact\.so/);
+  t.notRegex(exactMaps, /libleakscope\.so/);
+  t.is((await snapshotOf(exact.pid)).agent.counts, 'exact');
 });
 
 test('repeated snapshots and reclaims leave the target running and the CLI leaves no process behind', async (t) => {

@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_IDLE_THRESHOLD_MS, type Thresholds } from '../analysis/detector.js';
 import { LeakscopeError } from '../errors.js';
 import { parseDuration } from '../format.js';
+import { DEFAULT_COUNT_MODE } from '../paths.js';
 import { setNodeAttachDefaults } from '../conn/attach.js';
 import { TASK_SORTS, TASK_STATE_FILTERS, type TaskQuery, type TaskSort, type TaskStateFilter } from '../conn/attach.js';
 import { attachCommand } from './commands/attach.js';
@@ -153,7 +154,7 @@ export function buildProgram(): Command {
     .command('run')
     .description('start a program with the leakscope agent loaded')
     .option('--allocator <name>', 'glibc, jemalloc or mimalloc (preloaded under the agent)', checked(parseAllocator), 'glibc')
-    .option('--counts <mode>', "exact (every call counted) or sampled (per-thread counts estimated from the samples; less overhead)", checked(parseCountMode), 'exact')
+    .option('--counts <mode>', "sampled (per-thread counts estimated from the samples) or exact (every call counted, at more cost)", checked(parseCountMode), DEFAULT_COUNT_MODE)
     .option('--sample-interval <bytes>', "mean bytes between ownership samples, or 'exact'", checked(parseSampleInterval))
     .option('--follow-exec', 'keep the agent in programs the target execs', false)
     .option('-q, --quiet', 'print nothing of our own', false)

@@ -18,7 +18,7 @@ export interface AgentInfo {
   readonly sample_bytes: number | null;
   /** Where a sampled block's owner is kept: in a header before the block (LD_PRELOAD over glibc) or in the agent's table; null without an agent or from agents before it was reported. */
   readonly sample_store?: SampleStore | null;
-  /** exact: every allocation and free counted; sampled: counts and bytes estimated from the samples (`leakscope run --counts sampled`); null without an agent or from agents before it was reported. */
+  /** exact: every allocation and free counted; sampled: counts and bytes estimated from the samples (`leakscope run`'s default; `--counts exact` counts every call); null without an agent or from agents before it was reported. */
   readonly counts?: CountMode | null;
   readonly dropped_events: number;
   /** What this snapshot cannot see, in words (e.g. no agent: /proc only). */

@@ -1,6 +1,6 @@
 // `leakscope run -- node app.js` puts this on NODE_OPTIONS (--require): the
 // bridge starts before the program's first line, so every promise, timer
-// and span has its site, and libleakscope.so (LD_PRELOAD) counts every
+// and span has its site, and libleakscope.so (LD_PRELOAD) sees every
 // allocation from the start. It runs in every worker thread too.
 import { isMainThread } from 'node:worker_threads';
 import { attach, attachWorker } from './bridge.cjs';

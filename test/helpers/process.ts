@@ -17,7 +17,7 @@ export const RUST_HOOKS_FIXTURES = resolve(PACKAGE_ROOT, 'build/cargo-hooks/rele
 export interface FixtureOptions {
   readonly allocator?: 'glibc' | 'jemalloc' | 'mimalloc';
   readonly sampleInterval?: string;
-  /** leakscope run --counts: exact (the default) or sampled. */
+  /** leakscope run --counts: sampled (the default) or exact. */
   readonly counts?: 'exact' | 'sampled';
   readonly env?: NodeJS.ProcessEnv;
   /** Start it bare, without leakscope run. */

@@ -21,10 +21,11 @@
 
 using namespace leakscope;
 
-// Two builds of this file: libleakscope.so counts every call exactly;
-// libleakscope-sampled.so (LEAKSCOPE_SAMPLED_COUNTS=1) counts only the
-// samples, whose estimates stand for the rest (Ledger::counts_sampled), so
-// that its common call runs the sampling countdown and nothing more.
+// Two builds of this file: libleakscope.so, the default
+// (LEAKSCOPE_SAMPLED_COUNTS=1), counts only the samples, whose estimates
+// stand for the rest (Ledger::counts_sampled), so that its common call runs
+// the sampling countdown and nothing more; libleakscope-exact.so counts
+// every call exactly.
 #ifndef LEAKSCOPE_SAMPLED_COUNTS
 #define LEAKSCOPE_SAMPLED_COUNTS 0
 #endif

@@ -5,7 +5,7 @@ import { agentLibraryPath, allocatorLibraryPath, isNodeExecutable, nodeAgentFile
 
 export interface RunOptions {
   readonly allocator: PreloadAllocator;
-  /** exact (the default): every allocation and free counted; sampled: counts estimated from the samples, at less cost. */
+  /** sampled (the default): counts estimated from the samples; exact: every allocation and free counted, at more cost. */
   readonly counts?: CountMode;
   readonly sampleInterval?: string;
   readonly followExec: boolean;
