@@ -96,6 +96,7 @@ async function httpSection(): Promise<string> {
   const servers: Server[] = [
     { name: 'bare (no tokio_unstable)', binary: builds.bare, env: {} },
     { name: 'leakscope: allocator wrapper only', binary: builds.wrapper, env: { LEAKSCOPE_FIXTURE_LAYER: '0' } },
+    { name: 'wrapper only, Tokio built with tokio_unstable', binary: resolve(HOOKS_RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_LAYER: '0' } },
     { name: 'leakscope: wrapper + runtime hooks', binary: resolve(HOOKS_RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_TASKS: 'hooks' } },
     { name: 'wrapper + runtime hooks, Tokio built with tracing', binary: resolve(RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_TASKS: 'hooks' } },
     { name: 'floor: wrapper + registry + a layer that does nothing', binary: resolve(RELEASE, 'http_healthy'), env: { LEAKSCOPE_FIXTURE_LAYER: 'floor' } },
@@ -125,7 +126,7 @@ async function httpSection(): Promise<string> {
     const high = Math.round(Math.max(...rates)).toLocaleString('en-US');
     return `| ${s.name} | ${Math.round(rate(s.name)).toLocaleString('en-US')} req/s | ${low}–${high} | ${rateRatio(s.name).toFixed(2)}× | ${cpu(s.name).toFixed(2)} µs | ${cpuRatio(s.name).toFixed(2)}× |`;
   });
-  const [wrapper, hooks, hooksTraced, floor, layer] = servers.slice(1, 6).map((s) => s.name) as [string, string, string, string, string];
+  const [wrapper, unstable, hooks, hooksTraced, floor, layer] = servers.slice(1, 7).map((s) => s.name) as [string, string, string, string, string, string];
   const added = (name: string, over: string) => paired(name, over, (x, y) => x.cpuUs - y.cpuUs).toFixed(2);
   const verdict = (name: string) => {
     const ratios = `${rateRatio(name).toFixed(2)}× throughput, ${cpuRatio(name).toFixed(2)}× CPU per request`;
@@ -134,7 +135,7 @@ async function httpSection(): Promise<string> {
   return [
     `Load: \`http_load PORT ${SECONDS} ${CONNECTIONS}\` — ${CONNECTIONS} keep-alive connections, each sending \`GET /quote\` and reading the response before the next, for ${SECONDS} s after ${WARMUP_SECONDS} s of the same load as warm-up; the service (healthy twin: each request spawns a task that ends with it) pinned to CPU 0, the load to CPU 1. Medians of ${ROUNDS} interleaved rounds; ratios (and differences) against bare within each round, then their median.`,
     '',
-    "The last two columns: the service's own CPU time per request (user + system, from /proc) and bare's over it — steadier than throughput when the machine's neighbours are busy. Each row is built as a service that takes that much of leakscope would be. Bare and the wrapper-only row: without `--cfg tokio_unstable`. The runtime hooks row: Tokio's runtime hooks (`leakscope::runtime_hooks`), `--cfg tokio_unstable` and no tracing at all (the fixtures' `layer` feature off, so Tokio's `tracing` feature is off): no spans, no names, no wakers. The row after it is the same hooks in the build the layer needs (Tokio's `tracing` feature on, no subscriber). The floor row is the allocator wrapper with tracing's registry and a layer that does nothing, filtered to the same Tokio callsites as leakscope's: Tokio making a span per task and entering it for each poll, and the registry keeping it — what any layer on Tokio's task spans costs before it does work of its own.",
+    "The last two columns: the service's own CPU time per request (user + system, from /proc) and bare's over it — steadier than throughput when the machine's neighbours are busy. Each row is built as a service that takes that much of leakscope would be. Bare and the wrapper-only row: without `--cfg tokio_unstable`; the row after them is the wrapper alone in the build the hooks need (`--cfg tokio_unstable`, no hooks), which a service pays for to use them. The runtime hooks row: Tokio's runtime hooks (`leakscope::runtime_hooks`), `--cfg tokio_unstable` and no tracing at all (the fixtures' `layer` feature off, so Tokio's `tracing` feature is off): no spans, no names, no wakers. The row after it is the same hooks in the build the layer needs (Tokio's `tracing` feature on, no subscriber). The floor row is the allocator wrapper with tracing's registry and a layer that does nothing, filtered to the same Tokio callsites as leakscope's: Tokio making a span per task and entering it for each poll, and the registry keeping it — what any layer on Tokio's task spans costs before it does work of its own.",
     '',
     '| service | throughput | range | ratio | CPU per request | ratio |',
     '|---|---|---|---|---|---|',
@@ -142,7 +143,7 @@ async function httpSection(): Promise<string> {
     '',
     `Budget: leakscope ≥ 0.95× bare. Wrapper + runtime hooks: ${verdict(hooks)}; wrapper + layer: ${verdict(layer)}.`,
     '',
-    `Of the CPU per request: the allocator wrapper adds ${added(wrapper, bare)} µs; the runtime hooks ${added(hooks, wrapper)} µs over the wrapper (Tokio's tracing instrumentation, built in with no subscriber, ${added(hooksTraced, hooks)} µs more). The layer adds ${added(layer, wrapper)} µs over the wrapper: Tokio's task spans in tracing's registry (the floor under any layer) ${added(floor, wrapper)} µs, the layer's own work ${added(layer, floor)} µs.`,
+    `Of the CPU per request: the allocator wrapper adds ${added(wrapper, bare)} µs; the runtime hooks ${added(hooks, wrapper)} µs over the wrapper, of which building Tokio with \`tokio_unstable\` is ${added(unstable, wrapper)} µs and the hooks themselves ${added(hooks, unstable)} µs (Tokio's tracing instrumentation, built in with no subscriber, ${added(hooksTraced, hooks)} µs more). The layer adds ${added(layer, wrapper)} µs over the wrapper: Tokio's task spans in tracing's registry (the floor under any layer) ${added(floor, wrapper)} µs, the layer's own work ${added(layer, floor)} µs.`,
   ].join('\n');
 }
 
