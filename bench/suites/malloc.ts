@@ -17,7 +17,7 @@ const BENCH = resolve(PACKAGE_ROOT, 'build/bench/malloc_bench');
 const FORWARD_ONLY = resolve(PACKAGE_ROOT, 'build/bench/libforward_only.so');
 const OPS_PER_THREAD = Number(process.env.BENCH_OPS ?? 20_000_000);
 // Two threads contend for glibc's arena locks here, and single runs swing by
-// up to 20% on a shared 2-vCPU machine: medians of many interleaved runs.
+// up to 50% on a shared 2-vCPU machine: medians of many interleaved runs.
 const REPETITIONS = Number(process.env.BENCH_REPETITIONS ?? 21);
 const HEAPTRACK_REPETITIONS = Number(process.env.BENCH_HEAPTRACK_REPETITIONS ?? 3);
 
