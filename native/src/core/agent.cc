@@ -78,7 +78,7 @@ std::atomic<int> g_agent_tids[4];
 
 void* internal_trampoline(void* raw) {
   t_state.internal = 1;
-  t_state.busy = 1;
+  forward_for_good(t_state);
   for (auto& slot : g_agent_tids) {
     int expected = 0;
     if (slot.compare_exchange_strong(expected, current_tid())) break;
@@ -206,7 +206,7 @@ void agent_after_fork_child() {
   // nothing, and must not answer on the parent's socket.
   g_accounting.store(false);
   g_accounting_ended.store(true);
-  t_state.busy = 1;  // runs on the child's only thread: it counts nothing from now on
+  forward_for_good(t_state);  // runs on the child's only thread: it counts nothing from now on
   if (g_agent != nullptr && g_agent->server) g_agent->server->close_in_child();
   for (auto& slot : g_agent_tids) slot.store(0);
 }

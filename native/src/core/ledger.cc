@@ -75,6 +75,13 @@ OwnerRecord next_sample(ThreadState& ts, size_t requested, size_t usable) {
   return OwnerRecord{ts.slot_index, ts.generation, sample_weight(requested, usable), ts.task_tag};
 }
 
+void restart_countdown(ThreadState& ts) { ts.bytes_until_sample = next_sample_distance(ts); }
+
+void forward_for_good(ThreadState& ts) {
+  ts.busy = 1;
+  ts.bytes_until_sample = INT64_MAX;
+}
+
 void count_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable) {
   detail::bump(ts.slot->samples_taken, 1);
   if (g_ledger.counts_sampled) {
@@ -193,7 +200,7 @@ ThreadSlot* claim_slot(ThreadState& ts, uintptr_t start_routine, int32_t creator
 
 bool claim_counting_slot(ThreadState& ts) {
   if (!g_accounting.load(std::memory_order_relaxed)) {
-    if (g_accounting_ended.load(std::memory_order_relaxed)) ts.busy = 1;
+    if (g_accounting_ended.load(std::memory_order_relaxed)) forward_for_good(ts);
     return false;
   }
   if (claim_slot(ts, 0, 0) != nullptr) return true;

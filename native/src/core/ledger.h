@@ -147,6 +147,12 @@ bool settle_if_sampled(ThreadState& ts, void* block, size_t usable = 0);
 // of `usable` bytes, of which the program asked for `requested`. Counted
 // once the record is kept (count_sample), settled when the block is freed.
 OwnerRecord next_sample(ThreadState& ts, size_t requested, size_t usable);
+// The countdown to the next sample starts again, no sample taken.
+void restart_countdown(ThreadState& ts);
+// The thread's hooks forward from now on and count nothing (an agent
+// thread, a forked child's): the guard set, and a countdown that never runs
+// out, so that no call of it takes the slow path again.
+void forward_for_good(ThreadState& ts);
 void count_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable);
 void settle_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable);
 
@@ -235,7 +241,9 @@ template <typename Claim>
 inline SlowCall slow_call(ThreadState& ts, size_t requested, Claim&& claim) {
   if (ts.slot == nullptr) {
     if (!claim(ts)) {
-      if (ts.slot == nullptr) ts.bytes_until_sample = 0;  // not counting yet: ask again next time
+      // Not counting yet: ask again next time (unless the thread now
+      // forwards for good).
+      if (ts.slot == nullptr && ts.busy == 0) ts.bytes_until_sample = 0;
       return SlowCall::kUncounted;
     }
     if (!detail::count_down(ts, requested)) return SlowCall::kCounted;

@@ -195,6 +195,12 @@ void* allocate_with_header(ThreadState& ts, size_t requested, size_t alignment, 
 template <typename Allocate>
 __attribute__((noinline)) void* allocate_slow(ThreadState& ts, size_t requested, size_t alignment, Allocate& allocate) {
   if (resolving()) return alignment == 0 ? bootstrap_alloc(requested) : nullptr;
+  if (!kCountEveryCall && ts.busy) {
+    // The agent's own call, which the common call did not look for: not a
+    // sample, and the countdown starts again, as after one.
+    if (ts.slot != nullptr) restart_countdown(ts);
+    return allocate(requested);
+  }
   switch (slow_call(ts, requested, claim_counting_slot)) {
     case SlowCall::kUncounted:
       return allocate(requested);
@@ -225,12 +231,17 @@ __attribute__((noinline)) void* allocate_slow(ThreadState& ts, size_t requested,
 // Hot path of every allocation: `allocate(n)` as above. The countdown to
 // the next sample runs before the call, and is above zero only while the
 // thread has a slot (claim_slot and next_sample set it), so the common call
-// checks one flag and one count. It sets no guard: the allocators the hooks
-// forward to do not call back into them.
+// checks one flag and one count; where samples alone are counted, the
+// count alone, since that call records nothing: the agent's own calls (the
+// guard set) move the countdown too, and the slow path lets them through.
+// It sets no guard: the allocators the hooks forward to do not call back
+// into them.
 template <typename Allocate>
 inline void* allocate_hooked(size_t requested, size_t alignment, Allocate&& allocate) {
   ThreadState& ts = t_state;
-  if (__builtin_expect(ts.busy, 0)) return allocate(requested);
+  if constexpr (kCountEveryCall) {
+    if (__builtin_expect(ts.busy, 0)) return allocate(requested);
+  }
   if (__builtin_expect(detail::count_down(ts, requested), 0)) return allocate_slow(ts, requested, alignment, allocate);
   void* block = allocate(requested);
   count_allocated(ts, block);
