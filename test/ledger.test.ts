@@ -65,6 +65,27 @@ for (const [allocator, counts] of [
   });
 }
 
+// The agent's own allocations on a program's thread (its start-up on the
+// main thread, say) are not the program's. The exact library's calls check
+// a guard for them; the default library's common call does not, and its
+// slow path lets them through unsampled. With every block sampled, the main
+// thread's counts (its stdio buffer and the like) are the same under both.
+for (const allocator of ['glibc', 'mimalloc'] as const) {
+  test(`the agent's own allocations are not the program's: the main thread's counts agree under both libraries (${allocator})`, async (t) => {
+    const mainHeap = async (counts: 'exact' | 'sampled') => {
+      const fixture = await startFixture<LedgerTruth>(t, 'exact_ledger', [], { allocator, sampleInterval: 'exact', counts });
+      const snapshot = await snapshotOf(fixture.pid);
+      t.is(snapshot.agent.counts, counts);
+      const heap = snapshot.threads.find((th) => th.tid === fixture.pid)?.heap;
+      t.truthy(heap, `main thread of ${counts}`);
+      return { alloc_count: heap!.alloc_count, allocated_bytes: heap!.allocated_bytes, free_count: heap!.free_count, freed_bytes: heap!.freed_bytes };
+    };
+    const exact = await mainHeap('exact');
+    t.true(exact.alloc_count! > 0);
+    t.deepEqual(await mainHeap('sampled'), exact);
+  });
+}
+
 // The sampled-counts build counts only samples: each thread's counts and
 // bytes are estimates, within 10% of the truth over 1 GiB or more
 // allocated: 1,000,000 blocks of 40 B to a page, or 30,000 of 78,000 bytes,
