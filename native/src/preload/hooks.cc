@@ -229,13 +229,14 @@ __attribute__((noinline)) void* allocate_slow(ThreadState& ts, size_t requested,
 }
 
 // Hot path of every allocation: `allocate(n)` as above. The countdown to
-// the next sample runs before the call, and is above zero only while the
-// thread has a slot (claim_slot and next_sample set it), so the common call
-// checks one flag and one count; where samples alone are counted, the
-// count alone, since that call records nothing: the agent's own calls (the
-// guard set) move the countdown too, and the slow path lets them through.
-// It sets no guard: the allocators the hooks forward to do not call back
-// into them.
+// the next sample runs before the call. It is above zero only while the
+// thread has a slot (claim_slot and next_sample set it) or forwards for
+// good (forward_for_good, with the guard set), so the exact library's
+// common call checks the guard and the count and counts into the slot.
+// The default library's common call records nothing and checks the count
+// alone: the agent's own calls (the guard set) move the countdown too, and
+// the slow path lets them through. No guard is set here: the allocators
+// the hooks forward to do not call back into them.
 template <typename Allocate>
 inline void* allocate_hooked(size_t requested, size_t alignment, Allocate&& allocate) {
   ThreadState& ts = t_state;
