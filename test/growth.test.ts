@@ -7,8 +7,8 @@ import { snapshotUntil, startFixture } from './helpers/process.js';
 const decided = (id: string) => (s: Snapshot) => !s.pending_checks.some((p) => p.id === id);
 const ids = (s: Snapshot) => s.findings.map((f) => f.id);
 
-// Live bytes come from the ledger: counted exactly, or estimated from the
-// samples (--counts sampled).
+// Live bytes come from the ledger: counted exactly (--counts exact), or
+// estimated from the samples (the default).
 for (const counts of ['exact', 'sampled'] as const) {
   test(`heap-growth fires on a growing heap at about the leak rate (counts ${counts})`, async (t) => {
     const fixture = await startFixture<{ pid: number; leak_bytes_per_s: number }>(t, 'growing_leak', [], { counts });

@@ -24,8 +24,8 @@ function truthOf(stdout: string): FamilyTruth {
   return JSON.parse(line) as FamilyTruth;
 }
 
-// Both builds of the preload library: counting every call, and counting
-// samples alone (--counts sampled), whose hooks take other paths.
+// Both builds of the preload library: counting every call (--counts exact),
+// and counting samples alone (the default), whose hooks take other paths.
 const CASES = [
   { allocator: 'glibc', interval: 'exact', counts: 'exact', env: {} },
   { allocator: 'glibc', interval: '65536', counts: 'exact', env: {} },
