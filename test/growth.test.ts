@@ -1,5 +1,5 @@
 // heap-growth and thread-growth need history: each waits for the detector to
-// decide (about 8 s) and checks the control decided too, the other way.
+// decide (about 30 s) and checks the control decided too, the other way.
 import test from 'ava';
 import type { Snapshot } from '../src/model/snapshot.js';
 import { snapshotUntil, startFixture } from './helpers/process.js';

@@ -48,10 +48,10 @@ async function quoteUntil(client: Client, done: Promise<unknown>): Promise<void>
   }
 }
 
-/** Quotes until the snapshot sees task-growth (or 40 s), then the final truth. */
+/** Quotes until task-growth has decided (or 40 s), then the final truth. */
 async function loadAndWatch(client: Client, pid: number, lookups: boolean) {
   if (lookups) for (let i = 0; i < LOOKUPS; i++) await client.get('/lookup');
-  const watched = snapshotUntil(pid, (s) => s.findings.some((f) => f.id === 'task-growth') || s.history.length >= 14, {
+  const watched = snapshotUntil(pid, (s) => s.findings.some((f) => f.id === 'task-growth') || !s.pending_checks.some((p) => p.id === 'task-growth'), {
     extra: ['--idle-threshold', '1s'],
     timeoutMs: 40_000,
   });

@@ -3,7 +3,7 @@ import { DEFAULT_THRESHOLDS } from '../../src/analysis/detector.js';
 import { check } from '../../src/analysis/findings/task-growth.js';
 import { history, observation, site, tasks } from '../helpers/observation.js';
 
-const SECONDS = 20;
+const SECONDS = 40;
 
 function withSites(...series: ((s: number) => number)[]) {
   return observation((d) => {
@@ -21,14 +21,17 @@ test('fires on a site whose live count keeps rising', (t) => {
   const result = check(withSites((s) => 3 * s), DEFAULT_THRESHOLDS);
   if (result.status !== 'found') return t.fail(result.status);
   t.is(result.findings[0]?.subject.label, 's.c:1');
-  t.is(result.findings[0]?.value, 57);
-  t.regex(result.findings[0]!.summary, /^57 tasks spawned at s\.c:1 in 19 s have not finished \(0 → 57 live\)$/);
+  // Bins of 2.5 s over the last 30 s: medians 31.5 (seconds 10–11) and 114 (37–39).
+  t.is(result.findings[0]?.value, 83);
+  t.is(result.findings[0]!.summary, '83 tasks spawned at s.c:1 in the last 30 s have not finished (32 → 114 live)');
 });
 
 test('quiet on a busy but bounded site: up and down, or levelled off', (t) => {
   t.is(check(withSites((s) => 20 + ((s * 7) % 13)), DEFAULT_THRESHOLDS).status, 'ok');
   t.is(check(withSites((s) => Math.min(50, s * 10)), DEFAULT_THRESHOLDS).status, 'ok');
-  t.is(check(withSites((s) => (s < 10 ? s * 5 : 50 - (s - 10) * 5)), DEFAULT_THRESHOLDS).status, 'ok');
+  t.is(check(withSites((s) => (s < 10 ? s * 5 : Math.max(0, 50 - (s - 10) * 5))), DEFAULT_THRESHOLDS).status, 'ok');
+  t.is(check(withSites((s) => ((s * 7919) % 20 === 0 ? 64 : 0)), DEFAULT_THRESHOLDS).status, 'ok', 'a sampled promise, weight 64, now and then');
+  t.is(check(withSites((s) => (s === SECONDS - 1 ? 64 : 0)), DEFAULT_THRESHOLDS).status, 'ok', 'one sampled promise in the last sample');
 });
 
 test('undecided on a short history; sites without a recorded history are skipped', (t) => {

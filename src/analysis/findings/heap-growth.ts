@@ -1,32 +1,33 @@
-// heap-growth: live bytes (allocated and not freed, from the ledger) keep
-// rising across the history. That is a real leak or an unbounded cache,
-// whatever the allocator does.
+// heap-growth: live bytes (allocated and not freed, from the ledger) have
+// kept rising in a recent window and stand at a level they never reached
+// before. That is a real leak or an unbounded cache, whatever the allocator
+// does. A start-up ramp that levelled off, a cache's sawtooth and a reload's
+// step are not growth (see growth.ts).
 import { formatBytes, formatDuration } from '../../format.js';
 import type { Observation, ThreadInfo } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, threadLabel, undecided } from '../detector.js';
-import { type Trend, trendOf } from '../trend.js';
+import { type Growth, type GrowthRule, judgeGrowth, pendingReason } from '../growth.js';
 
 export const id = 'heap-growth';
-export const MIN_SAMPLES = 8;
-export const MIN_SPAN_MS = 8_000;
-/** Growth smaller than this is noise, however steady. */
+/** Growth smaller than this over a window is noise, however steady. */
 export const MIN_GROWTH_BYTES = 8 * 1024 * 1024;
 /** Growth relative to where the window started. */
-export const MIN_GROWTH_FRACTION = 0.1;
-/** Share of steps that went up or stayed. */
-export const MIN_RISING_FRACTION = 0.7;
+export const MIN_GROWTH_FRACTION = 0.05;
+export const RULE: GrowthRule = { minGrowth: MIN_GROWTH_BYTES, minFraction: MIN_GROWTH_FRACTION };
 
-export function summary(trend: Trend): string {
-  return `${formatBytes(trend.last - trend.first)} of live heap added in ${formatDuration(trend.spanMs)} and still rising (${formatBytes(trend.slopePerS)}/s)`;
+type Growing = Extract<Growth, { status: 'growing' }>;
+
+export function summary(g: Growing): string {
+  return `${formatBytes(g.added)} of live heap added in the last ${formatDuration(g.windowMs)} and still rising (${formatBytes(g.ratePerS)}/s)`;
 }
 
-export function message(trend: Trend, topThread: ThreadInfo | undefined): string {
+export function message(g: Growing, topThread: ThreadInfo | undefined): string {
   const where = topThread?.heap
     ? ` The thread holding the most live blocks is ${threadLabel(topThread)} (${formatBytes(topThread.heap.live_bytes)}).`
     : '';
   return (
-    `Live bytes (allocated and not freed) rose from ${formatBytes(trend.first)} to ${formatBytes(trend.last)} over ${formatDuration(trend.spanMs)}, ` +
-    `up in ${Math.round(trend.risingFraction * 100)}% of samples. This is a real leak or an unbounded cache, not allocator retention.${where}`
+    `Live bytes (allocated and not freed) rose from ${formatBytes(g.from)} to ${formatBytes(g.to)} over the last ${formatDuration(g.windowMs)}, ` +
+    `in every quarter of it, to a level not reached before. This is a real leak or an unbounded cache, not allocator retention.${where}`
   );
 }
 
@@ -37,16 +38,9 @@ export const REMEDY =
 export function check(o: Observation, _thresholds: Thresholds): CheckResult {
   if (o.allocator.live_bytes === null) return undecided('needs the agent: live bytes come from its ledger');
   const points = o.history.flatMap((h) => (h.live_bytes === null ? [] : [{ t_ms: h.t_ms, value: h.live_bytes }]));
-  const trend = trendOf(points);
-  if (!trend || trend.samples < MIN_SAMPLES || trend.spanMs < MIN_SPAN_MS)
-    return undecided(`needs ${MIN_SPAN_MS / 1000} s of history (has ${trend ? Math.floor(trend.spanMs / 1000) : 0} s)`);
-  const growth = trend.last - trend.first;
-  const rising =
-    growth >= MIN_GROWTH_BYTES &&
-    growth >= MIN_GROWTH_FRACTION * Math.max(trend.first, 1) &&
-    trend.risingFraction >= MIN_RISING_FRACTION &&
-    trend.slopePerS > 0;
-  if (!rising) return OK;
+  const g = judgeGrowth(points, RULE);
+  if (g.status === 'pending') return undecided(pendingReason(g));
+  if (g.status === 'flat') return OK;
   const topThread = [...o.threads]
     .filter((t) => t.heap && !t.agent_thread)
     .sort((a, b) => (b.heap?.live_bytes ?? 0) - (a.heap?.live_bytes ?? 0))[0];
@@ -54,10 +48,10 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
     {
       id,
       severity: 'error',
-      summary: summary(trend),
-      message: message(trend, topThread),
+      summary: summary(g),
+      message: message(g, topThread),
       subject: processSubject(o),
-      value: Math.round(trend.slopePerS),
+      value: Math.round(g.ratePerS),
       unit: 'bytes_per_s',
       remedy: REMEDY,
     },

@@ -1,15 +1,15 @@
-// thread-growth: the thread count keeps rising across the history: threads
-// are started and never finish.
+// thread-growth: the thread count has kept rising in a recent window, to a
+// level it never reached before: threads are started and never finish. A pool
+// started once, at start-up or later, is a step, not growth (see growth.ts).
 import { formatDuration } from '../../format.js';
 import type { Observation, ThreadInfo, ThreadRole } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, undecided } from '../detector.js';
-import { type Trend, trendOf } from '../trend.js';
+import { type Growth, judgeGrowth, pendingReason } from '../growth.js';
 
 export const id = 'thread-growth';
-export const MIN_SAMPLES = 8;
-export const MIN_SPAN_MS = 8_000;
 export const MIN_NEW_THREADS = 8;
-export const MIN_RISING_FRACTION = 0.7;
+
+type Growing = Extract<Growth, { status: 'growing' }>;
 
 /**
  * A runtime's own threads, bounded by its configuration (Node starts its
@@ -30,15 +30,15 @@ export function commonStartRoutine(o: Observation): { routine: string; count: nu
 }
 
 /** `added`: the threads started and not finished, a runtime's own bounded threads not counted. */
-export function summary(trend: Trend, added: number = trend.last - trend.first): string {
-  const runtime = added < trend.last - trend.first ? ", the runtime's own pools aside" : '';
-  return `${added} threads started in ${formatDuration(trend.spanMs)} have not finished (${trend.first} → ${trend.last}${runtime})`;
+export function summary(g: Growing, added: number = g.added): string {
+  const runtime = added < g.added ? ", the runtime's own pools aside" : '';
+  return `${added} threads started in the last ${formatDuration(g.windowMs)} have not finished (${Math.round(g.from)} → ${Math.round(g.to)}${runtime})`;
 }
 
-export function message(trend: Trend, common: { routine: string; count: number } | null): string {
+export function message(g: Growing, common: { routine: string; count: number } | null): string {
   const where = common ? ` ${common.count} of the threads run ${common.routine}.` : '';
   return (
-    `The thread count rose from ${trend.first} to ${trend.last} over ${formatDuration(trend.spanMs)} and has not come down: ` +
+    `The thread count rose from ${Math.round(g.from)} to ${Math.round(g.to)} over the last ${formatDuration(g.windowMs)}, in every quarter of it, and has not come down: ` +
     `threads are started and never finish.${where}`
   );
 }
@@ -48,19 +48,22 @@ export function remedy(common: { routine: string } | null): string {
 }
 
 export function check(o: Observation, _thresholds: Thresholds): CheckResult {
-  const trend = trendOf(o.history.map((h) => ({ t_ms: h.t_ms, value: h.threads })));
-  if (!trend || trend.samples < MIN_SAMPLES || trend.spanMs < MIN_SPAN_MS)
-    return undecided(`needs ${MIN_SPAN_MS / 1000} s of history (has ${trend ? Math.floor(trend.spanMs / 1000) : 0} s)`);
+  const g = judgeGrowth(
+    o.history.map((h) => ({ t_ms: h.t_ms, value: h.threads })),
+    { minGrowth: MIN_NEW_THREADS, minFraction: 0 },
+  );
+  if (g.status === 'pending') return undecided(pendingReason(g));
+  if (g.status === 'flat') return OK;
   // At most every bounded thread there is now started within the window.
-  const added = trend.last - trend.first - Math.max(0, o.threads.filter(bounded).length - 1);
-  if (added < MIN_NEW_THREADS || trend.risingFraction < MIN_RISING_FRACTION || trend.last < trend.max) return OK;
+  const added = Math.round(g.added) - Math.max(0, o.threads.filter(bounded).length - 1);
+  if (added < MIN_NEW_THREADS) return OK;
   const common = commonStartRoutine(o);
   return found([
     {
       id,
       severity: 'warn',
-      summary: summary(trend, added),
-      message: message(trend, common),
+      summary: summary(g, added),
+      message: message(g, common),
       subject: processSubject(o),
       value: added,
       unit: 'count',
