@@ -5,6 +5,7 @@ import { mkdtempSync, promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
+import type { Snapshot } from '../src/model/snapshot.js';
 import type { SnapshotDiff } from '../src/analysis/diff.js';
 import { parseRecording } from '../src/model/recording.js';
 import { runCli, safeKill, startFixture } from './helpers/process.js';
@@ -72,6 +73,7 @@ test('check: 1 with findings at the level, 0 below it, 2 when it cannot check', 
   const pid = String(fixture.pid);
   const found = await runCli(['check', pid, '--idle-threshold', '1s']);
   t.is(found.code, 1, found.stderr);
+  t.regex(found.stdout, /^verdict: tasks leaking — 12 tasks spawned at event_loop\.c:\d+ have been idle for over 1 s\n/);
   t.regex(found.stdout, /^WARN idle-forever: 12 tasks spawned at event_loop\.c:\d+ have been idle for over 1 s$/m);
   t.regex(found.stdout, /^failed: \d+ findings at or above warn/m);
   // Nothing here is an error: the blocking poll is over.
@@ -82,7 +84,10 @@ test('check: 1 with findings at the level, 0 below it, 2 when it cannot check', 
   await runCli(['snapshot', pid, '--idle-threshold', '1s', '--out', file]);
   const fromFile = await runCli(['check', file, '--idle-threshold', '1s', '--json']);
   t.is(fromFile.code, 1);
-  t.false((JSON.parse(fromFile.stdout) as { passed: boolean }).passed);
+  const json = JSON.parse(fromFile.stdout) as { passed: boolean; verdict: Snapshot['verdict'] };
+  t.false(json.passed);
+  t.like(json.verdict, { cause: 'tasks-leaking' });
+  t.true(json.verdict.because.includes('idle-forever'));
 
   const garbled = join(scratch(), 'garbled.json');
   await fs.writeFile(garbled, '{"schema": "leakscope.snapshot/1", "pid": ');

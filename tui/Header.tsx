@@ -1,9 +1,8 @@
 // The top three lines: who the target is, how its memory moves (sparklines
 // of RSS, live bytes and live tasks), and the verdict with its main finding.
 import { Box, Text } from 'ink';
-import { verdict, type Verdict } from '../src/analysis/index.js';
 import { formatBytes, formatCount, formatDuration } from '../src/format.js';
-import type { Snapshot } from '../src/model/snapshot.js';
+import type { Cause, Snapshot } from '../src/model/snapshot.js';
 import { sparkline } from './sparkline.js';
 
 export interface HeaderProps {
@@ -11,11 +10,11 @@ export interface HeaderProps {
   readonly width: number;
 }
 
-const VERDICT_COLOR: Readonly<Record<Verdict, string>> = {
-  'tasks leaking': 'red',
-  'live data growing': 'red',
-  'threads leaking': 'red',
-  'allocator retention': 'yellow',
+const VERDICT_COLOR: Readonly<Record<Cause, string>> = {
+  'tasks-leaking': 'red',
+  'live-data-growing': 'red',
+  'threads-leaking': 'red',
+  'allocator-retention': 'yellow',
   steady: 'green',
   unknown: 'gray',
 };
@@ -49,8 +48,9 @@ export function Header({ snapshot: s, width }: HeaderProps) {
   const dropped = s.agent.dropped_events + s.tasks.dropped;
   const chart = Math.max(6, Math.floor((width - 60) / 3));
   const live = s.allocator.live_bytes;
-  const v = verdict(s);
   const top = s.findings[0];
+  // The verdict's own line, then the most severe finding when that is another cause's (never-yielded).
+  const aside = top && !s.verdict.because.includes(top.id) ? top : null;
   return (
     <Box flexDirection="column" height={3}>
       <Text wrap="truncate">
@@ -63,10 +63,10 @@ export function Header({ snapshot: s, width }: HeaderProps) {
         {dropped > 0 ? <Text color="red" bold>{`  dropped ${formatCount(dropped)} events`}</Text> : null}
       </Text>
       <Text wrap="truncate">
-        <Text color={VERDICT_COLOR[v]} bold>
-          {v}
+        <Text color={VERDICT_COLOR[s.verdict.cause]} bold>
+          {s.verdict.summary}
         </Text>
-        {top ? <Text> — {top.summary}</Text> : <Text dimColor> — no findings{s.pending_checks.length > 0 ? ' yet' : ''}</Text>}
+        {aside ? <Text dimColor> · {aside.severity} {aside.id}</Text> : null}
       </Text>
     </Box>
   );

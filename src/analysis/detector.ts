@@ -1,6 +1,7 @@
 // What every detector in findings/ is: an id, named default thresholds, and
 // a pure check over an observation and its history.
 import type { Finding, Observation, Subject, ThreadInfo } from '../model/snapshot.js';
+import type { VerdictSource } from './verdict.js';
 import { threadName } from '../model/thread-order.js';
 
 /** Threads, arenas (and tasks) idle at least this long count as asleep. */
@@ -17,8 +18,7 @@ export type CheckResult =
   | { readonly status: 'undecided'; readonly reason: string }
   | { readonly status: 'found'; readonly findings: readonly Finding[] };
 
-export interface Detector {
-  readonly id: string;
+export interface Detector extends VerdictSource {
   check(observation: Observation, thresholds: Thresholds): CheckResult;
 }
 

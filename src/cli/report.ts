@@ -1,6 +1,5 @@
 // The short human report of `leakscope snapshot` (without --json).
 import { basename } from 'node:path';
-import { verdict } from '../analysis/index.js';
 import { formatBytes, formatCount, formatDuration, padColumn } from '../format.js';
 import type { Snapshot, ThreadInfo } from '../model/snapshot.js';
 import { orderThreads, threadName } from '../model/thread-order.js';
@@ -81,7 +80,7 @@ export function renderReport(s: Snapshot): string {
     `rss ${formatBytes(s.process.rss_bytes)}   live ${alloc.live_bytes === null ? 'unknown' : formatBytes(alloc.live_bytes)}` +
       `   threads ${s.process.threads}`,
   );
-  lines.push(`verdict: ${verdict(s)}`);
+  lines.push(`verdict: ${s.verdict.summary}`);
   for (const note of s.agent.notes) lines.push(`note: ${note}`);
   lines.push('');
   if (s.findings.length === 0) lines.push('No findings.');

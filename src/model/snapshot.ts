@@ -315,10 +315,25 @@ export interface Snapshot {
   readonly node?: NodeRuntime;
   readonly findings: readonly Finding[];
   readonly pending_checks: readonly PendingCheck[];
+  readonly verdict: Verdict;
+}
+
+/** What the findings add up to (src/analysis/verdict.ts). */
+export type Cause = 'tasks-leaking' | 'live-data-growing' | 'threads-leaking' | 'allocator-retention' | 'steady' | 'unknown';
+
+export interface Verdict {
+  readonly cause: Cause;
+  readonly confidence: 'high' | 'medium' | 'low';
+  /** The ids of the findings the cause rests on, most severe first. */
+  readonly because: readonly string[];
+  /** Checks not decided yet that could still change the cause to a graver one. */
+  readonly undecided: readonly string[];
+  /** One line for a person; the report's, the console's and `check`'s. */
+  readonly summary: string;
 }
 
 /** A snapshot before the detectors ran. */
-export type Observation = Omit<Snapshot, 'findings' | 'pending_checks'>;
+export type Observation = Omit<Snapshot, 'findings' | 'pending_checks' | 'verdict'>;
 
 export const NO_TASKS: Tasks = {
   tracked: false,

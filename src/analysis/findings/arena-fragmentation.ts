@@ -2,10 +2,11 @@
 // long-lived blocks scattered through a heap pin its pages, so RSS stays
 // after a burst. malloc_trim(0) returns whole free pages (glibc >= 2.8).
 import { formatBytes } from '../../format.js';
-import type { Arena, Observation } from '../../model/snapshot.js';
+import type { Arena, Cause, Observation } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
 
 export const id = 'arena-fragmentation';
+export const cause: Cause = 'allocator-retention';
 /** Retained bytes below this are not worth a finding. */
 export const MIN_RETAINED_BYTES = 32 * 1024 * 1024;
 /** Free share of what the arenas map, at least. */

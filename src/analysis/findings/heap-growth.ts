@@ -4,11 +4,12 @@
 // does. A start-up ramp that levelled off, a cache's sawtooth and a reload's
 // step are not growth (see growth.ts).
 import { formatBytes, formatDuration } from '../../format.js';
-import type { Observation, ThreadInfo } from '../../model/snapshot.js';
+import type { Cause, Observation, ThreadInfo } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, threadLabel, undecided } from '../detector.js';
 import { type Growth, type GrowthRule, judgeGrowth, pendingReason } from '../growth.js';
 
 export const id = 'heap-growth';
+export const cause: Cause = 'live-data-growing';
 /** Growth smaller than this over a window is noise, however steady. */
 export const MIN_GROWTH_BYTES = 8 * 1024 * 1024;
 /** Growth relative to where the window started. */

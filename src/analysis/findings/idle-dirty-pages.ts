@@ -2,10 +2,11 @@
 // from background threads when they are on (off by default). An arena
 // nobody touches keeps its dirty pages: see jemalloc TUNING.md.
 import { formatBytes, formatDuration } from '../../format.js';
-import type { Arena, Finding, Observation } from '../../model/snapshot.js';
+import type { Arena, Cause, Finding, Observation } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
 
 export const id = 'idle-dirty-pages';
+export const cause: Cause = 'allocator-retention';
 /** Dirty bytes in one arena below this are not worth a finding. */
 export const MIN_DIRTY_BYTES = 16 * 1024 * 1024;
 

@@ -3,11 +3,14 @@
 // accept loop, a signal handler); many at one site are the leak of a
 // constructor that spawns a task nobody cancels.
 import { formatBytes, formatCount, formatDuration, plural } from '../../format.js';
-import type { Finding, Observation, Severity, TaskSite } from '../../model/snapshot.js';
+import type { Cause, Finding, Observation, Severity, TaskSite } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
 import { countOf, ender, nounOf, notYet, origin, siteSubject, waiting } from '../task-wording.js';
 
 export const id = 'idle-forever';
+export const cause: Cause = 'tasks-leaking';
+/** A few tasks idle is information; from a warning on they are a leak. */
+export const verdictFrom: Severity = 'warn';
 /** At a site with this many idle-forever tasks the finding is a warning; below, information. */
 export const WARN_MIN_TASKS = 10;
 export const ERROR_MIN_TASKS = 1000;

@@ -2,11 +2,12 @@
 // polled again. Judged only for runtimes that report waker clones and drops
 // (tasks.wakers_tracked_kinds), as tokio-console does.
 import { plural } from '../../format.js';
-import type { Finding, Observation, TaskSite } from '../../model/snapshot.js';
+import type { Cause, Finding, Observation, TaskSite } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
 import { countOf, origin, siteSubject } from '../task-wording.js';
 
 export const id = 'lost-waker';
+export const cause: Cause = 'tasks-leaking';
 
 export function summary(site: TaskSite): string {
   return `${countOf(site.kind, site.no_waker)} ${origin(site.kind)} ${site.site} can never be woken: no waker is left`;

@@ -1,11 +1,12 @@
 // never-yielded: one poll that kept its thread for a second or more. On an
 // event loop nothing else runs meanwhile: timers fire late, requests wait.
 import { formatCount, formatDuration, plural } from '../../format.js';
-import type { Finding, Observation, TaskSite } from '../../model/snapshot.js';
+import type { Cause, Finding, Observation, TaskSite } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds } from '../detector.js';
 import { origin, siteSubject } from '../task-wording.js';
 
 export const id = 'never-yielded';
+export const cause: Cause | null = null;
 /** A single poll at least this long blocks the loop. */
 export const NEVER_YIELDED_MS = 1000;
 

@@ -2,11 +2,12 @@
 // program freed the memory; the allocator kept it. Not a leak. The
 // allocator-specific findings say where; this one says how much in all.
 import { formatBytes, formatDuration } from '../../format.js';
-import type { AllocatorName, Observation } from '../../model/snapshot.js';
+import type { AllocatorName, Cause, Observation } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, undecided } from '../detector.js';
 import { trendOf } from '../trend.js';
 
 export const id = 'retention';
+export const cause: Cause = 'allocator-retention';
 export const MIN_RETAINED_BYTES = 64 * 1024 * 1024;
 /** RSS at least this many times live bytes. */
 export const MIN_RSS_TO_LIVE = 2;

@@ -3,10 +3,11 @@
 // the allocator (mimalloc docs, "Performance": delayed free). An owner that
 // sleeps keeps all of it. Only mimalloc has this trap: quiet elsewhere.
 import { formatBytes, formatDuration } from '../../format.js';
-import type { Finding, Observation, ThreadInfo } from '../../model/snapshot.js';
+import type { Cause, Finding, Observation, ThreadInfo } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, threadLabel, undecided } from '../detector.js';
 
 export const id = 'sleeping-owner';
+export const cause: Cause = 'allocator-retention';
 /** Below this, waiting blocks are noise. */
 export const MIN_UNRECLAIMED_BYTES = 8 * 1024 * 1024;
 /** Unreclaimed bytes at least this share of RSS make it an error. */

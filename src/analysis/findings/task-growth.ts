@@ -3,12 +3,13 @@
 // than they finish. A busy site whose count goes up and down, one that
 // levelled off, and one sampled promise's weight are not growth (growth.ts).
 import { formatDuration } from '../../format.js';
-import type { Finding, Observation, TaskSite } from '../../model/snapshot.js';
+import type { Cause, Finding, Observation, TaskSite } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
 import { countOf, nounOf, origin, siteSubject } from '../task-wording.js';
 import { type Growth, judgeGrowth, pendingFor, pendingReason, type Point } from '../growth.js';
 
 export const id = 'task-growth';
+export const cause: Cause = 'tasks-leaking';
 export const MIN_NEW_TASKS = 10;
 
 type Growing = Extract<Growth, { status: 'growing' }>;

@@ -2,11 +2,12 @@
 // level it never reached before: threads are started and never finish. A pool
 // started once, at start-up or later, is a step, not growth (see growth.ts).
 import { formatDuration } from '../../format.js';
-import type { Observation, ThreadInfo, ThreadRole } from '../../model/snapshot.js';
+import type { Cause, Observation, ThreadInfo, ThreadRole } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, undecided } from '../detector.js';
 import { type Growth, judgeGrowth, pendingReason } from '../growth.js';
 
 export const id = 'thread-growth';
+export const cause: Cause = 'threads-leaking';
 export const MIN_NEW_THREADS = 8;
 
 type Growing = Extract<Growth, { status: 'growing' }>;

@@ -49,9 +49,21 @@ export async function checkCommand(target: string, options: CheckOptions): Promi
   const failing = snapshot.findings.filter((f) => RANK[f.severity] >= RANK[options.failOn]);
   if (options.json) {
     process.stdout.write(
-      `${JSON.stringify({ pid: snapshot.pid, fail_on: options.failOn, passed: failing.length === 0, findings: snapshot.findings, pending_checks: snapshot.pending_checks }, null, 2)}\n`,
+      `${JSON.stringify(
+        {
+          pid: snapshot.pid,
+          fail_on: options.failOn,
+          passed: failing.length === 0,
+          verdict: snapshot.verdict,
+          findings: snapshot.findings,
+          pending_checks: snapshot.pending_checks,
+        },
+        null,
+        2,
+      )}\n`,
     );
   } else {
+    process.stdout.write(`verdict: ${snapshot.verdict.summary}\n`);
     for (const f of snapshot.findings) process.stdout.write(`${f.severity.toUpperCase()} ${f.id}: ${f.summary}\n`);
     for (const p of snapshot.pending_checks) process.stdout.write(`UNDECIDED ${p.id}: ${p.reason}\n`);
     process.stdout.write(
