@@ -1,6 +1,7 @@
 // Heap: what the allocator holds beside live data. Bars per arena (glibc,
-// jemalloc) or per thread heap (mimalloc): live vs retained vs dirty; `r`
-// runs the allocator's reclaim and shows the RSS it gave back.
+// jemalloc) or per thread heap (mimalloc): live, fragmented (jemalloc: free
+// inside slabs that hold live blocks), retained, dirty; `r` runs the
+// allocator's reclaim and shows the RSS it gave back.
 import { Box, Text } from 'ink';
 import { Clip } from './Clip.js';
 import { formatBytes, formatDuration } from '../src/format.js';
@@ -18,6 +19,7 @@ export interface HeapViewProps {
 interface BarRow {
   readonly label: string;
   readonly live: number;
+  readonly fragmented: number;
   readonly retained: number;
   readonly dirty: number;
   readonly note: string;
@@ -29,6 +31,7 @@ function Bar({ row, scale, room }: { readonly row: BarRow; readonly scale: numbe
     <Text wrap="truncate">
       {row.label.padEnd(12).slice(0, 12)}
       <Text color="green">{'█'.repeat(cells(row.live))}</Text>
+      <Text color="magenta">{'▓'.repeat(cells(row.fragmented))}</Text>
       <Text color="yellow">{'▒'.repeat(cells(row.retained))}</Text>
       <Text color="red">{'░'.repeat(cells(row.dirty))}</Text> <Text dimColor>{row.note}</Text>
     </Text>
@@ -41,13 +44,17 @@ function barRows(s: Snapshot): { readonly what: string; readonly rows: BarRow[] 
       what: 'arenas',
       rows: s.allocator.arenas.map((a) => {
         const dirty = a.dirty_bytes ?? 0;
+        const fragmented = a.fragmented_bytes ?? 0;
         return {
           label: `arena ${a.index}`,
           live: a.in_use_bytes,
+          fragmented,
           retained: Math.max(0, a.free_bytes - dirty),
           dirty,
           note:
-            `${formatBytes(a.mapped_bytes)}: ${formatBytes(a.in_use_bytes)} in use, ${formatBytes(a.free_bytes)} free` +
+            `${formatBytes(a.mapped_bytes)}: ${formatBytes(a.in_use_bytes)} in use, ` +
+            (a.fragmented_bytes ? `${formatBytes(fragmented)} fragmented, ` : '') +
+            `${formatBytes(a.free_bytes)} free` +
             (a.dirty_bytes !== null ? `, ${formatBytes(dirty)} dirty` : '') +
             (a.idle_ms !== null ? `, idle ${formatDuration(a.idle_ms)}` : ''),
         };
@@ -56,14 +63,19 @@ function barRows(s: Snapshot): { readonly what: string; readonly rows: BarRow[] 
   return {
     what: 'thread heaps',
     rows: orderThreads(s.threads)
-      .filter((t) => t.heap && (t.heap.live_bytes > 0 || t.heap.unreclaimed_bytes > 0))
-      .map((t) => ({
-        label: `${t.tid}`,
-        live: t.heap!.live_bytes,
-        retained: t.heap!.unreclaimed_bytes,
-        dirty: 0,
-        note: `${t.name}: ${formatBytes(t.heap!.live_bytes)} live, ${formatBytes(t.heap!.unreclaimed_bytes)} unreclaimed`,
-      })),
+      .filter((t) => t.heap && (t.heap.live_bytes > 0 || (t.heap.unreclaimed_bytes ?? 0) > 0))
+      .map((t) => {
+        const heap = t.heap!;
+        const unreclaimed = heap.unreclaimed_bytes;
+        return {
+          label: `${t.tid}`,
+          live: heap.live_bytes,
+          fragmented: 0,
+          retained: unreclaimed ?? 0,
+          dirty: 0,
+          note: `${t.name}: ${formatBytes(heap.live_bytes)} live${unreclaimed === null ? '' : `, ${formatBytes(unreclaimed)} unreclaimed`}`,
+        };
+      }),
   };
 }
 
@@ -102,7 +114,7 @@ export function HeapView({ snapshot: s, reclaim, width, height }: HeapViewProps)
   // Bars share one scale; they take what the longest note leaves.
   const longestNote = Math.max(0, ...rows.map((r) => r.note.length));
   const room = Math.max(10, Math.min(Math.floor(width * 0.4), width - 14 - longestNote));
-  const scale = Math.max(1, ...rows.map((r) => r.live + r.retained + r.dirty));
+  const scale = Math.max(1, ...rows.map((r) => r.live + r.fragmented + r.retained + r.dirty));
   const shown = Math.max(1, height - 7);
   const stats = Object.entries(a.stats)
     .slice(0, 6)
@@ -124,7 +136,9 @@ export function HeapView({ snapshot: s, reclaim, width, height }: HeapViewProps)
         {stats || ' '}
       </Text>
       <Text wrap="truncate">
-        <Text bold>{what}</Text> <Text color="green">█ live</Text> <Text color="yellow">▒ retained</Text>{' '}
+        <Text bold>{what}</Text> <Text color="green">█ live</Text>{' '}
+        {rows.some((r) => r.fragmented > 0) ? <Text color="magenta">▓ fragmented </Text> : null}
+        <Text color="yellow">▒ {s.allocator.name === 'jemalloc' ? 'muzzy' : 'retained'}</Text>{' '}
         {what === 'arenas' ? <Text color="red">░ dirty</Text> : null}
       </Text>
       {rows.length === 0 ? <Text dimColor>Nothing to draw: the allocator reports no {what} here.</Text> : null}

@@ -44,7 +44,7 @@ const COLUMNS: readonly (Column & { readonly wide?: boolean; readonly value: (r:
   { title: 'alloc/s', width: 11, align: 'right', value: (r) => (r.allocBytesPerS === null ? '-' : formatBytes(Math.round(r.allocBytesPerS))) },
   { title: 'live', width: 11, align: 'right', wide: true, value: (r) => (r.thread.heap ? formatBytes(r.thread.heap.live_bytes) : '-') },
   { title: 'remote-freed', width: 13, align: 'right', value: (r) => (r.thread.heap ? formatBytes(r.thread.heap.remote_freed_bytes) : '-') },
-  { title: 'unreclaimed', width: 12, align: 'right', value: (r) => (r.thread.heap ? formatBytes(r.thread.heap.unreclaimed_bytes) : '-') },
+  { title: 'unreclaimed', width: 12, align: 'right', value: (r) => (r.thread.heap && r.thread.heap.unreclaimed_bytes !== null ? formatBytes(r.thread.heap.unreclaimed_bytes) : '-') },
   { title: 'start routine', width: 20, flex: true, wide: true, value: (r) => r.thread.start_routine ?? '-' },
 ];
 

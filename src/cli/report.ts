@@ -15,7 +15,7 @@ function threadRows(threads: readonly ThreadInfo[]): string[] {
     return (
       `  ${padColumn(String(t.tid), 8)}${padColumn(threadName(t), 18)}${padColumn(t.state, 6)}${padColumn(idle, 8)}` +
       `${padColumn(heap ? formatBytes(heap.live_bytes) : '-', 11)}${padColumn(heap ? formatBytes(heap.remote_freed_bytes) : '-', 14)}` +
-      `${heap ? formatBytes(heap.unreclaimed_bytes) : '-'}`
+      `${heap && heap.unreclaimed_bytes !== null ? formatBytes(heap.unreclaimed_bytes) : '-'}`
     );
   });
   const hidden = threads.filter((t) => !t.agent_thread).length - interesting.length;

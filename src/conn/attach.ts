@@ -5,9 +5,9 @@ import { LeakscopeError } from '../errors.js';
 import { type AgentFacts, observationFromFacts, type ReclaimResult } from '../model/agent-facts.js';
 import type { Observation } from '../model/snapshot.js';
 import { AgentClient, type HelloResult, type RequestParams } from './agent-client.js';
-import { procObservation } from './proc-view.js';
+import { allocatorFromMaps, procObservation, readProcessMemory } from './proc-view.js';
 import { injectNodeBridge, isNodeProcess, waitForInspectorClosed } from './node-inject.js';
-import { identifyTarget, isAlive, processStartedAt, socketPath } from './target.js';
+import { identifyTarget, isAlive, processStartedAt, readProcFile, socketPath } from './target.js';
 
 export type Connection =
   | { readonly kind: 'agent'; readonly client: AgentClient; readonly hello: HelloResult }
@@ -122,7 +122,20 @@ export async function observe(connection: Connection, query: TaskQuery = {}): Pr
       : connection.client.request<AgentFacts>('snapshot', taskQueryParams(query)).then(observationFromFacts),
     processStartedAt(pid),
   ]);
-  return { ...observation, process: { ...observation.process, started_at: startedAt } };
+  // Measured right after the agent answered: what the findings' amounts are bounded by.
+  const [memory, allocator] = await Promise.all([readProcessMemory(pid), allocatorNamed(pid, observation.allocator)]);
+  return {
+    ...observation,
+    allocator,
+    process: { ...observation.process, started_at: startedAt, ...(memory ? { memory } : {}) },
+  };
+}
+
+/** An allocator the agent could not name (a Node process attached late) is named from the libraries the process maps. */
+async function allocatorNamed(pid: number, allocator: Observation['allocator']): Promise<Observation['allocator']> {
+  if (allocator.name !== 'unknown') return allocator;
+  const name = allocatorFromMaps(await readProcFile(pid, 'maps'));
+  return name === 'unknown' ? allocator : { ...allocator, name };
 }
 
 export async function reclaim(connection: Connection): Promise<ReclaimResult> {

@@ -3,7 +3,7 @@
 // labelled as such: no heap ledger, no idle times, no history.
 import { promises as fs } from 'node:fs';
 import { LeakscopeError } from '../errors.js';
-import { type AllocatorName, NO_TASKS, type Observation, SNAPSHOT_SCHEMA, type ThreadInfo } from '../model/snapshot.js';
+import { type AllocatorName, NO_TASKS, type Observation, type ProcessMemory, SNAPSHOT_SCHEMA, type ThreadInfo } from '../model/snapshot.js';
 import { readProcFile } from './target.js';
 
 const PAGE_SIZE = 4096;
@@ -18,6 +18,22 @@ export function parseTaskStat(text: string): { name: string; state: string; cpuT
   const utime = Number(fields[11]);
   const stime = Number(fields[12]);
   return { name: text.slice(open + 1, close), state: fields[0] ?? '?', cpuTicks: utime + stime };
+}
+
+/** RSS by kind from /proc/<pid>/status; null when the kernel does not split it (before Linux 4.5). */
+export function parseProcessMemory(status: string): ProcessMemory | null {
+  const kib = (field: string) => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+    return m ? Number(m[1]) * 1024 : null;
+  };
+  const anon = kib('RssAnon');
+  const file = kib('RssFile');
+  if (anon === null || file === null) return null;
+  return { anon_bytes: anon, file_bytes: file, shmem_bytes: kib('RssShmem') ?? 0, swap_bytes: kib('VmSwap') ?? 0 };
+}
+
+export async function readProcessMemory(pid: number): Promise<ProcessMemory | null> {
+  return parseProcessMemory(await readProcFile(pid, 'status'));
 }
 
 export function allocatorFromMaps(maps: string): AllocatorName {

@@ -1,6 +1,7 @@
 // What the agent reports (docs/protocol.md), and how it becomes an
 // Observation. The agent reports facts in its allocator's own terms; the
 // shape users see is decided here.
+import { type RemoteFreeReclaim, remoteFreeReclaim } from './allocators.js';
 import { parseMallocInfo } from './malloc-info.js';
 import { type AgentNodeFacts, nodeFromFacts, nodeNotes, nodeThreadRoles } from './node-facts.js';
 import {
@@ -172,12 +173,20 @@ function jemallocArenas(raw: Record<string, unknown>, nowMs: number): Arena[] {
     in_use_bytes: a.allocated_bytes,
     free_bytes: a.dirty_bytes + a.muzzy_bytes,
     dirty_bytes: a.dirty_bytes,
+    muzzy_bytes: a.muzzy_bytes,
+    fragmented_bytes: Math.max(0, a.active_bytes - a.allocated_bytes),
     threads: a.threads,
     idle_ms: a.last_active_ms === undefined ? null : Math.max(0, nowMs - a.last_active_ms),
   }));
 }
 
-function threadFromFacts(t: AgentThreadFacts, counting: boolean, freesCounted: boolean, role: ThreadRole | undefined): ThreadInfo {
+function threadFromFacts(
+  t: AgentThreadFacts,
+  counting: boolean,
+  freesCounted: boolean,
+  role: ThreadRole | undefined,
+  ownerReclaim: RemoteFreeReclaim,
+): ThreadInfo {
   return {
     tid: t.tid,
     name: t.name,
@@ -196,7 +205,7 @@ function threadFromFacts(t: AgentThreadFacts, counting: boolean, freesCounted: b
           freed_bytes: freesCounted ? t.heap.freed_bytes : null,
           live_bytes: t.heap.live_bytes,
           remote_freed_bytes: t.heap.remote_freed_bytes,
-          unreclaimed_bytes: t.heap.unreclaimed_bytes,
+          unreclaimed_bytes: ownerReclaim === 'next-call' ? t.heap.unreclaimed_bytes : null,
         }
       : null,
   };
@@ -272,7 +281,7 @@ export function observationFromFacts(facts: AgentFacts): Observation {
     },
     process: { rss_bytes: facts.process.rss_bytes, threads: facts.threads.length },
     allocator,
-    threads: facts.threads.map((t) => threadFromFacts(t, counting, freesCounted, roles[t.tid])),
+    threads: facts.threads.map((t) => threadFromFacts(t, counting, freesCounted, roles[t.tid], remoteFreeReclaim(name, allocator.version))),
     tasks,
     history: facts.history.map((h) => ({ ...h, live_bytes: counting ? h.live_bytes : null })),
     ...(node ? { node } : {}),

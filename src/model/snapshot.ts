@@ -30,6 +30,16 @@ export interface ProcessInfo {
   readonly threads: number;
   /** When the process started (ISO 8601); null or absent when unknown (older recordings). */
   readonly started_at?: string | null;
+  /** RSS by kind, as the kernel counts it (/proc/<pid>/status), read beside the snapshot; absent in older recordings. */
+  readonly memory?: ProcessMemory;
+}
+
+/** Resident memory by kind (proc(5): RssAnon, RssFile, RssShmem, VmSwap). Only anonymous memory can be the heap's. */
+export interface ProcessMemory {
+  readonly anon_bytes: number;
+  readonly file_bytes: number;
+  readonly shmem_bytes: number;
+  readonly swap_bytes: number;
 }
 
 /** One glibc arena or jemalloc arena, in the allocator's own numbers. */
@@ -43,6 +53,10 @@ export interface Arena {
   readonly free_bytes: number;
   /** jemalloc: dirty pages waiting to be purged. */
   readonly dirty_bytes: number | null;
+  /** jemalloc: muzzy pages (purged lazily: MADV_FREE), part of free_bytes; absent in older recordings. */
+  readonly muzzy_bytes?: number | null;
+  /** jemalloc: free space inside slabs that still hold live blocks (active − allocated): purging cannot return it. */
+  readonly fragmented_bytes?: number | null;
   /** Threads bound to the arena (jemalloc). */
   readonly threads: number | null;
   /** Time since the arena last served an allocation or a free (jemalloc). */
@@ -84,8 +98,13 @@ export interface ThreadHeap {
   readonly live_bytes: number;
   /** This thread's blocks freed by other threads (sampled estimate). */
   readonly remote_freed_bytes: number;
-  /** Remote-freed since this thread last entered the allocator. */
-  readonly unreclaimed_bytes: number;
+  /**
+   * Remote-freed since this thread last entered the allocator: what waits for
+   * it under mimalloc 2.0. Null where the allocator has no such state, or
+   * the model does not hold (glibc, jemalloc, mimalloc 2.1 and later: see
+   * model/allocators.ts).
+   */
+  readonly unreclaimed_bytes: number | null;
 }
 
 /** Roles of a Node process's threads (src/node-agent/threads.cts finds them). */
@@ -213,6 +232,14 @@ export interface Finding {
   readonly value: number;
   readonly unit: 'bytes' | 'count' | 'bytes_per_s' | 'ms';
   readonly remedy: string;
+  /**
+   * Retention findings: the measurement their value is (bytes, and what they
+   * were measured from), and apart from it what the agent's model attributes
+   * (null when it has no model of this). Where the two disagree, the value is
+   * the measurement.
+   */
+  readonly measured?: { readonly bytes: number; readonly source: string };
+  readonly modelled_bytes?: number | null;
 }
 
 /** A detector that could not decide yet (too little history, no agent). */

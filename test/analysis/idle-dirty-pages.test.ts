@@ -13,6 +13,8 @@ test('one finding per idle arena with dirty pages', (t) => {
     d.allocator.name = 'jemalloc';
     d.allocator.background_thread = false;
     d.allocator.arenas = [arena(0, 90 * MiB, 0), arena(3, 96 * MiB, 60_000), arena(4, 40 * MiB, 20_000)];
+    d.allocator.live_bytes = 10 * MiB;
+    d.process.memory = { anon_bytes: 250 * MiB, file_bytes: 0, shmem_bytes: 0, swap_bytes: 0 };
   });
   const result = check(o, THRESHOLDS);
   if (result.status !== 'found') return t.fail(result.status);
@@ -38,4 +40,18 @@ test('quiet with background threads on, or on busy arenas, or under glibc', (t) 
     d.allocator.arenas = [arena(3, 96 * MiB, 60_000)];
   });
   t.is(check(glibc, THRESHOLDS).status, 'ok');
+});
+
+test('no more than the process measurably holds beyond live data', (t) => {
+  const o = observation((d) => {
+    d.allocator.name = 'jemalloc';
+    d.allocator.background_thread = false;
+    d.allocator.arenas = [arena(3, 96 * MiB, 60_000), arena(4, 40 * MiB, 20_000)];
+    d.allocator.live_bytes = 10 * MiB;
+    // 110 MiB beyond live: the larger arena's 96 MiB, then 14 MiB for the other, below the minimum.
+    d.process.memory = { anon_bytes: 120 * MiB, file_bytes: 0, shmem_bytes: 0, swap_bytes: 0 };
+  });
+  const result = check(o, THRESHOLDS);
+  if (result.status !== 'found') return t.fail(result.status);
+  t.deepEqual(result.findings.map((f) => [f.subject.id, f.value]), [['3', 96 * MiB]]);
 });

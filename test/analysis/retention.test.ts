@@ -52,17 +52,54 @@ test("a Node process: V8's heaps are not the allocator's to keep", (t) => {
   const result = check(node(20 * MiB), DEFAULT_THRESHOLDS);
   if (result.status !== 'found') return t.fail(result.status);
   t.is(result.findings[0]?.value, 120 * MiB);
-  t.regex(result.findings[0]!.message, /V8's heaps hold 20\.0 MiB/);
+  t.regex(result.findings[0]!.message, /^Measured: RSS 150\.0 MiB, live 10\.0 MiB \(ledger\), V8 heaps 20\.0 MiB/);
+});
+
+test('file-backed pages are not retention: the amount is anonymous RSS less live', (t) => {
+  const o = observation((d) => {
+    d.allocator.live_bytes = 10 * MiB;
+    d.process.rss_bytes = 400 * MiB;
+    d.process.memory = { anon_bytes: 60 * MiB, file_bytes: 340 * MiB, shmem_bytes: 0, swap_bytes: 0 };
+    d.history = history(5, () => 10 * MiB);
+  });
+  t.is(check(o, DEFAULT_THRESHOLDS).status, 'ok', '50 MiB of anonymous memory beside live: below the threshold');
+  const held = observation((d) => {
+    d.allocator.live_bytes = 10 * MiB;
+    d.process.rss_bytes = 400 * MiB;
+    d.process.memory = { anon_bytes: 110 * MiB, file_bytes: 290 * MiB, shmem_bytes: 0, swap_bytes: 0 };
+    d.allocator.stats = { 'mallinfo2.free_bytes': 95 * MiB };
+    d.history = history(5, () => 10 * MiB);
+  });
+  const result = check(held, DEFAULT_THRESHOLDS);
+  if (result.status !== 'found') return t.fail(result.status);
+  t.is(result.findings[0]?.value, 100 * MiB);
+  t.deepEqual(result.findings[0]?.measured, { bytes: 100 * MiB, source: 'RssAnon − live (ledger)' });
+  t.regex(result.findings[0]!.message, /^Measured: anonymous RSS 110\.0 MiB, live 10\.0 MiB \(ledger\) \(RSS 400\.0 MiB; file-backed pages, code and mapped files, are not counted\)/);
+  t.regex(result.findings[0]!.message, /glibc counts 95\.0 MiB free: mallinfo2/);
+});
+
+test("a late ledger under glibc: live bytes from glibc's own count (mallinfo2)", (t) => {
+  const o = observation((d) => {
+    d.allocator.live_bytes = 1 * MiB;
+    d.allocator.counted_since = '2026-11-22T00:00:00.000Z';
+    d.allocator.stats = { 'mallinfo2.in_use_bytes': 12 * MiB, 'mallinfo2.mmap_bytes': 8 * MiB };
+    d.process.memory = { anon_bytes: 150 * MiB, file_bytes: 40 * MiB, shmem_bytes: 0, swap_bytes: 0 };
+  });
+  const result = check(o, DEFAULT_THRESHOLDS);
+  if (result.status !== 'found') return t.fail(result.status);
+  t.is(result.findings[0]?.value, 130 * MiB);
+  t.regex(result.findings[0]!.message, /live 20\.0 MiB \(mallinfo2\)/);
 });
 
 test('undecided when live bytes are counted from a late attach only', (t) => {
   const o = observation((d) => {
     d.allocator.live_bytes = 10 * MiB;
     d.allocator.counted_since = '2026-11-22T00:00:00.000Z';
+    d.allocator.name = 'mimalloc';
     d.process.rss_bytes = 150 * MiB;
     d.history = history(5, () => 10 * MiB);
   });
-  t.is(check(o, DEFAULT_THRESHOLDS).status, 'undecided');
+  t.is(check(o, DEFAULT_THRESHOLDS).status, 'undecided', 'mimalloc states no live bytes of its own');
 });
 
 test('undecided without history', (t) => {

@@ -42,6 +42,13 @@ std::unique_ptr<AllocatorProbe> detect_allocator(void* forwarded_malloc) {
   // allocator announces itself by its control symbols.
   if (dlsym(RTLD_DEFAULT, "mi_version") != nullptr) return make_mimalloc_probe();
   if (dlsym(RTLD_DEFAULT, "mallctl") != nullptr) return make_jemalloc_probe();
+  // No allocator of its own: a non-PIE executable's "malloc" is its PLT stub
+  // (the symbol's canonical address, dlsym(3)), and the calls land in libc.
+  if (void* libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD)) {
+    const bool glibc_malloc = dlsym(libc, "malloc_trim") != nullptr;
+    dlclose(libc);
+    if (glibc_malloc && dlsym(RTLD_DEFAULT, "tc_malloc") == nullptr) return make_glibc_probe();
+  }
   return make_unknown_probe("unknown", object);
 }
 

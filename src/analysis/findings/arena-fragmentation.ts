@@ -4,6 +4,7 @@
 import { formatBytes } from '../../format.js';
 import type { Arena, Cause, Observation } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
+import { describeMeasure, type HeapMeasure, measureHeap } from '../measured.js';
 
 export const id = 'arena-fragmentation';
 export const cause: Cause = 'allocator-retention';
@@ -16,13 +17,12 @@ export function summary(retained: number, arenas: number): string {
   return `${formatBytes(retained)} free inside ${arenas} glibc arena${arenas === 1 ? '' : 's'} cannot go back to the system`;
 }
 
-export function message(o: Observation, retained: number, mapped: number, free: number, worst: Arena): string {
-  const live = o.allocator.live_bytes;
+export function message(o: Observation, retained: number, mapped: number, free: number, worst: Arena, m: HeapMeasure | null): string {
   return (
     `glibc's ${o.allocator.arenas.length} arenas map ${formatBytes(mapped)} of which ${formatBytes(mapped - free)} is in use; ` +
     `${formatBytes(free)} (${Math.round((100 * free) / mapped)}%) is free chunks held between live blocks, ` +
     `arena ${worst.index} alone ${formatBytes(worst.free_bytes)}. ` +
-    `RSS is ${formatBytes(o.process.rss_bytes)}${live === null ? '' : ` while the program holds ${formatBytes(live)}`}, ` +
+    (m ? `Measured: ${describeMeasure(m)}, ` : `RSS is ${formatBytes(o.process.rss_bytes)}, `) +
     `so about ${formatBytes(retained)} is fragmentation, not a leak.`
   );
 }
@@ -42,21 +42,23 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
   if (!worst) return OK;
   const mapped = arenas.reduce((sum, a) => sum + a.mapped_bytes, 0);
   const free = arenas.reduce((sum, a) => sum + a.free_bytes, 0);
-  // glibc's counters do not move when malloc_trim returns pages: what RSS
-  // holds beyond live data bounds what is really retained.
-  const live = o.allocator.live_bytes;
-  const retained = live === null ? free : Math.min(free, Math.max(0, o.process.rss_bytes - live));
+  // glibc's counters do not move when malloc_trim returns pages: what the
+  // process measurably holds beyond live data bounds what is really retained.
+  const m = measureHeap(o);
+  const retained = m ? Math.min(free, m.retained) : free;
   if (retained < MIN_RETAINED_BYTES || mapped === 0 || free / mapped < MIN_FREE_FRACTION) return OK;
   return found([
     {
       id,
       severity: 'warn',
       summary: summary(retained, arenas.length),
-      message: message(o, retained, mapped, free, worst),
+      message: message(o, retained, mapped, free, worst, m),
       subject: { kind: 'arena', id: String(worst.index), label: `arena ${worst.index}` },
       value: retained,
       unit: 'bytes',
       remedy: remedy(o.pid),
+      measured: { bytes: retained, source: m ? "glibc arenas' free chunks (malloc_info), at most RssAnon − live" : "glibc arenas' free chunks (malloc_info)" },
+      modelled_bytes: null,
     },
   ]);
 }

@@ -4,6 +4,7 @@
 import { formatBytes, formatDuration } from '../../format.js';
 import type { Arena, Cause, Finding, Observation } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
+import { measureHeap } from '../measured.js';
 
 export const id = 'idle-dirty-pages';
 export const cause: Cause = 'allocator-retention';
@@ -35,8 +36,13 @@ export function check(o: Observation, thresholds: Thresholds): CheckResult {
   if (o.agent.mode === 'proc') return undecided('needs the agent: arena statistics come from mallctl inside the process');
   if (o.allocator.background_thread === true) return OK;
   const findings: Finding[] = [];
-  for (const a of o.allocator.arenas) {
-    const dirty = a.dirty_bytes ?? 0;
+  // Dirty pages are resident until purged; what the process measurably holds
+  // beyond live data bounds them (a page jemalloc counts may be swapped out).
+  const m = measureHeap(o);
+  let room = m ? m.retained : Infinity;
+  const byDirty = [...o.allocator.arenas].sort((x, y) => (y.dirty_bytes ?? 0) - (x.dirty_bytes ?? 0));
+  for (const a of byDirty) {
+    const dirty = Math.min(a.dirty_bytes ?? 0, room);
     if (dirty < MIN_DIRTY_BYTES || a.idle_ms === null || a.idle_ms < thresholds.idleMs) continue;
     findings.push({
       id,
@@ -47,7 +53,10 @@ export function check(o: Observation, thresholds: Thresholds): CheckResult {
       value: dirty,
       unit: 'bytes',
       remedy: remedy(o.pid),
+      measured: { bytes: dirty, source: m ? "jemalloc's pdirty, at most RssAnon − live" : "jemalloc's pdirty" },
+      modelled_bytes: null,
     });
+    room -= dirty;
   }
   return found(findings);
 }

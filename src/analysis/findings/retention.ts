@@ -1,16 +1,18 @@
-// retention: RSS far above live bytes while live bytes are flat. The
-// program freed the memory; the allocator kept it. Not a leak. The
-// allocator-specific findings say where; this one says how much in all.
+// retention: the process holds far more anonymous memory than is live in
+// malloc and in V8, while live bytes are flat. The program freed the memory;
+// the allocator kept it. Not a leak. The amount is measured (measured.ts);
+// the allocator-specific findings say where, from its own statistics.
 import { formatBytes, formatDuration } from '../../format.js';
-import type { AllocatorName, Cause, Observation } from '../../model/snapshot.js';
+import { remoteFreeReclaim } from '../../model/allocators.js';
+import type { Cause, Observation } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, undecided } from '../detector.js';
-import { trendOf } from '../trend.js';
+import { describeMeasure, type HeapMeasure, measureHeap } from '../measured.js';
 
 export const id = 'retention';
 export const cause: Cause = 'allocator-retention';
 export const MIN_RETAINED_BYTES = 64 * 1024 * 1024;
-/** RSS at least this many times live bytes. */
-export const MIN_RSS_TO_LIVE = 2;
+/** Anonymous memory (V8's aside) at least this many times live bytes. */
+export const MIN_ANON_TO_LIVE = 2;
 export const MIN_SAMPLES = 3;
 /** The window over which live bytes must be flat: the state now, so that a
  *  burst a minute ago does not hide retention for as long as it stays in view. */
@@ -19,66 +21,105 @@ export const FLAT_WINDOW_SAMPLES = 5;
 export const FLAT_TOLERANCE_FRACTION = 0.05;
 export const FLAT_TOLERANCE_BYTES = 4 * 1024 * 1024;
 
-const WHERE: Readonly<Record<AllocatorName, string>> = {
-  glibc: 'free chunks inside glibc arenas (see arena-fragmentation)',
-  mimalloc: 'mimalloc pages waiting for their owner threads (see sleeping-owner)',
-  jemalloc: 'jemalloc dirty pages and thread caches (see idle-dirty-pages)',
-  tcmalloc: 'tcmalloc page heap and thread caches',
-  unknown: 'the allocator',
+export { v8HeapBytes } from '../measured.js';
+
+const num = (o: Observation, key: string): number => {
+  const v = o.allocator.stats[key];
+  return typeof v === 'number' ? v : 0;
 };
 
-const REMEDIES: Readonly<Record<AllocatorName, string>> = {
-  glibc: "Run 'leakscope reclaim <pid>' (malloc_trim) to see how much comes back; MALLOC_ARENA_MAX=2 keeps it lower.",
-  mimalloc: 'Follow the sleeping-owner findings: the owner threads must run, or free on the allocating thread.',
-  jemalloc: "Run 'leakscope reclaim <pid>' (arena purge); MALLOC_CONF=background_thread:true keeps it lower.",
-  tcmalloc: 'Release memory with MallocExtension::ReleaseFreeMemory(), or lower TCMALLOC_RELEASE_RATE.',
-  unknown: 'Check what the allocator offers to release free memory.',
-};
+/** Where the allocator keeps it, in its own numbers where it states them. */
+export function where(o: Observation): string {
+  const a = o.allocator;
+  switch (a.name) {
+    case 'glibc': {
+      const free = num(o, 'mallinfo2.free_bytes');
+      return free > 0
+        ? `free chunks inside glibc's arenas (glibc counts ${formatBytes(free)} free: mallinfo2; see arena-fragmentation)`
+        : "free chunks inside glibc's arenas (see arena-fragmentation)";
+    }
+    case 'jemalloc': {
+      const frag = Math.max(0, num(o, 'active_bytes') - num(o, 'allocated_bytes'));
+      const dirty = a.arenas.reduce((s, x) => s + (x.dirty_bytes ?? 0), 0);
+      const muzzy = a.arenas.reduce((s, x) => s + Math.max(0, x.free_bytes - (x.dirty_bytes ?? 0)), 0);
+      return (
+        `jemalloc: ${formatBytes(frag)} free inside slabs that still hold live blocks (active − allocated; see slab-fragmentation), ` +
+        `${formatBytes(dirty)} of dirty and ${formatBytes(muzzy)} of muzzy pages (see idle-dirty-pages), by jemalloc's own statistics`
+      );
+    }
+    case 'mimalloc':
+      return remoteFreeReclaim(a.name, a.version) === 'none'
+        ? `mimalloc${a.version ? ` ${a.version}` : ''} pages that hold blocks other threads freed, which nothing has reused yet`
+        : 'mimalloc pages waiting for their owner threads (see sleeping-owner)';
+    case 'tcmalloc':
+      return 'the tcmalloc page heap and thread caches';
+    default:
+      return 'the allocator';
+  }
+}
+
+function remedy(o: Observation): string {
+  const pid = String(o.pid);
+  switch (o.allocator.name) {
+    case 'glibc':
+      return `Run 'leakscope reclaim ${pid}' (malloc_trim) to see how much comes back; MALLOC_ARENA_MAX=2 keeps it lower.`;
+    case 'jemalloc':
+      return `See the jemalloc findings for the part that can go back ('leakscope reclaim ${pid}' purges dirty pages; fragmentation inside slabs does not go back by purging).`;
+    case 'mimalloc':
+      return remoteFreeReclaim(o.allocator.name, o.allocator.version) === 'none'
+        ? 'Allocate and free on the same thread where you can; the memory is reused by the next allocations, so it is a cost, not growth.'
+        : 'Follow the sleeping-owner findings: the owner threads must run, or free on the allocating thread.';
+    case 'tcmalloc':
+      return 'Release memory with MallocExtension::ReleaseFreeMemory(), or lower TCMALLOC_RELEASE_RATE.';
+    default:
+      return 'Check what the allocator offers to release free memory.';
+  }
+}
 
 export function summary(retained: number): string {
   return `${formatBytes(retained)} of RSS is not live data: the allocator keeps memory the program freed`;
 }
 
-/** A Node process's V8 heaps (the main isolate's and each worker's): RSS, but not the allocator's to keep. */
-export function v8HeapBytes(o: Observation): number {
-  const node = o.node;
-  if (!node) return 0;
-  return node.workers.reduce((sum, w) => sum + w.v8_heap.total_bytes, node.v8_heap.total_bytes);
-}
-
-export function message(o: Observation, live: number, retained: number, flatMs: number): string {
-  const v8 = v8HeapBytes(o);
+export function message(o: Observation, m: HeapMeasure, flatMs: number | null): string {
+  const file = o.process.memory ? ` (RSS ${formatBytes(o.process.rss_bytes)}; file-backed pages, code and mapped files, are not counted)` : '';
+  const flat = flatMs === null ? '' : `, and live bytes have been flat for ${formatDuration(flatMs)}`;
   return (
-    `RSS is ${formatBytes(o.process.rss_bytes)} but only ${formatBytes(live)} is live (allocated and not freed)` +
-    `${v8 > 0 ? ` and V8's heaps hold ${formatBytes(v8)}` : ''}, ` +
-    `and live bytes have been flat for ${formatDuration(flatMs)}. The other ${formatBytes(retained)} is held by ` +
-    `${WHERE[o.allocator.name]}. This is retention, not a leak.`
+    `Measured: ${describeMeasure(m)}${file}${flat}. The other ${formatBytes(m.retained)} is held by ${where(o)}. ` +
+    'This is retention, not a leak.'
   );
 }
 
+/** How long live bytes have been flat, from the ledger's history; null without one. */
+function flatFor(o: Observation): { flat: boolean; ms: number } | null {
+  const window = o.history.slice(-FLAT_WINDOW_SAMPLES).flatMap((h) => (h.live_bytes === null ? [] : [{ t: h.t_ms, v: h.live_bytes }]));
+  if (window.length < MIN_SAMPLES) return null;
+  const values = window.map((p) => p.v);
+  const max = Math.max(...values);
+  const flat = max - Math.min(...values) <= Math.max(FLAT_TOLERANCE_BYTES, FLAT_TOLERANCE_FRACTION * max);
+  return { flat, ms: (window.at(-1)?.t ?? 0) - (window[0]?.t ?? 0) };
+}
+
 export function check(o: Observation, _thresholds: Thresholds): CheckResult {
-  const live = o.allocator.live_bytes;
-  if (live === null) return undecided('needs the agent: live bytes come from its ledger');
-  if (o.allocator.counted_since)
-    return undecided("live bytes are counted from attach only; comparing them with RSS needs a ledger from the start ('leakscope run')");
-  const window = o.history.slice(-FLAT_WINDOW_SAMPLES);
-  const trend = trendOf(window.flatMap((h) => (h.live_bytes === null ? [] : [{ t_ms: h.t_ms, value: h.live_bytes }])));
-  if (!trend || trend.samples < MIN_SAMPLES) return undecided(`needs ${MIN_SAMPLES} s of history`);
-  const flat = trend.max - trend.min <= Math.max(FLAT_TOLERANCE_BYTES, FLAT_TOLERANCE_FRACTION * trend.max);
-  // What is neither live nor V8's is what the allocator keeps.
-  const held = o.process.rss_bytes - v8HeapBytes(o);
-  const retained = held - live;
-  if (!flat || retained < MIN_RETAINED_BYTES || held < MIN_RSS_TO_LIVE * live) return OK;
+  if (o.agent.mode === 'proc') return undecided('needs the agent: live bytes come from its ledger or the allocator inside the process');
+  const m = measureHeap(o);
+  if (!m)
+    return undecided("live bytes are counted from attach only and this allocator states none of its own; comparing them with RSS needs a ledger from the start ('leakscope run')");
+  const history = m.liveSource === 'ledger' ? flatFor(o) : null;
+  if (m.liveSource === 'ledger' && !history) return undecided(`needs ${MIN_SAMPLES} s of history`);
+  if (history && !history.flat) return OK;
+  if (m.retained < MIN_RETAINED_BYTES || m.anon - m.v8 < MIN_ANON_TO_LIVE * m.live) return OK;
   return found([
     {
       id,
       severity: 'info',
-      summary: summary(retained),
-      message: message(o, live, retained, trend.spanMs),
+      summary: summary(m.retained),
+      message: message(o, m, history?.ms ?? null),
       subject: processSubject(o),
-      value: retained,
+      value: m.retained,
       unit: 'bytes',
-      remedy: REMEDIES[o.allocator.name].replace('<pid>', String(o.pid)),
+      remedy: remedy(o),
+      measured: { bytes: m.retained, source: `${m.anonSource} − live (${m.liveSource})${m.v8 > 0 ? ' − V8 heaps' : ''}` },
+      modelled_bytes: null,
     },
   ]);
 }
