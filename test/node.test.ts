@@ -10,7 +10,7 @@ import { CAPTURE_BURST_MS, CAPTURE_TIME_SHARE } from '../src/node-agent/capture-
 import type { Snapshot } from '../src/model/snapshot.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { Client } from './helpers/http.js';
-import { oneLineError, runCli, snapshotOf, startFixture } from './helpers/process.js';
+import { oneLineError, runCli, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
 import { schemaErrors } from './helpers/schema.js';
 import { gotTarget } from './helpers/got.js';
 import { findingsAt } from './helpers/task-sites.js';
@@ -394,4 +394,49 @@ test('promises faster than sites can be captured: sampled within the time budget
   t.true(standardError < 0.25 * truth.parked, `enough captures to judge: standard error ${Math.round(standardError)} of ${truth.parked}`);
   t.true(Math.abs(estimate - truth.parked) < 4 * standardError, `estimated ${estimate} parked promises, truth ${truth.parked}, standard error ${Math.round(standardError)}`);
   t.is(live(snapshot, truth.sites.settling, 'promise')?.live, 0, 'the settled ones left');
+});
+
+/** `rate` requests a second to `client` until `done` settles. */
+async function loadUntil(client: Client, rate: number, done: Promise<unknown>): Promise<void> {
+  let finished = false;
+  void done.finally(() => (finished = true));
+  while (!finished) {
+    await Promise.all(Array.from({ length: rate / 10 }, () => client.get('/')));
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test.serial('a global array that keeps every request: v8-heap-growth names the JavaScript heap, the verdict is live data growing; the bounded twin stays steady', async (t) => {
+  const start = async (args: string[]) => {
+    const fixture = await startFixture<Ready>(t, 'global_array.mjs', args, { withoutAgent: true, dir: NODE_FIXTURES, interpreter: process.execPath });
+    const client = new Client(fixture.truth.port);
+    t.teardown(() => client.close());
+    return { pid: fixture.pid, client };
+  };
+  const leaky = await start([]);
+  const bounded = await start(['--bounded']);
+  // Attached by pid, one at a time (the inspector port): the bridge records the heap from here on.
+  await snapshotOf(leaky.pid);
+  await snapshotOf(bounded.pid);
+  const decided = (s: Snapshot) => !s.pending_checks.some((p) => p.id === 'v8-heap-growth');
+  const watched = Promise.all([
+    snapshotUntil(leaky.pid, (s) => s.findings.some((f) => f.id === 'v8-heap-growth'), { timeoutMs: 60_000 }),
+    snapshotUntil(bounded.pid, decided, { timeoutMs: 60_000 }),
+  ]);
+  await Promise.all([loadUntil(leaky.client, 200, watched), loadUntil(bounded.client, 200, watched)]);
+  const [grown, steady] = await watched;
+  const finding = grown.findings.find((f) => f.id === 'v8-heap-growth');
+  t.truthy(finding, `findings: ${grown.findings.map((f) => f.id).join(', ')}; pending: ${JSON.stringify(grown.pending_checks)}`);
+  t.regex(finding!.summary, /of JavaScript heap added in the last \d+ s and still rising .*, most of it in (old_space|large_object_space)$/);
+  t.is(grown.verdict.cause, 'live-data-growing');
+  t.true(grown.verdict.because.includes('v8-heap-growth'));
+  t.false(grown.findings.some((f) => f.id === 'retention'), 'the JavaScript heap is not the allocator\'s to keep');
+  const truth = await leaky.client.json<{ kept: number; record_bytes: number }>('/truth');
+  // The rate is at most what the service keeps a second: 8 KiB a request, at 200 a second at most.
+  t.true(finding!.value <= 1.3 * 200 * truth.record_bytes, `${finding!.value} B/s`);
+
+  t.true(decided(steady), JSON.stringify(steady.pending_checks));
+  t.deepEqual(steady.findings.filter((f) => f.severity !== 'info').map((f) => f.id), []);
+  t.is(steady.verdict.cause, 'steady');
+  t.is(schemaErrors(grown), null);
 });

@@ -67,7 +67,7 @@ export type Growth =
       readonly from: number;
       readonly to: number;
       readonly added: number;
-      /** Theil–Sen slope over the window's second half, per second: the rate now. */
+      /** Theil–Sen slope of the samples in the window's second half, per second: the rate now. */
       readonly ratePerS: number;
       readonly summary: Summary;
     };
@@ -154,7 +154,8 @@ function judgeWindow(points: readonly Point[], endMs: number, windowMs: number, 
   if (expected < FALL_FACTOR * fallen) return flat(`growth ${expected.toFixed(0)} within the series' own falls (${fallen.toFixed(0)})`);
   const recent = theilSen(window.filter((b) => b.end_ms > endMs - windowMs / 2));
   if (recent < MIN_RECENT_SHARE * slope) return flat('the second half rose slower');
-  return { status: 'growing', windowMs, from: first.value, to: last.value, added: last.value - first.value, ratePerS: recent * 1000, summary };
+  const rate = rateNow(points.filter((p) => p.t_ms > endMs - windowMs / 2), windowMs / 8);
+  return { status: 'growing', windowMs, from: first.value, to: last.value, added: last.value - first.value, ratePerS: rate * 1000, summary };
 }
 
 /** How far the bins stray from their Theil–Sen line, as a standard deviation (1.4826 × the median absolute residual). */
@@ -203,6 +204,24 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/**
+ * The rate now: the median slope between samples of the window's second half
+ * at least `minGapMs` apart (at most 120 of them, evenly taken), which a
+ * bin's phase in a sawtooth does not bias and a short swing does not sway.
+ */
+function rateNow(points: readonly Point[], minGapMs: number): number {
+  const stride = Math.ceil(points.length / 120);
+  const taken = points.filter((_, i) => i % stride === 0);
+  const slopes: number[] = [];
+  for (let i = 0; i < taken.length; i++)
+    for (let j = i + 1; j < taken.length; j++) {
+      const a = taken[i] as Point;
+      const b = taken[j] as Point;
+      if (b.t_ms - a.t_ms >= minGapMs) slopes.push((b.value - a.value) / (b.t_ms - a.t_ms));
+    }
+  return slopes.length ? median(slopes) : 0;
 }
 
 /** Median of the pairwise slopes, per millisecond. */

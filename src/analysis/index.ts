@@ -13,6 +13,7 @@ import * as sleepingOwner from './findings/sleeping-owner.js';
 import * as slabFragmentation from './findings/slab-fragmentation.js';
 import * as taskGrowth from './findings/task-growth.js';
 import * as threadGrowth from './findings/thread-growth.js';
+import * as v8HeapGrowth from './findings/v8-heap-growth.js';
 
 export const DETECTORS: readonly Detector[] = [
   taskGrowth,
@@ -20,6 +21,7 @@ export const DETECTORS: readonly Detector[] = [
   lostWaker,
   neverYielded,
   heapGrowth,
+  v8HeapGrowth,
   sleepingOwner,
   arenaFragmentation,
   slabFragmentation,

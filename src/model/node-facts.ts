@@ -75,6 +75,7 @@ export function nodeFromFacts(facts: AgentNodeFacts | undefined): NodeRuntime | 
     from_start: bridge.from_start,
     ...loopFromFacts(facts, bridge),
     ...(bridge.metrics ? { metrics: bridge.metrics } : {}),
+    ...(bridge.v8_heap_history ? { v8_heap_history: bridge.v8_heap_history, v8_heap_spaces: bridge.v8_heap_spaces ?? [] } : {}),
     workers: (facts.workers ?? []).map(workerFromFacts).filter((w): w is NodeWorker => w !== null),
   };
 }

@@ -301,6 +301,17 @@ export interface NodeRuntime {
   /** Worker threads with a bridge of their own, in the order they joined. */
   readonly workers: readonly NodeWorker[];
   readonly v8_heap: V8Heap;
+  /** The main isolate's heap once a second while recording (up to 15 minutes): what v8-heap-growth judges. */
+  readonly v8_heap_history?: readonly V8HeapSample[];
+  /** The names of `v8_heap_history[].spaces`, in order. */
+  readonly v8_heap_spaces?: readonly string[];
+}
+
+export interface V8HeapSample {
+  readonly t_ms: number;
+  readonly used_bytes: number;
+  /** Used bytes per heap space, in the order of `v8_heap_spaces`. */
+  readonly spaces: readonly number[];
 }
 
 export interface V8Heap {

@@ -5,7 +5,7 @@
 // its own isolate and loop, so it gets a bridge of its own (`attachWorker`:
 // the preload starts it under run, the main thread's bridge otherwise, see
 // workers.cts), which joins the agent the main thread started.
-import { getHeapStatistics } from 'node:v8';
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import * as timers from 'node:timers';
 import { isMainThread, threadId } from 'node:worker_threads';
@@ -93,6 +93,7 @@ class Bridge {
   private state: BridgeState = 'recording';
   private lingerTimer: NodeJS.Timeout | null = null;
   private samplingTimer: NodeJS.Timeout | null = null;
+  private readonly heapHistory = new HeapHistory();
   private recordingSinceMs = Date.now();
   private lastUtilization: EventLoopUtilization | undefined;
   private clients = 0;
@@ -200,6 +201,7 @@ class Bridge {
       ownTimers.add(this.samplingTimer);
     }
     this.timers.start();
+    this.heapHistory.start();
     this.lookForOtel();
     this.workers?.start();
     this.hookHeap();
@@ -215,6 +217,7 @@ class Bridge {
     if (this.samplingTimer) realClearInterval(this.samplingTimer);
     this.samplingTimer = null;
     this.timers.stop();
+    this.heapHistory.stop();
     this.spans.stop();
     this.gauges?.stop();
     this.workers?.stop();
@@ -282,7 +285,46 @@ class Bridge {
         native_contexts: heap.number_of_native_contexts,
         detached_contexts: heap.number_of_detached_contexts,
       },
+      ...this.heapHistory.facts(),
     });
+  }
+}
+
+/**
+ * The JavaScript heap once a second for the last 15 minutes, by space, while
+ * recording: what v8-heap-growth judges. getHeapSpaceStatistics costs
+ * microseconds; the ring holds 900 small arrays.
+ */
+class HeapHistory {
+  private static readonly SECONDS = 900;
+  private spaces: string[] = [];
+  private readonly samples: { t_ms: number; used_bytes: number; spaces: number[] }[] = [];
+  private timer: NodeJS.Timeout | null = null;
+
+  start(): void {
+    if (this.timer) return;
+    this.samples.length = 0;
+    this.spaces = getHeapSpaceStatistics().map((s) => s.space_name);
+    this.sample();
+    this.timer = realSetInterval(() => this.sample(), 1000);
+    this.timer.unref();
+    ownTimers.add(this.timer);
+  }
+
+  stop(): void {
+    if (this.timer) realClearInterval(this.timer);
+    this.timer = null;
+  }
+
+  facts(): { v8_heap_spaces: string[]; v8_heap_history: { t_ms: number; used_bytes: number; spaces: number[] }[] } | Record<string, never> {
+    return this.samples.length ? { v8_heap_spaces: this.spaces, v8_heap_history: this.samples } : {};
+  }
+
+  private sample(): void {
+    const used = new Map(getHeapSpaceStatistics().map((s) => [s.space_name, s.space_used_size]));
+    const spaces = this.spaces.map((name) => used.get(name) ?? 0);
+    this.samples.push({ t_ms: Date.now(), used_bytes: spaces.reduce((a, b) => a + b, 0), spaces });
+    if (this.samples.length > HeapHistory.SECONDS) this.samples.shift();
   }
 }
 

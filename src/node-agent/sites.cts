@@ -33,6 +33,9 @@ function displayPath(file: string): string {
   return shown;
 }
 
+/** Where a call with only Node's own frames on its stack was made: the runtime's, not the program's. */
+export const RUNTIME_SITE = '(node internal)';
+
 function programFrame(frames: readonly CallSite[]): string | null {
   for (const frame of frames) {
     const file = frame.getFileName();
@@ -57,7 +60,11 @@ export function captureSite(): string {
   try {
     Error.captureStackTrace(holder, captureSite);
     const frames = holder.stack as CallSite[] | undefined;
-    return (frames && programFrame(frames)) ?? 'unknown';
+    if (!frames) return 'unknown';
+    // Every frame Node's own, and fewer than the limit: nothing of the program's called it.
+    const others = frames.filter((f) => !f.getFileName()?.startsWith(OWN_DIR));
+    if (others.length > 0 && frames.length < FRAMES && others.every((f) => f.getFileName()?.startsWith('node:'))) return RUNTIME_SITE;
+    return programFrame(frames) ?? 'unknown';
   } finally {
     Error.prepareStackTrace = prepare;
     Error.stackTraceLimit = limit;

@@ -7,7 +7,7 @@ import * as timersModule from 'node:timers';
 import { promisify } from 'node:util';
 import type { NodeRuntime } from '../model/snapshot.js' with { 'resolution-mode': 'import' };
 import type { NativeAgent } from './native.cjs';
-import { captureSite } from './sites.cjs';
+import { captureSite, RUNTIME_SITE } from './sites.cjs';
 
 type TimerFn = (callback: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => NodeJS.Timeout;
 type ClearFn = (timer: NodeJS.Timeout | string | number | undefined) => void;
@@ -25,6 +25,18 @@ const NAMES = ['setTimeout', 'setInterval', 'clearTimeout', 'clearInterval'] as 
 export type TimerFacts = NodeRuntime['timers'];
 
 export const EXISTED_AT_ATTACH_SITE = '(existed at attach)';
+
+/**
+ * Node's own housekeeping timers, by their callback's name: not the
+ * program's, whatever they wait for (an http.Server checks its connections
+ * every 30 s, unref'd, for as long as it listens: lib/_http_server.js).
+ */
+export const RUNTIME_TIMER_CALLBACKS: ReadonlySet<string> = new Set(['bound checkConnections']);
+
+/** A timer the runtime keeps for itself: by its callback, or created with no frame of the program's on the stack. */
+export function runtimeOwn(callback: ((...args: never[]) => unknown) | null | undefined, site: string | null): boolean {
+  return RUNTIME_TIMER_CALLBACKS.has(callback?.name ?? '') || site === RUNTIME_SITE;
+}
 
 /** The fields of Node's Timeout objects read here (lib/internal/timers.js). */
 interface TimeoutInternals {
@@ -93,6 +105,7 @@ export class TimerTracker {
       if (typeof timer !== 'object' || timer === null || this.ids.has(timer) || this.own.has(timer)) continue;
       const t = timer as TimeoutInternals;
       if (t._destroyed || typeof t._onTimeout !== 'function' || (t._idleTimeout ?? -1) < 0) continue;
+      if (runtimeOwn(t._onTimeout, null)) continue;
       const kind = t._repeat ? 'interval' : 'timer';
       const id = this.agent.spawn(kind, t._onTimeout.name || null, EXISTED_AT_ATTACH_SITE, 0, true, 0);
       if (id === 0) continue;
@@ -140,7 +153,8 @@ export class TimerTracker {
         if (typeof callback !== 'function') return original.call(this, callback, ms, ...args);
         let id = 0;
         try {
-          id = agent.spawn(kind, callback.name || null, captureSite(), 0, true, 0);
+          const site = captureSite();
+          if (!runtimeOwn(callback, site)) id = agent.spawn(kind, callback.name || null, site, 0, true, 0);
         } catch {
           id = 0; // never the program's problem: the timer goes unrecorded
         }
