@@ -10,6 +10,7 @@ import * as lostWaker from './findings/lost-waker.js';
 import * as neverYielded from './findings/never-yielded.js';
 import * as retention from './findings/retention.js';
 import * as sleepingOwner from './findings/sleeping-owner.js';
+import * as starvation from './findings/starvation.js';
 import * as slabFragmentation from './findings/slab-fragmentation.js';
 import * as taskGrowth from './findings/task-growth.js';
 import * as threadGrowth from './findings/thread-growth.js';
@@ -20,6 +21,7 @@ export const DETECTORS: readonly Detector[] = [
   idleForever,
   lostWaker,
   neverYielded,
+  starvation,
   heapGrowth,
   v8HeapGrowth,
   sleepingOwner,

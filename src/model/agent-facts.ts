@@ -111,6 +111,7 @@ export type AgentTaskFacts =
       dropped_spawns: number;
       dropped_strings: number;
       idle_threshold_ms: number;
+      last_poll_ms_ago?: number | null;
       by_state: Record<string, number>;
       wakers_tracked_kinds: string[];
       sites_total: number;
@@ -221,6 +222,7 @@ export function tasksFromFacts(facts: AgentTaskFacts | undefined): Tasks {
     completed: facts.completed,
     dropped: facts.dropped_spawns,
     idle_threshold_ms: facts.idle_threshold_ms,
+    ...(facts.last_poll_ms_ago !== undefined ? { last_poll_ms_ago: facts.last_poll_ms_ago } : {}),
     wakers_tracked_kinds: [...facts.wakers_tracked_kinds],
     sites_total: facts.sites_total,
     sites: facts.sites.map((s) => ({ ...s, live_history: s.live_history ?? null })),

@@ -150,6 +150,16 @@ export interface TaskSite {
   readonly longest_poll_ms: number;
   /** The longest poll still in progress, 0 when none runs. */
   readonly running_longest_ms: number;
+  /** Scheduled tasks (spawned or woken) that have waited to be polled for at least `tasks.idle_threshold_ms`. Absent from older agents. */
+  readonly scheduled_over_threshold?: number;
+  /** Live tasks never polled since their spawn at least `tasks.idle_threshold_ms` ago, whatever their state. */
+  readonly never_polled?: number;
+  /** The longest wait of a scheduled task to be polled, now. */
+  readonly scheduled_longest_ms?: number;
+  /** The longest poll of a second or more that ended in the last minute (of slow polls within a minute of each other); null when none. */
+  readonly recent_slow_poll_ms?: number | null;
+  /** How long ago the last such poll ended. */
+  readonly recent_slow_poll_ms_ago?: number | null;
   /** Bytes allocated while this site's tasks were polled (exact). */
   readonly allocated_bytes: number;
   /** Of those, still live (sampled estimate; exact in exact mode). */
@@ -198,6 +208,8 @@ export interface Tasks {
   /** Tasks the agent could not record (its table was full). */
   readonly dropped: number;
   readonly idle_threshold_ms: number;
+  /** How long ago any task's poll last ended: whether the runtime polls at all. Null when none has; absent from older agents. */
+  readonly last_poll_ms_ago?: number | null;
   readonly wakers_tracked_kinds: readonly string[];
   readonly sites_total: number;
   readonly sites: readonly TaskSite[];

@@ -53,3 +53,24 @@ test('quiet without tasks; undecided when the snapshot counted at another thresh
   const other = check(observation((d) => (d.tasks = tasks([leaking], { idle_threshold_ms: 5000 }))), DEFAULT_THRESHOLDS);
   t.is(other.status, 'undecided');
 });
+
+test('tasks spawned and never polled are stuck too, whatever their state, and said to be never polled', async (t) => {
+  const { check: idleForever } = await import('../../src/analysis/findings/idle-forever.js');
+  const { DEFAULT_THRESHOLDS: thresholds } = await import('../../src/analysis/detector.js');
+  const { observation: build, site: at, tasks: list } = await import('../helpers/observation.js');
+  const parked = build((d) => {
+    d.tasks = list([at({ site: 'rt.c:88', live: 160, scheduled: 160, scheduled_over_threshold: 160, never_polled: 160, spawned: 160 })]);
+  });
+  const result = idleForever(parked, thresholds);
+  if (result.status !== 'found') return t.fail(result.status);
+  t.is(result.findings[0]?.value, 160);
+  t.is(result.findings[0]?.severity, 'warn');
+  t.is(result.findings[0]?.summary, '160 tasks spawned at rt.c:88 have never been polled in over 30 s');
+  const mixed = build((d) => {
+    d.tasks = list([at({ site: 'rt.c:90', live: 30, idle: 20, idle_over_threshold: 20, scheduled: 10, scheduled_over_threshold: 10, never_polled: 4, spawned: 30 })]);
+  });
+  const both = idleForever(mixed, thresholds);
+  if (both.status !== 'found') return t.fail(both.status);
+  t.is(both.findings[0]?.summary, '30 tasks spawned at rt.c:90 have made no progress for over 30 s (4 never polled)');
+  t.regex(both.findings[0]!.message, /20 are idle since their last poll, 10 have waited that long to be polled, and 4 were never polled at all/);
+});

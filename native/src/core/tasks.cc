@@ -317,6 +317,16 @@ void TaskRegistry::poll_end(uint64_t id) {
   r->poll_started_ns.store(0, std::memory_order_relaxed);
   r->state.fetch_and(~uint32_t(kTaskRunning), std::memory_order_release);
   shard_add(my_shard(sites_stats_[r->site]).poll_histogram[poll_bucket(took)], uint64_t(1));
+  if (took >= kSlowPollNs) note_slow_poll(sites_stats_[r->site], took, now);
+}
+
+// Runs on the runtime's thread at the end of a poll of a second or more. Two
+// slow polls at one site at once may race; either value is a slow poll.
+void TaskRegistry::note_slow_poll(SiteStats& s, uint64_t took, uint64_t now) {
+  const uint64_t last = s.last_slow_poll_end_ns.load(std::memory_order_relaxed);
+  const bool fresh = last == 0 || now - last > kSlowPollMemoryNs;
+  if (fresh || took > s.recent_slow_poll_ns.load(std::memory_order_relaxed)) s.recent_slow_poll_ns.store(took, std::memory_order_relaxed);
+  s.last_slow_poll_end_ns.store(now, std::memory_order_relaxed);
 }
 
 void TaskRegistry::wake(uint64_t id) {

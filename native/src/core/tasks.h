@@ -95,8 +95,18 @@ struct SiteTotals {
   uint64_t poll_histogram[kPollHistogramBuckets] = {};
 };
 
+// A poll this long blocks an event loop (never-yielded's threshold).
+constexpr uint64_t kSlowPollNs = 1000000000;
+// Slow polls are remembered this long: never-yielded is about recent polls.
+constexpr uint64_t kSlowPollMemoryNs = 60ull * 1000000000;
+
 struct SiteStats {
   std::atomic<uint32_t> kind;
+  // The longest slow poll that ended within kSlowPollMemoryNs of the last
+  // one, and when that last one ended. Written only by polls of a second or
+  // more: never on a fast path.
+  std::atomic<uint64_t> recent_slow_poll_ns;
+  std::atomic<uint64_t> last_slow_poll_end_ns;
   SiteShard shards[kSiteShards];
   // Any thread; sums the shards as they are now.
   SiteTotals totals() const;
@@ -174,6 +184,7 @@ class TaskRegistry {
   uint64_t dropped_strings() const { return dropped_strings_.load(std::memory_order_relaxed); }
 
  private:
+  void note_slow_poll(SiteStats& s, uint64_t took, uint64_t now);
   TaskRecord* lookup(uint64_t id) const;
   // Milliseconds from the registry's start to a CLOCK_MONOTONIC time; wraps
   // after 49 days, so compare two by their difference.

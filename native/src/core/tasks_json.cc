@@ -14,7 +14,8 @@ namespace {
 
 struct SiteAggregate {
   uint64_t live = 0, running = 0, scheduled = 0, idle = 0, idle_over = 0, no_waker = 0, retained = 0;
-  uint64_t oldest_idle_ns = 0, longest_poll_ns = 0, running_longest_ns = 0;
+  uint64_t scheduled_over = 0, never_polled_over = 0;
+  uint64_t oldest_idle_ns = 0, longest_poll_ns = 0, running_longest_ns = 0, scheduled_longest_ns = 0;
   uint64_t polls = 0, busy_ns = 0, wakes = 0, allocated_bytes = 0;
 };
 
@@ -77,6 +78,13 @@ uint64_t idle_since(const TaskRecord& r) {
   return std::max(r.last_poll_end_ns.load(std::memory_order_relaxed), r.created_ns);
 }
 
+// Since when a scheduled task has waited to be polled: its spawn, if it was
+// never polled; else its last wake (or poll, whichever came later).
+uint64_t scheduled_since(const TaskRecord& r) {
+  if (r.polls.load(std::memory_order_relaxed) == 0) return r.created_ns;
+  return std::max(r.last_wake_ns.load(std::memory_order_relaxed), r.last_poll_end_ns.load(std::memory_order_relaxed));
+}
+
 // A live task that is neither running nor woken.
 bool is_idle(uint32_t state) { return !(state & (kTaskCompleted | kTaskRunning | kTaskNotified)); }
 
@@ -130,6 +138,7 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
   std::vector<SiteAggregate> sites(sites_.index_limit());
   std::vector<int8_t> site_matches(sites_.index_limit(), -1);
   uint64_t by_state[4] = {0, 0, 0, 0};  // running, scheduled, idle, completed (retained)
+  uint64_t last_poll_end_ns = 0;        // of any live task: is the runtime polling at all
   const SortKey sort = sort_key(query.sort);
   const StateFilter listed(query.state);
 
@@ -148,6 +157,7 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
     const uint64_t idle_ns = now > since ? now - since : 0;
     uint64_t key = 0;
     const uint64_t w = task_weight(state);  // a sampled task counts for the ones it stands for
+    last_poll_end_ns = std::max(last_poll_end_ns, r.last_poll_end_ns.load(std::memory_order_relaxed));
     if (state & kTaskCompleted) {
       by_state[3] += w;
       a.retained += w;
@@ -158,6 +168,8 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
       a.wakes += r.wakes.load(std::memory_order_relaxed);
       a.allocated_bytes += r.allocated_bytes.load(std::memory_order_relaxed);
       a.longest_poll_ns = std::max(a.longest_poll_ns, r.longest_poll_ns.load(std::memory_order_relaxed));
+      if (r.polls.load(std::memory_order_relaxed) == 0 && !(state & kTaskRunning) && now > r.created_ns && now - r.created_ns >= threshold_ns)
+        a.never_polled_over += w;
       if (state & kTaskRunning) {
         by_state[0] += w;
         a.running += w;
@@ -166,6 +178,10 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
       } else if (state & kTaskNotified) {
         by_state[1] += w;
         a.scheduled += w;
+        const uint64_t since_ns = scheduled_since(r);
+        const uint64_t waited = now > since_ns ? now - since_ns : 0;
+        a.scheduled_longest_ns = std::max(a.scheduled_longest_ns, waited);
+        if (waited >= threshold_ns) a.scheduled_over += w;
       } else {
         by_state[2] += w;
         a.idle += w;
@@ -231,6 +247,8 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
       .field("dropped_strings", dropped_strings())
       .field("poll_clock", poll_clock_name())
       .field("idle_threshold_ms", query.idle_threshold_ms);
+  if (last_poll_end_ns != 0 && now >= last_poll_end_ns) out.field("last_poll_ms_ago", ms(now - last_poll_end_ns));
+  else out.key("last_poll_ms_ago").null();
   out.key("by_state").begin_object()
       .field("running", by_state[0])
       .field("scheduled", by_state[1])
@@ -268,6 +286,16 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
         .field("wakes", a.wakes + s.done_wakes)
         .field("longest_poll_ms", ms(std::max({a.longest_poll_ns, a.running_longest_ns, s.done_longest_poll_ns})))
         .field("running_longest_ms", ms(a.running_longest_ns))
+        .field("scheduled_over_threshold", a.scheduled_over)
+        .field("never_polled", a.never_polled_over)
+        .field("scheduled_longest_ms", ms(a.scheduled_longest_ns));
+    // The slow polls of the last minute; null when none.
+    const SiteStats& st = sites_stats_[site];
+    const uint64_t slow_end = st.last_slow_poll_end_ns.load(std::memory_order_relaxed);
+    if (slow_end != 0 && now >= slow_end && now - slow_end <= kSlowPollMemoryNs)
+      out.field("recent_slow_poll_ms", ms(st.recent_slow_poll_ns.load(std::memory_order_relaxed))).field("recent_slow_poll_ms_ago", ms(now - slow_end));
+    else out.key("recent_slow_poll_ms").null().key("recent_slow_poll_ms_ago").null();
+    out
         .field("allocated_bytes", a.allocated_bytes + s.done_allocated_bytes)
         .field("live_bytes", std::max<int64_t>(0, s.live_bytes));
     out.key("poll_histogram").begin_array();

@@ -1,7 +1,9 @@
-// idle-forever: live tasks that nothing has polled for at least the idle
-// threshold, grouped by spawn site. One or two such tasks are normal (an
-// accept loop, a signal handler); many at one site are the leak of a
-// constructor that spawns a task nobody cancels.
+// idle-forever: live tasks that have made no progress for at least the idle
+// threshold, grouped by spawn site: idle since their last poll, or waiting
+// to be polled (spawned or woken) that long — a task spawned and never
+// polled is stuck too, whatever state the runtime left it in. One or two
+// such tasks are normal (an accept loop, a signal handler); many at one site
+// are the leak of a constructor that spawns a task nobody cancels.
 import { formatBytes, formatCount, formatDuration, plural } from '../../format.js';
 import type { Cause, Finding, Observation, Severity, TaskSite } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
@@ -19,18 +21,35 @@ export function severityFor(count: number): Severity {
   return count >= ERROR_MIN_TASKS ? 'error' : count >= WARN_MIN_TASKS ? 'warn' : 'info';
 }
 
+/** Tasks of the site that made no progress for the threshold: idle that long, or waiting that long to be polled. */
+export function stuckOf(site: TaskSite): number {
+  return site.idle_over_threshold + (site.scheduled_over_threshold ?? 0);
+}
+
 export function summary(site: TaskSite, thresholdMs: number): string {
-  const n = site.idle_over_threshold;
-  return `${countOf(site.kind, n)} ${origin(site.kind)} ${site.site} ${plural(n, 'has', 'have')} been ${waiting(site.kind)} for over ${formatDuration(thresholdMs)}`;
+  const n = stuckOf(site);
+  const never = site.never_polled ?? 0;
+  const subject = `${countOf(site.kind, n)} ${origin(site.kind)} ${site.site}`;
+  if (never >= n) return `${subject} ${plural(n, 'has', 'have')} never been polled in over ${formatDuration(thresholdMs)}`;
+  if (n > site.idle_over_threshold || never > 0)
+    return `${subject} ${plural(n, 'has', 'have')} made no progress for over ${formatDuration(thresholdMs)} (${formatCount(never)} never polled)`;
+  return `${subject} ${plural(n, 'has', 'have')} been ${waiting(site.kind)} for over ${formatDuration(thresholdMs)}`;
 }
 
 export function message(site: TaskSite, thresholdMs: number): string {
   const held = site.live_bytes > 0 ? ` Memory allocated while they ran and still live: ${formatBytes(site.live_bytes)}.` : '';
+  const never = site.never_polled ?? 0;
+  const waitingToRun = site.scheduled_over_threshold ?? 0;
+  const how =
+    never > 0 || waitingToRun > 0
+      ? ` Of them, ${formatCount(site.idle_over_threshold)} ${plural(site.idle_over_threshold, 'is', 'are')} idle since ${plural(site.idle_over_threshold, 'its', 'their')} last poll, ` +
+        `${formatCount(waitingToRun)} ${plural(waitingToRun, 'has', 'have')} waited that long to be polled, and ${formatCount(never)} ${plural(never, 'was', 'were')} never polled at all.`
+      : '';
   return (
-    `${formatCount(site.idle_over_threshold)} of the ${formatCount(site.live)} live ${nounOf(site.kind, site.live)} ${origin(site.kind)} ${site.site} ` +
-    `${plural(site.idle_over_threshold, 'has', 'have')} not ${notYet(site.kind)} for over ${formatDuration(thresholdMs)} ` +
+    `${formatCount(stuckOf(site))} of the ${formatCount(site.live)} live ${nounOf(site.kind, site.live)} ${origin(site.kind)} ${site.site} ` +
+    `${plural(stuckOf(site), 'has', 'have')} not ${notYet(site.kind)} for over ${formatDuration(thresholdMs)} ` +
     `(the oldest for ${formatDuration(site.oldest_idle_ms)}); ${formatCount(site.spawned)} ${plural(site.spawned, 'was', 'were')} ${origin(site.kind).replace(' at', '')} there ` +
-    `and ${formatCount(site.completed)} finished.${held} If nothing will ever ${ender(site.kind)} them, they are leaked.`
+    `and ${formatCount(site.completed)} finished.${how}${held} If nothing will ever ${ender(site.kind)} them, they are leaked.`
   );
 }
 
@@ -49,14 +68,14 @@ export function check(o: Observation, thresholds: Thresholds): CheckResult {
       `the snapshot counted idle tasks at ${formatDuration(tasks.idle_threshold_ms)}; take it again with --idle-threshold ${formatDuration(thresholds.idleMs)}`,
     );
   const findings: Finding[] = tasks.sites
-    .filter((site) => site.idle_over_threshold > 0)
+    .filter((site) => stuckOf(site) > 0)
     .map((site) => ({
       id,
-      severity: severityFor(site.idle_over_threshold),
+      severity: severityFor(stuckOf(site)),
       summary: summary(site, thresholds.idleMs),
       message: message(site, thresholds.idleMs),
       subject: siteSubject(site),
-      value: site.idle_over_threshold,
+      value: stuckOf(site),
       unit: 'count',
       remedy: remedy(site),
     }));
