@@ -53,7 +53,7 @@ export interface GrowthRule {
   readonly minFraction: number;
 }
 
-export type Summary = 'median' | 'floor';
+export type Summary = 'median' | 'mean' | 'floor';
 
 export type Growth =
   | { readonly status: 'pending'; readonly needMs: number; readonly spanMs: number }
@@ -107,11 +107,18 @@ export function judgeGrowth(points: readonly Point[], rule: GrowthRule): Growth 
   return best ?? { status: 'flat', spanMs };
 }
 
+/**
+ * A mean is steadier than a median where samples alternate (a cache's cycle
+ * aliased by the 1 s sampling), but a few samples' noise moves it: only from
+ * bins of 5 s up.
+ */
+export const MIN_MEAN_WINDOW_MS = 60_000;
 /** A floor needs bins long enough to hold a trough of a cache's cycle: only the longer windows have them. */
 export const MIN_FLOOR_WINDOW_MS = 240_000;
 
 function summariesFor(windowMs: number): readonly Summary[] {
-  return windowMs >= MIN_FLOOR_WINDOW_MS ? ['median', 'floor'] : ['median'];
+  if (windowMs >= MIN_FLOOR_WINDOW_MS) return ['median', 'mean', 'floor'];
+  return windowMs >= MIN_MEAN_WINDOW_MS ? ['median', 'mean'] : ['median'];
 }
 
 /** Why a window is not growth, or its growth. */
@@ -195,7 +202,7 @@ function binned(points: readonly Point[], endMs: number, binMs: number, sinceMs:
     return {
       t_ms: endMs - (k + 0.5) * binMs,
       end_ms: endMs - k * binMs,
-      value: summary === 'median' ? median(values) : Math.min(...values, ...older),
+      value: summary === 'median' ? median(values) : summary === 'mean' ? values.reduce((a, b) => a + b, 0) / values.length : Math.min(...values, ...older),
     };
   });
 }

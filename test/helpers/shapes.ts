@@ -65,6 +65,12 @@ export const HEAP_SHAPES: readonly Shape[] = [
     })(prng(5)),
     leakFrom: null,
   },
+  { name: 'a 40 MiB cache cycling every 2.1 s, seen once a second', at: ((n) => (s: number) => 100 * MiB + ((s / 2.1) % 1) * 40 * MiB + n(s))(noise(9, 1 * MiB)), leakFrom: null },
+  {
+    name: '1 MiB/s beside the 2.1 s cache cycle',
+    at: ((n) => (s: number) => 100 * MiB + s * MiB + ((s / 2.1) % 1) * 40 * MiB + n(s))(noise(10, 1 * MiB)),
+    leakFrom: 0,
+  },
   { name: 'leak of 2 MiB/s from the start', at: (s) => 50 * MiB + s * 2 * MiB, leakFrom: 0 },
   { name: 'flat for 60 s, then 2 MiB/s', at: ((n) => (s: number) => 80 * MiB + Math.max(0, s - 60) * 2 * MiB + n(s))(noise(6, 1 * MiB)), leakFrom: 60 },
   {

@@ -52,7 +52,7 @@ runs the subset marked for CI (test/accuracy.test.ts).
 
 ${table(grades)}
 
-The growth judge is also graded on 22 synthetic shapes, once a second over
+The growth judge is also graded on 24 synthetic shapes, once a second over
 20 minutes of each (docs/growth.md, test/analysis/growth.test.ts), and on a
 real redis-server as a peer (test/redis.test.ts).
 `;
