@@ -4,7 +4,7 @@
 // print their own truth.
 import test from 'ava';
 import { findingIds as ids, IDLE, type OwnerTruth } from './helpers/owner.js';
-import { isAlive, MiB, runCli, RUST_FIXTURES, safeKill, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
+import { isAlive, MiB, runCli, RUST_FIXTURES, RUST_MIMALLOC_V2_FIXTURES, safeKill, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
 
 interface JemallocTruth extends OwnerTruth {
   owner_arena: number;
@@ -44,6 +44,20 @@ test('MiMalloc wrapped (the crate builds mimalloc 3): nothing waits for the owne
   t.true(isAlive(fixture.pid), 'a signal the program waits for does not kill it');
   const after = woken.findings.find((f) => f.id === 'retention');
   t.true(!!after && after.value >= 0.95 * retention.value, `retained ${after?.value} after the wake-up, ${retention.value} before`);
+});
+
+test('MiMalloc built as mimalloc 2 (v2 feature, 2.3.2): sleeping-owner on the loader, within 25% of what the workers freed and no more than RSS holds beyond live data', async (t) => {
+  const fixture = await startFixture<OwnerTruth & { allocator: string }>(t, 'owner_mimalloc_v2', ['128'], { withoutAgent: true, dir: RUST_MIMALLOC_V2_FIXTURES });
+  const snapshot = await snapshotUntil(fixture.pid, (s) => ids(s).includes('sleeping-owner'), { extra: IDLE });
+  t.regex(snapshot.allocator.version ?? '', /^2\.[1-9]\d*\.\d+$/);
+  const finding = snapshot.findings.find((f) => f.id === 'sleeping-owner');
+  t.truthy(finding, `findings: ${ids(snapshot).join(', ')}`);
+  t.is(finding!.subject.id, String(fixture.truth.owner_tid));
+  const truth = fixture.truth.remote_freed_bytes;
+  t.true(Math.abs(finding!.value - truth) <= 0.25 * truth, `sleeping-owner ${finding!.value}, freed ${truth}`);
+  const memory = snapshot.process.memory!;
+  t.true(finding!.value <= memory.anon_bytes - snapshot.allocator.live_bytes!, 'bounded by anonymous RSS less live');
+  t.is(snapshot.threads.find((th) => th.tid === fixture.truth.owner_tid)?.heap?.unreclaimed_bytes, null, 'one call does not take it all back: no exact model');
 });
 
 test('System wrapped: the ledger sees the same remote frees, and glibc is not judged a sleeping owner', async (t) => {

@@ -13,6 +13,8 @@ export const FIXTURES = resolve(PACKAGE_ROOT, 'build/fixtures');
 export const RUST_FIXTURES = resolve(PACKAGE_ROOT, 'build/cargo/release');
 /** The Tokio services built as one that takes only the runtime hooks: no `layer` feature, so no tracing in Tokio. */
 export const RUST_HOOKS_FIXTURES = resolve(PACKAGE_ROOT, 'build/cargo-hooks/release');
+/** The sleeping-owner workload on the mimalloc crate's v2 feature (fixtures/rust-mimalloc-v2): a package of its own. */
+export const RUST_MIMALLOC_V2_FIXTURES = resolve(PACKAGE_ROOT, 'build/cargo-mimalloc-v2/release');
 
 export interface FixtureOptions {
   readonly allocator?: 'glibc' | 'jemalloc' | 'mimalloc';

@@ -11,6 +11,7 @@ import { PACKAGE_ROOT } from '../../src/paths.js';
 export const SCENARIO_BIN = resolve(PACKAGE_ROOT, 'build/scenarios');
 export const FIXTURE_BIN = resolve(PACKAGE_ROOT, 'build/fixtures');
 export const RUST_BIN = resolve(PACKAGE_ROOT, 'build/cargo/release');
+export const RUST_MIMALLOC_V2_BIN = resolve(PACKAGE_ROOT, 'build/cargo-mimalloc-v2/release');
 export const NODE_DIR = resolve(PACKAGE_ROOT, 'fixtures/node');
 
 const MiB = 1024 * 1024;
@@ -190,6 +191,15 @@ export const SCENARIOS: readonly Scenario[] = [
     cause: 'allocator-retention',
     finding: 'retention',
     amount: bytes('retention', (t) => num(t, 'remote_freed_bytes'), 'bytes the workers freed, which stay'),
+  },
+  {
+    id: 'rust-mimalloc2-owner',
+    shape: 'the same on the crate built as mimalloc 2 (its v2 feature)',
+    allocator: 'mimalloc 2.3.2 (the mimalloc crate 0.1.52, v2)',
+    launch: { argv: [`${RUST_MIMALLOC_V2_BIN}/owner_mimalloc_v2`, '128'] },
+    cause: 'allocator-retention',
+    finding: 'sleeping-owner',
+    amount: bytes('sleeping-owner', (t) => num(t, 'remote_freed_bytes'), 'bytes the workers freed, which wait for the loader'),
   },
   {
     id: 'rust-jemalloc-owner',

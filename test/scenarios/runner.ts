@@ -55,6 +55,10 @@ function launch(scenario: Scenario): { child: ChildProcess; ready: Promise<Truth
       clearTimeout(timer);
       reject(new Error(`${scenario.id} exited (${code}) before it was ready; stderr: ${stderr.trim()}`));
     });
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(new Error(`${scenario.id} could not start: ${error.message}`));
+    });
   });
   return { child, ready };
 }

@@ -8,14 +8,12 @@ import { formatBytes, formatDuration } from '../../format.js';
 import type { Cause, Observation } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, undecided } from '../detector.js';
 import { type Growth, type GrowthRule, judgeGrowth, median, pendingReason } from '../growth.js';
+import { RULE as HEAP_RULE } from './heap-growth.js';
 
 export const id = 'v8-heap-growth';
 export const cause: Cause = 'live-data-growing';
-/** Growth smaller than this over a window is noise, however steady. */
-export const MIN_GROWTH_BYTES = 8 * 1024 * 1024;
-/** And smaller than this share of where the window started. */
-export const MIN_GROWTH_FRACTION = 0.05;
-export const RULE: GrowthRule = { minGrowth: MIN_GROWTH_BYTES, minFraction: MIN_GROWTH_FRACTION };
+/** Live data either way: the same rule as heap-growth's (8 MiB, and 5% of where a window started). */
+export const RULE: GrowthRule = HEAP_RULE;
 
 type Growing = Extract<Growth, { status: 'growing' }>;
 
