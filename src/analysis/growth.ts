@@ -8,12 +8,17 @@
 // in one of those windows:
 //   - the bins rise by a Mann–Kendall test (robust to noise and outliers),
 //   - their Theil–Sen slope adds at least the caller's minimum over the window,
-//   - and the last bin is a new high: above every bin of the window's first
-//     three quarters and every bin of the five minutes before, so a level the
-//     series already reached (a sawtooth cache refilling, a reload's step, a
-//     pool started once) is never growth.
-// Each window is judged on two summaries of its bins, their medians and their
-// minimums: the floor of a sawtooth is what a leak under a cache's churn lifts.
+//   - each quarter of the window stands above the one before (not one step),
+//   - the last quarter is a new high: above every level of the window's first
+//     three quarters and of the five minutes before, by more than the bins'
+//     scatter, so a level the series already reached (a sawtooth cache
+//     refilling, a reload's step, a pool started once) is never growth,
+//   - the growth outruns the series' own falls before the window (noise),
+//   - and the second half still rises.
+// Bins are summarised by their median, from 1 min windows also by their mean
+// (a cache's cycle aliased by the 1 s sampling), and from 4 min windows also
+// by their floor: the floor of a sawtooth is what a leak under a cache's
+// churn lifts. docs/growth.md has the numbers and the shapes graded.
 
 export interface Point {
   readonly t_ms: number;
@@ -67,7 +72,7 @@ export type Growth =
       readonly from: number;
       readonly to: number;
       readonly added: number;
-      /** Theil–Sen slope of the samples in the window's second half, per second: the rate now. */
+      /** The median slope between samples of the window's second half, per second: the rate now. */
       readonly ratePerS: number;
       readonly summary: Summary;
     };
@@ -124,7 +129,7 @@ function summariesFor(windowMs: number): readonly Summary[] {
 /** Why a window is not growth, or its growth. */
 type WindowJudgement = Omit<Growing, 'spanMs'> | { readonly status: 'flat'; readonly why: string };
 
-/** Every window's judgement on both summaries: what `judgeGrowth` decided from, for tests and for tuning. */
+/** Every window's judgement on each of its summaries: what `judgeGrowth` decided from, for tests and for tuning. */
 export function explainGrowth(points: readonly Point[], rule: GrowthRule): { windowMs: number; summary: Summary; judgement: WindowJudgement }[] {
   const tail = points.at(-1);
   if (!tail || pendingFor(points)) return [];
@@ -137,7 +142,7 @@ export function explainGrowth(points: readonly Point[], rule: GrowthRule): { win
 function judgeWindow(points: readonly Point[], endMs: number, windowMs: number, summary: Summary, rule: GrowthRule): WindowJudgement {
   const flat = (why: string) => ({ status: 'flat', why }) as const;
   const startMs = endMs - windowMs;
-  const history = binned(points, endMs, windowMs / BINS, -Infinity, summary);
+  const history = binned(points, endMs, windowMs / BINS, summary);
   const all = history.filter((b) => b.end_ms > startMs - LOOKBACK_MS);
   const window = all.filter((b) => b.end_ms > startMs);
   if (window.length < BINS * 0.66) return flat('too few bins');
@@ -185,11 +190,10 @@ function fall(before: readonly Bin[], lag: number): number {
   return falls[Math.floor(0.9 * (falls.length - 1))] as number;
 }
 
-/** Bins of `binMs` ending at `endMs`, back to `sinceMs`; empty bins are left out. Oldest first. */
-function binned(points: readonly Point[], endMs: number, binMs: number, sinceMs: number, summary: Summary): Bin[] {
+/** Bins of `binMs` ending at `endMs`; empty bins are left out. Oldest first. */
+function binned(points: readonly Point[], endMs: number, binMs: number, summary: Summary): Bin[] {
   const groups = new Map<number, number[]>();
   for (const p of points) {
-    if (p.t_ms <= sinceMs) continue;
     const k = Math.floor((endMs - p.t_ms) / binMs);
     const group = groups.get(k);
     if (group) group.push(p.value);
