@@ -21,7 +21,6 @@ export const FLAT_WINDOW_SAMPLES = 5;
 export const FLAT_TOLERANCE_FRACTION = 0.05;
 export const FLAT_TOLERANCE_BYTES = 4 * 1024 * 1024;
 
-export { v8HeapBytes } from '../measured.js';
 
 const num = (o: Observation, key: string): number => {
   const v = o.allocator.stats[key];
