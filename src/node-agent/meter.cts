@@ -17,6 +17,8 @@ export const KIND_ATTRIBUTE = 'leakscope.task.kind';
 /** agent.h, agent_copy_gauges. */
 interface AgentGauges {
   readonly rss_bytes: number;
+  /** RssAnon; 0 when the kernel does not say. */
+  readonly anon_bytes: number;
   readonly counting: boolean;
   readonly live_bytes: number | null;
   readonly unreclaimed_bytes: number | null;
@@ -84,12 +86,14 @@ export class GaugePublisher {
         result.observe(gauges.tasksLive, kind.live, attributes);
         result.observe(gauges.tasksIdle, kind.idle, attributes);
       }
-      if (figures.live_bytes === null || figures.unreclaimed_bytes === null) return;
+      if (figures.live_bytes === null) return;
       result.observe(gauges.heapLive, figures.live_bytes);
-      result.observe(gauges.heapUnreclaimed, figures.unreclaimed_bytes);
-      // What RSS holds beyond live data: the native heap's live bytes and V8's heap.
+      if (figures.unreclaimed_bytes !== null) result.observe(gauges.heapUnreclaimed, figures.unreclaimed_bytes);
+      // What anonymous memory holds beyond live data (the native heap's live
+      // bytes and V8's heap), as src/analysis/measured.ts measures retention.
       const v8Heap = getHeapStatistics().total_heap_size;
-      result.observe(gauges.retained, Math.max(0, figures.rss_bytes - figures.live_bytes - v8Heap));
+      const anon = figures.anon_bytes || figures.rss_bytes;
+      result.observe(gauges.retained, Math.max(0, anon - figures.live_bytes - v8Heap));
     };
   }
 

@@ -179,10 +179,13 @@ size_t agent_copy_gauges(uint64_t idle_threshold_ms, char* buffer, size_t capaci
   // Heap gauges only from a ledger that counts every free: live bytes since a
   // late attach would make "retained" hold everything from before.
   const bool counting = g_ledger.scope.load() == kLedgerAll;
-  out.begin_object().field("rss_bytes", self_rss_bytes()).field("counting", counting);
+  out.begin_object().field("rss_bytes", self_rss_bytes()).field("anon_bytes", self_anon_bytes()).field("counting", counting);
+  // Unreclaimed bytes model mimalloc 2.0 only (src/model/allocators.ts).
+  const bool delays_frees = strcmp(g_agent->probe->name(), "mimalloc") == 0 && g_agent->probe->version().rfind("2.0.", 0) == 0;
   if (counting) {
-    out.field("live_bytes", Sampler::live_bytes(Sampler::ledger_totals()))
-        .field("unreclaimed_bytes", g_agent->sampler->unreclaimed_bytes());
+    out.field("live_bytes", Sampler::live_bytes(Sampler::ledger_totals()));
+    if (delays_frees) out.field("unreclaimed_bytes", g_agent->sampler->unreclaimed_bytes());
+    else out.key("unreclaimed_bytes").null();
   } else {
     out.key("live_bytes").null().key("unreclaimed_bytes").null();
   }

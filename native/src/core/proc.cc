@@ -30,6 +30,15 @@ uint64_t self_rss_bytes() {
   return uint64_t(resident) * uint64_t(sysconf(_SC_PAGESIZE));
 }
 
+uint64_t self_anon_bytes() {
+  std::string status;
+  if (!read_text_file("/proc/self/status", &status)) return 0;
+  const size_t at = status.find("RssAnon:");
+  unsigned long kib = 0;
+  if (at == std::string::npos || sscanf(status.c_str() + at, "RssAnon: %lu kB", &kib) != 1) return 0;
+  return uint64_t(kib) * 1024;
+}
+
 std::vector<int> self_task_ids() {
   std::vector<int> tids;
   DIR* dir = opendir("/proc/self/task");

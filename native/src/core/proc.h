@@ -15,6 +15,8 @@ struct TaskStat {
 
 bool read_text_file(const std::string& path, std::string* out);
 uint64_t self_rss_bytes();
+// Resident anonymous bytes (RssAnon in /proc/self/status, Linux 4.5+); 0 when unknown.
+uint64_t self_anon_bytes();
 std::vector<int> self_task_ids();
 bool read_task_stat(int tid, TaskStat* out);
 bool task_exists(int tid);
