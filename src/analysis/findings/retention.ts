@@ -1,7 +1,8 @@
 // retention: the process holds far more anonymous memory than is live in
 // malloc and in V8, while live bytes are flat. The program freed the memory;
 // the allocator kept it. Not a leak. The amount is measured (measured.ts);
-// the allocator-specific findings say where, from its own statistics.
+// the allocator-specific findings say where, from its own statistics; this
+// one names no other finding, which may not have fired.
 import { formatBytes, formatDuration } from '../../format.js';
 import { remoteFreeReclaim } from '../../model/allocators.js';
 import type { Cause, Observation } from '../../model/snapshot.js';
@@ -34,22 +35,22 @@ export function where(o: Observation): string {
     case 'glibc': {
       const free = num(o, 'mallinfo2.free_bytes');
       return free > 0
-        ? `free chunks inside glibc's arenas (glibc counts ${formatBytes(free)} free: mallinfo2; see arena-fragmentation)`
-        : "free chunks inside glibc's arenas (see arena-fragmentation)";
+        ? `free chunks inside glibc's arenas (glibc counts ${formatBytes(free)} free: mallinfo2)`
+        : "free chunks inside glibc's arenas";
     }
     case 'jemalloc': {
       const frag = Math.max(0, num(o, 'active_bytes') - num(o, 'allocated_bytes'));
       const dirty = a.arenas.reduce((s, x) => s + (x.dirty_bytes ?? 0), 0);
       const muzzy = a.arenas.reduce((s, x) => s + Math.max(0, x.free_bytes - (x.dirty_bytes ?? 0)), 0);
       return (
-        `jemalloc: ${formatBytes(frag)} free inside slabs that still hold live blocks (active − allocated; see slab-fragmentation), ` +
-        `${formatBytes(dirty)} of dirty and ${formatBytes(muzzy)} of muzzy pages (see idle-dirty-pages), by jemalloc's own statistics`
+        `jemalloc: ${formatBytes(frag)} free inside slabs that still hold live blocks (active − allocated), ` +
+        `${formatBytes(dirty)} of dirty and ${formatBytes(muzzy)} of muzzy pages, by jemalloc's own statistics`
       );
     }
     case 'mimalloc':
       return remoteFreeReclaim(a.name, a.version) === 'none'
         ? `mimalloc${a.version ? ` ${a.version}` : ''} pages that hold blocks other threads freed, which nothing has reused yet`
-        : 'mimalloc pages waiting for their owner threads (see sleeping-owner)';
+        : 'mimalloc pages holding blocks that other threads freed, until their owner threads take them back';
     case 'tcmalloc':
       return 'the tcmalloc page heap and thread caches';
     default:
