@@ -240,7 +240,7 @@ export const SCENARIOS: readonly Scenario[] = [
       what: 'JavaScript heap kept a second (8 KiB a request)',
       expected: 100 * 8 * 1024,
       measured: valueOf(s, 'v8-heap-growth'),
-      tolerance: 0.5,
+      tolerance: 0.25,
       unit: 'bytes_per_s',
     }),
   },
