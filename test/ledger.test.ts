@@ -58,8 +58,9 @@ for (const [allocator, counts] of [
       t.is(thread!.start_routine, `${role}_main (exact_ledger)`);
     }
     const producer = snapshot.threads.find((th) => th.tid === fixture.truth.producer.tid)!;
-    // The producer parked right after the hand-off: nothing was reclaimed.
-    t.is(producer.heap!.unreclaimed_bytes, fixture.truth.producer.remote_freed_bytes);
+    // The producer parked right after the hand-off: under mimalloc 2.0 (Debian's)
+    // nothing was reclaimed; the other allocators have no such state.
+    t.is(producer.heap!.unreclaimed_bytes, allocator === 'mimalloc' ? fixture.truth.producer.remote_freed_bytes : null);
     t.is(producer.heap!.live_bytes, 0);
     t.is(producer.creator_tid, fixture.pid);
   });

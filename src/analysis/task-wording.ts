@@ -16,6 +16,11 @@ export function countOf(kind: string, count: number): string {
   return `${formatCount(count)} ${nounOf(kind, count)}`;
 }
 
+/** Whether the runtime polls tasks of this kind: a promise, timer or span is never "polled" until it ends. */
+export function isPolled(kind: string): boolean {
+  return !CREATED_KINDS.has(kind);
+}
+
 /** "spawned at" for tasks, "created at" for promises, timers and spans. */
 export function origin(kind: string): string {
   return CREATED_KINDS.has(kind) ? 'created at' : 'spawned at';

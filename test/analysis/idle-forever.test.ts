@@ -74,3 +74,14 @@ test('tasks spawned and never polled are stuck too, whatever their state, and sa
   t.is(both.findings[0]?.summary, '30 tasks spawned at rt.c:90 have made no progress for over 30 s (4 never polled)');
   t.regex(both.findings[0]!.message, /20 are idle since their last poll, 10 have waited that long to be polled, and 4 were never polled at all/);
 });
+
+test('promises, timers and spans are not polled: a pending one is pending, not "never polled"', async (t) => {
+  const { check: idleForever } = await import('../../src/analysis/findings/idle-forever.js');
+  const { DEFAULT_THRESHOLDS: thresholds } = await import('../../src/analysis/detector.js');
+  const { observation: build, site: at, tasks: list } = await import('../helpers/observation.js');
+  const result = idleForever(build((d) => {
+    d.tasks = list([at({ kind: 'promise', site: 'cart.js:14', live: 40, idle: 40, idle_over_threshold: 40, never_polled: 40, spawned: 40 })]);
+  }), thresholds);
+  if (result.status !== 'found') return t.fail(result.status);
+  t.is(result.findings[0]?.summary, '40 promises created at cart.js:14 have been pending for over 30 s');
+});

@@ -7,7 +7,7 @@
 import { formatBytes, formatCount, formatDuration, plural } from '../../format.js';
 import type { Cause, Finding, Observation, Severity, TaskSite } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
-import { countOf, ender, nounOf, notYet, origin, siteSubject, waiting } from '../task-wording.js';
+import { countOf, ender, isPolled, nounOf, notYet, origin, siteSubject, waiting } from '../task-wording.js';
 
 export const id = 'idle-forever';
 export const cause: Cause = 'tasks-leaking';
@@ -28,7 +28,7 @@ export function stuckOf(site: TaskSite): number {
 
 export function summary(site: TaskSite, thresholdMs: number): string {
   const n = stuckOf(site);
-  const never = site.never_polled ?? 0;
+  const never = isPolled(site.kind) ? (site.never_polled ?? 0) : 0;
   const subject = `${countOf(site.kind, n)} ${origin(site.kind)} ${site.site}`;
   if (never >= n) return `${subject} ${plural(n, 'has', 'have')} never been polled in over ${formatDuration(thresholdMs)}`;
   if (n > site.idle_over_threshold || never > 0)
@@ -38,7 +38,7 @@ export function summary(site: TaskSite, thresholdMs: number): string {
 
 export function message(site: TaskSite, thresholdMs: number): string {
   const held = site.live_bytes > 0 ? ` Memory allocated while they ran and still live: ${formatBytes(site.live_bytes)}.` : '';
-  const never = site.never_polled ?? 0;
+  const never = isPolled(site.kind) ? (site.never_polled ?? 0) : 0;
   const waitingToRun = site.scheduled_over_threshold ?? 0;
   const how =
     never > 0 || waitingToRun > 0
