@@ -1,7 +1,7 @@
 // The growth judge over every shape a service has, evaluated as the console
 // would: once a second, over the last 15 minutes of history.
 import test from 'ava';
-import { type GrowthRule, judgeGrowth, mannKendallZ, type Point, theilSen } from '../../src/analysis/growth.js';
+import { explainGrowth, type GrowthRule, judgeGrowth, mannKendallZ, type Point, theilSen } from '../../src/analysis/growth.js';
 import { HEAP_SHAPES, MiB, type Shape, TASK_SHAPES, THREAD_SHAPES } from '../helpers/shapes.js';
 
 const HISTORY_S = 900;
@@ -73,4 +73,12 @@ test('Mann–Kendall and Theil–Sen on small known series', (t) => {
   t.true(mannKendallZ([5, 4, 3, 2, 1]) < 0);
   // One wild outlier does not move the slope.
   t.is(theilSen([0, 1, 2, 3, 100].map((value, t_ms) => ({ t_ms, value }))), 1);
+});
+
+test('every window says why it is not growth: a ramp that levelled off is rejected for its flat quarters', (t) => {
+  const series = Array.from({ length: 90 }, (_, s) => ({ t_ms: s * 1000, value: 4 * MiB + Math.min(s, 5) * 52 * MiB }));
+  const reasons = explainGrowth(series, HEAP_RULE).map((e) => [e.windowMs, e.summary, 'why' in e.judgement ? e.judgement.why : 'growing']);
+  t.deepEqual(reasons.map(([w, summary]) => [w, summary]), [[30_000, 'median'], [60_000, 'median'], [60_000, 'mean']]);
+  // Flat for the last 85 s: no window rises at all.
+  t.true(reasons.every(([, , why]) => /Mann–Kendall|quarter/.test(String(why))), JSON.stringify(reasons));
 });
