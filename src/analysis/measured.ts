@@ -26,19 +26,20 @@ export function v8HeapBytes(o: Observation): number {
   return node.workers.reduce((sum, w) => sum + w.v8_heap.total_bytes, node.v8_heap.total_bytes);
 }
 
-const stat = (o: Observation, key: string): number | null => {
+/** One of the allocator's own numeric statistics (`allocator.stats`), or null. */
+export function allocatorStat(o: Observation, key: string): number | null {
   const v = o.allocator.stats[key];
   return typeof v === 'number' ? v : null;
-};
+}
 
 /** Bytes live in malloc by the allocator's own count: for a ledger that began late. */
 function allocatorLive(o: Observation): { live: number; source: HeapMeasure['liveSource'] } | null {
   if (o.allocator.name === 'glibc') {
-    const inUse = stat(o, 'mallinfo2.in_use_bytes');
-    if (inUse !== null) return { live: inUse + (stat(o, 'mallinfo2.mmap_bytes') ?? 0), source: 'mallinfo2' };
+    const inUse = allocatorStat(o, 'mallinfo2.in_use_bytes');
+    if (inUse !== null) return { live: inUse + (allocatorStat(o, 'mallinfo2.mmap_bytes') ?? 0), source: 'mallinfo2' };
   }
   if (o.allocator.name === 'jemalloc') {
-    const allocated = stat(o, 'allocated_bytes');
+    const allocated = allocatorStat(o, 'allocated_bytes');
     if (allocated !== null) return { live: allocated, source: 'jemalloc stats.allocated' };
   }
   return null;
@@ -66,4 +67,9 @@ export function measureHeap(o: Observation): HeapMeasure | null {
 export function describeMeasure(m: HeapMeasure): string {
   const what = m.anonSource === 'RssAnon' ? 'anonymous RSS' : 'RSS';
   return `${what} ${formatBytes(m.anon)}, live ${formatBytes(m.live)} (${m.liveSource})${m.v8 > 0 ? `, V8 heaps ${formatBytes(m.v8)}` : ''}`;
+}
+
+/** What the measurement was taken from, for a finding's `measured.source`. */
+export function measureSource(m: HeapMeasure): string {
+  return `${m.anonSource} − live (${m.liveSource})${m.v8 > 0 ? ' − V8 heaps' : ''}`;
 }

@@ -7,7 +7,7 @@ import { formatBytes, formatDuration } from '../../format.js';
 import { remoteFreeReclaim } from '../../model/allocators.js';
 import type { Cause, Observation } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, undecided } from '../detector.js';
-import { describeMeasure, type HeapMeasure, measureHeap } from '../measured.js';
+import { allocatorStat, describeMeasure, type HeapMeasure, measureHeap, measureSource } from '../measured.js';
 
 export const id = 'retention';
 export const cause: Cause = 'allocator-retention';
@@ -23,10 +23,7 @@ export const FLAT_TOLERANCE_FRACTION = 0.05;
 export const FLAT_TOLERANCE_BYTES = 4 * 1024 * 1024;
 
 
-const num = (o: Observation, key: string): number => {
-  const v = o.allocator.stats[key];
-  return typeof v === 'number' ? v : 0;
-};
+const num = (o: Observation, key: string): number => allocatorStat(o, key) ?? 0;
 
 /** Where the allocator keeps it, in its own numbers where it states them. */
 export function where(o: Observation): string {
@@ -118,7 +115,7 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
       value: m.retained,
       unit: 'bytes',
       remedy: remedy(o),
-      measured: { bytes: m.retained, source: `${m.anonSource} − live (${m.liveSource})${m.v8 > 0 ? ' − V8 heaps' : ''}` },
+      measured: { bytes: m.retained, source: measureSource(m) },
       modelled_bytes: null,
     },
   ]);

@@ -8,7 +8,7 @@
 import { formatBytes } from '../../format.js';
 import type { Arena, Cause, Observation } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, undecided } from '../detector.js';
-import { describeMeasure, type HeapMeasure, measureHeap } from '../measured.js';
+import { allocatorStat, describeMeasure, type HeapMeasure, measureHeap } from '../measured.js';
 
 export const id = 'slab-fragmentation';
 export const cause: Cause = 'allocator-retention';
@@ -16,11 +16,6 @@ export const cause: Cause = 'allocator-retention';
 export const MIN_FRAGMENTED_BYTES = 32 * 1024 * 1024;
 /** And below this share of active pages: a few percent is jemalloc's normal cost. */
 export const MIN_FRAGMENTED_FRACTION = 0.3;
-
-const stat = (o: Observation, key: string): number | null => {
-  const v = o.allocator.stats[key];
-  return typeof v === 'number' ? v : null;
-};
 
 export function summary(bytes: number, active: number): string {
   return `${formatBytes(bytes)} free inside jemalloc pages that still hold live blocks (${Math.round((100 * bytes) / active)}% of its active pages)`;
@@ -44,8 +39,8 @@ export const REMEDY =
 export function check(o: Observation, _thresholds: Thresholds): CheckResult {
   if (o.allocator.name !== 'jemalloc') return OK;
   if (o.agent.mode === 'proc') return undecided('needs the agent: slab statistics come from mallctl inside the process');
-  const active = stat(o, 'active_bytes');
-  const allocated = stat(o, 'allocated_bytes');
+  const active = allocatorStat(o, 'active_bytes');
+  const allocated = allocatorStat(o, 'allocated_bytes');
   if (active === null || allocated === null) return undecided('needs jemalloc statistics (stats.active, stats.allocated), which this jemalloc did not give');
   const m = measureHeap(o);
   const fragmented = Math.max(0, active - allocated);

@@ -10,7 +10,7 @@ import { formatBytes, formatDuration } from '../../format.js';
 import { remoteFreeReclaim } from '../../model/allocators.js';
 import type { Cause, Finding, Observation, ThreadInfo } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, type Thresholds, threadLabel, undecided } from '../detector.js';
-import { describeMeasure, type HeapMeasure, measureHeap } from '../measured.js';
+import { describeMeasure, type HeapMeasure, measureHeap, measureSource } from '../measured.js';
 
 export const id = 'sleeping-owner';
 export const cause: Cause = 'allocator-retention';
@@ -76,7 +76,7 @@ export function check(o: Observation, thresholds: Thresholds): CheckResult {
       value: bytes,
       unit: 'bytes',
       remedy: remedy(t),
-      measured: { bytes, source: `${m.anonSource} − live (${m.liveSource})${m.v8 > 0 ? ' − V8 heaps' : ''}, shared among ${owners.length} idle owner${owners.length === 1 ? '' : 's'}` },
+      measured: { bytes, source: `${measureSource(m)}, shared among ${owners.length} idle owner${owners.length === 1 ? '' : 's'}` },
       modelled_bytes: model,
     });
   }
