@@ -75,6 +75,13 @@ const bytes = (id: string, expected: (t: Truth) => number, what: string) => (tru
   unit: 'bytes',
 });
 
+/** Allocator retention found as `finding`, of the bytes the program printed as `truthKey`. */
+const retainedAs = (finding: string, truthKey: string, what: string) => ({
+  cause: 'allocator-retention' as const,
+  finding,
+  amount: bytes(finding, (t) => num(t, truthKey), what),
+});
+
 export const SCENARIOS: readonly Scenario[] = [
   {
     id: 'c-ramp-then-plateau',
@@ -140,9 +147,7 @@ export const SCENARIOS: readonly Scenario[] = [
     shape: 'a loader builds 128 MiB, workers free it, the loader sleeps',
     allocator: 'Debian mimalloc 2.0.9',
     launch: { argv: [`${FIXTURE_BIN}/sleeping_owner`, '128'], allocator: 'mimalloc' },
-    cause: 'allocator-retention',
-    finding: 'sleeping-owner',
-    amount: bytes('sleeping-owner', (t) => num(t, 'remote_freed_bytes'), 'bytes freed by other threads that stay'),
+    ...retainedAs('sleeping-owner', 'remote_freed_bytes', 'bytes freed by other threads that stay'),
     ci: true,
   },
   {
@@ -150,9 +155,7 @@ export const SCENARIOS: readonly Scenario[] = [
     shape: 'a worker frees a burst in its own arena, then sleeps (background threads off)',
     allocator: 'Debian jemalloc 5.3.0',
     launch: { argv: [`${FIXTURE_BIN}/idle_arena`], allocator: 'jemalloc' },
-    cause: 'allocator-retention',
-    finding: 'idle-dirty-pages',
-    amount: bytes('idle-dirty-pages', (t) => num(t, 'burst_bytes'), 'dirty bytes left by the burst'),
+    ...retainedAs('idle-dirty-pages', 'burst_bytes', 'dirty bytes left by the burst'),
   },
   {
     id: 'c-jemalloc-slab-fragmentation',
@@ -188,27 +191,21 @@ export const SCENARIOS: readonly Scenario[] = [
     shape: 'loader/refresh in Rust: a loader builds 128 MiB, workers drop it',
     allocator: 'mimalloc 3.3.2 (the mimalloc crate 0.1.52, default)',
     launch: { argv: [`${RUST_BIN}/owner_mimalloc`, '128'] },
-    cause: 'allocator-retention',
-    finding: 'retention',
-    amount: bytes('retention', (t) => num(t, 'remote_freed_bytes'), 'bytes the workers freed, which stay'),
+    ...retainedAs('retention', 'remote_freed_bytes', 'bytes the workers freed, which stay'),
   },
   {
     id: 'rust-mimalloc2-owner',
     shape: 'the same on the crate built as mimalloc 2 (its v2 feature)',
     allocator: 'mimalloc 2.3.2 (the mimalloc crate 0.1.52, v2)',
     launch: { argv: [`${RUST_MIMALLOC_V2_BIN}/owner_mimalloc_v2`, '128'] },
-    cause: 'allocator-retention',
-    finding: 'sleeping-owner',
-    amount: bytes('sleeping-owner', (t) => num(t, 'remote_freed_bytes'), 'bytes the workers freed, which wait for the loader'),
+    ...retainedAs('sleeping-owner', 'remote_freed_bytes', 'bytes the workers freed, which wait for the loader'),
   },
   {
     id: 'rust-jemalloc-owner',
     shape: 'the same on tikv-jemallocator, background threads off',
     allocator: 'jemalloc 5.3 (tikv-jemallocator)',
     launch: { argv: [`${RUST_BIN}/owner_jemalloc`, '128'] },
-    cause: 'allocator-retention',
-    finding: 'idle-dirty-pages',
-    amount: bytes('idle-dirty-pages', (t) => num(t, 'owner_arena_dirty_bytes'), "the loader arena's dirty bytes, as jemalloc stated them"),
+    ...retainedAs('idle-dirty-pages', 'owner_arena_dirty_bytes', "the loader arena's dirty bytes, as jemalloc stated them"),
   },
   {
     id: 'tokio-leaky',
