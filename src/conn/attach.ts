@@ -122,8 +122,13 @@ export async function observe(connection: Connection, query: TaskQuery = {}): Pr
       : connection.client.request<AgentFacts>('snapshot', taskQueryParams(query)).then(observationFromFacts),
     processStartedAt(pid),
   ]);
-  // Measured right after the agent answered: what the findings' amounts are bounded by.
-  const [memory, allocator] = await Promise.all([readProcessMemory(pid), allocatorNamed(pid, observation.allocator)]);
+  // Measured right after the agent answered: what the findings' amounts are
+  // bounded by. Neither read may cost the snapshot the agent already gave:
+  // without them the amounts fall back to RSS, the allocator stays unnamed.
+  const [memory, allocator] = await Promise.all([
+    readProcessMemory(pid).catch(() => null),
+    allocatorNamed(pid, observation.allocator).catch(() => observation.allocator),
+  ]);
   return {
     ...observation,
     allocator,
