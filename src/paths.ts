@@ -63,3 +63,12 @@ export function fixturePath(name: string): string {
   if (!existsSync(path)) throw new LeakscopeError(`the ${name} fixture is not built (no ${path}); run 'npm install'`);
   return path;
 }
+
+/** The injector (native/src/injector) and the agent library it loads into a running native process. */
+export function injectorFiles(): { readonly injector: string; readonly library: string } {
+  const injector = resolve(PACKAGE_ROOT, 'build/lib/leakscope-inject');
+  const library = resolve(PACKAGE_ROOT, 'build/lib/libleakscope-inject.so');
+  for (const path of [injector, library])
+    if (!existsSync(path)) throw new LeakscopeError(`the leakscope injector is not built (no ${path}); run 'npm install'`);
+  return { injector, library };
+}

@@ -5,7 +5,7 @@ import { DEFAULT_IDLE_THRESHOLD_MS, type Thresholds } from '../analysis/detector
 import { LeakscopeError } from '../errors.js';
 import { parseDuration } from '../format.js';
 import { DEFAULT_COUNT_MODE } from '../paths.js';
-import { setNodeAttachDefaults } from '../conn/attach.js';
+import { setAttachDefaults } from '../conn/attach.js';
 import { TASK_SORTS, TASK_STATE_FILTERS, type TaskQuery, type TaskSort, type TaskStateFilter } from '../conn/attach.js';
 import { attachCommand } from './commands/attach.js';
 import { checkCommand, EXIT_UNCHECKED, parseFailOn } from './commands/check.js';
@@ -60,11 +60,11 @@ function withTaskOptions(command: Command): Command {
     .option('--tasks-site <site>', 'list tasks spawned at this file:line');
 }
 
-/** How a Node.js process without the agent gets it (attach, snapshot, watch, check, reclaim). */
-function withNodeOptions(command: Command): Command {
+/** How a process without the agent gets it (attach, snapshot, watch, check, reclaim): Node through its inspector, native through ptrace. */
+function withInjectOptions(command: Command): Command {
   return command
-    .option('--linger <duration>', 'a Node target loaded through its inspector records this long after the last client leaves (default 5m)', durationOption)
-    .option('--no-inject', 'never load the agent into a Node process; without one, read /proc only');
+    .option('--linger <duration>', 'an agent leakscope loaded into a running process records this long after the last client leaves (default 5m)', durationOption)
+    .option('--no-inject', 'never load the agent into a running process (Node or native); without one, read /proc only');
 }
 
 interface TaskOptionValues {
@@ -120,10 +120,10 @@ export function buildProgram(): Command {
     })
     .hook('preAction', (_program, action) => {
       const o = action.opts<{ linger?: number; inject?: boolean }>();
-      setNodeAttachDefaults({ lingerMs: o.linger, injectNode: o.inject });
+      setAttachDefaults({ lingerMs: o.linger, inject: o.inject });
     });
 
-  withNodeOptions(program
+  withInjectOptions(program
     .command('attach'))
     .description('the interactive console on a running process: findings, tasks, threads, heap')
     .argument('<pid>', 'process id')
@@ -162,7 +162,7 @@ export function buildProgram(): Command {
     .passThroughOptions()
     .action((command: string[], options) => exitWith(() => runCommand(command, options)));
 
-  withTaskOptions(withNodeOptions(
+  withTaskOptions(withInjectOptions(
     program
       .command('snapshot')
       .description('one snapshot of a process: findings, tasks, threads, allocator (a Node process gets the agent through its inspector)')
@@ -174,7 +174,7 @@ export function buildProgram(): Command {
     exitWith(() => snapshotCommand(pid, { ...options, thresholds: thresholdsFrom(options), tasks: taskQueryFrom(options) })),
   );
 
-  withTaskOptions(withNodeOptions(
+  withTaskOptions(withInjectOptions(
     program
       .command('watch')
       .description('record a snapshot every interval as JSON lines, until the count is reached or the target exits')
@@ -202,7 +202,7 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON', false)
     .action((files: string[], options) => exitWith(() => diffCommand(files, options)));
 
-  withNodeOptions(program
+  withInjectOptions(program
     .command('check'))
     .description('exit 0 when clean, 1 with findings at or above --fail-on, 2 when the check could not be made')
     .argument('<target>', 'a process id, or a snapshot file or watch recording')
@@ -213,7 +213,7 @@ export function buildProgram(): Command {
     .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_UNCHECKED))
     .action((target: string, options) => exitWith(() => checkCommand(target, { ...options, thresholds: thresholdsFrom(options) })));
 
-  withNodeOptions(program
+  withInjectOptions(program
     .command('reclaim'))
     .description("run the allocator's reclaim call in the process and report RSS before and after")
     .argument('<pid>', 'process id')

@@ -6,8 +6,9 @@ import { type AgentFacts, observationFromFacts, type ReclaimResult } from '../mo
 import type { Observation } from '../model/snapshot.js';
 import { AgentClient, type HelloResult, type RequestParams } from './agent-client.js';
 import { allocatorFromMaps, procObservation, readProcessMemory } from './proc-view.js';
+import { InjectRefused, injectNativeAgent } from './native-inject.js';
 import { injectNodeBridge, isNodeProcess, waitForInspectorClosed } from './node-inject.js';
-import { identifyTarget, isAlive, processStartedAt, readProcFile, socketPath } from './target.js';
+import { identifyTarget, isAlive, processStartedAt, readProcFile, socketDirectory, targetSocketPath } from './target.js';
 
 export type Connection =
   | { readonly kind: 'agent'; readonly client: AgentClient; readonly hello: HelloResult }
@@ -15,9 +16,9 @@ export type Connection =
 
 export interface ConnectOptions {
   readonly timeoutMs?: number;
-  /** A Node process without the agent gets it through its inspector (default true). */
-  readonly injectNode?: boolean;
-  /** For an injected Node agent: how long it records after the last client leaves. */
+  /** A process without the agent gets it: a Node one through its inspector, a native one through ptrace (default true). */
+  readonly inject?: boolean;
+  /** For an injected agent: how long it records after the last client leaves. */
   readonly lingerMs?: number;
 }
 
@@ -30,21 +31,34 @@ async function removeStaleSocket(path: string): Promise<string> {
   }
 }
 
-let nodeDefaults: Pick<ConnectOptions, 'injectNode' | 'lingerMs'> = {};
+let attachDefaults: Pick<ConnectOptions, 'inject' | 'lingerMs'> = {};
 
 /** The CLI's --linger and --no-inject, for every connect of this run. */
-export function setNodeAttachDefaults(defaults: Pick<ConnectOptions, 'injectNode' | 'lingerMs'>): void {
-  nodeDefaults = defaults;
+export function setAttachDefaults(defaults: Pick<ConnectOptions, 'inject' | 'lingerMs'>): void {
+  attachDefaults = defaults;
 }
 
 export async function connect(pid: number, given: ConnectOptions = {}): Promise<Connection> {
-  const options = { ...nodeDefaults, ...given };
+  const options = { ...attachDefaults, ...given };
   const target = await identifyTarget(pid);
-  const path = socketPath(pid, target.uid);
+  const path = targetSocketPath(target);
   const withoutAgent = async (reason: string): Promise<Connection> => {
-    if (options.injectNode === false || !(await isNodeProcess(pid))) return { kind: 'proc', pid, reason };
+    if (options.inject === false) return { kind: 'proc', pid, reason };
+    if (!(await isNodeProcess(pid))) {
+      try {
+        await injectNativeAgent(pid, {
+          lingerMs: options.lingerMs,
+          // The agent listens where this CLI looks (LEAKSCOPE_SOCKET_DIR), as the target names it.
+          socketDir: process.env.LEAKSCOPE_SOCKET_DIR ? socketDirectory(target.uid) : undefined,
+        });
+      } catch (error) {
+        if (error instanceof InjectRefused) return { kind: 'proc', pid, reason: `${reason}; the agent could not be loaded: ${error.message}` };
+        throw error;
+      }
+      return connect(pid, { ...options, inject: false });
+    }
     const injected = await injectNodeBridge(pid, { lingerMs: options.lingerMs, timeoutMs: options.timeoutMs });
-    const connection = await connect(pid, { ...options, injectNode: false });
+    const connection = await connect(pid, { ...options, inject: false });
     if (!injected.inspectorWasOpen) {
       try {
         await waitForInspectorClosed(pid, injected.inspectorPort, options.timeoutMs ?? 10_000);
@@ -74,7 +88,7 @@ export async function connect(pid: number, given: ConnectOptions = {}): Promise<
   }
   try {
     const hello = await client.hello();
-    if (hello.pid !== pid) throw new LeakscopeError(`the socket for pid ${pid} is served by pid ${hello.pid}; remove ${path}`);
+    if (hello.pid !== pid && hello.pid !== target.ownPid) throw new LeakscopeError(`the socket for pid ${pid} is served by pid ${hello.pid}; remove ${path}`);
     return { kind: 'agent', client, hello };
   } catch (error) {
     client.close();

@@ -13,6 +13,10 @@ export interface TargetIdentity {
   readonly pid: number;
   readonly uid: number;
   readonly name: string;
+  /** The pid as the process itself sees it (its own pid namespace): what its agent names its socket by. */
+  readonly ownPid: number;
+  /** It lives in another mount namespace (a container, unshare -m): its files are reached through /proc/PID/root. */
+  readonly otherMountNamespace: boolean;
 }
 
 function describeFsError(error: unknown, pid: number, what: string): LeakscopeError {
@@ -37,13 +41,34 @@ export async function identifyTarget(pid: number): Promise<TargetIdentity> {
   const name = /^Name:\s+(.*)$/m.exec(status);
   const state = /^State:\s+(\S)/m.exec(status);
   if (state?.[1] === 'Z') throw new LeakscopeError(`pid ${pid} is a zombie: it has exited and waits for its parent`);
-  return { pid, uid: uid ? Number(uid[1]) : -1, name: name?.[1] ?? '?' };
+  const nsPids = /^NSpid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number) ?? [];
+  const ownPid = nsPids.length > 0 && Number.isInteger(nsPids[nsPids.length - 1]) ? nsPids[nsPids.length - 1]! : pid;
+  return { pid, uid: uid ? Number(uid[1]) : -1, name: name?.[1] ?? '?', ownPid, otherMountNamespace: await inOtherMountNamespace(pid) };
 }
 
-/** Where the agent of a process owned by `uid` puts its socket. */
+async function inOtherMountNamespace(pid: number): Promise<boolean> {
+  try {
+    const [ours, theirs] = await Promise.all([fs.stat('/proc/self/ns/mnt'), fs.stat(`/proc/${pid}/ns/mnt`)]);
+    return ours.ino !== theirs.ino || ours.dev !== theirs.dev;
+  } catch {
+    return false; // not ours to look at: the socket is looked for where it would be in ours
+  }
+}
+
+/** The socket directory of the agent of a process owned by `uid`, as that process sees it. */
+export function socketDirectory(uid: number, env: NodeJS.ProcessEnv = process.env): string {
+  return env.LEAKSCOPE_SOCKET_DIR || `/tmp/leakscope-${uid}`;
+}
+
+/** Where the agent of a process owned by `uid` puts its socket (`ownPid`: its pid in its own namespace). */
 export function socketPath(pid: number, uid: number, env: NodeJS.ProcessEnv = process.env): string {
-  const dir = env.LEAKSCOPE_SOCKET_DIR || `/tmp/leakscope-${uid}`;
-  return `${dir}/${pid}.sock`;
+  return `${socketDirectory(uid, env)}/${pid}.sock`;
+}
+
+/** The socket of `target`'s agent as this process reaches it: through /proc/PID/root when the target has its own mount namespace. */
+export function targetSocketPath(target: TargetIdentity, env: NodeJS.ProcessEnv = process.env): string {
+  const path = socketPath(target.ownPid, target.uid, env);
+  return target.otherMountNamespace ? `/proc/${target.pid}/root${path}` : path;
 }
 
 export function isAlive(pid: number): boolean {

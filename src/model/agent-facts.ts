@@ -57,7 +57,19 @@ export interface JemallocArenaFacts {
   last_active_ms?: number;
 }
 
+/** The injected agent's own part (native/src/inject/entry.cc). */
+export interface AgentInjectFacts {
+  hooks_in: boolean;
+  objects: number;
+  entries: number;
+  linger_ms: number;
+  attaches: number;
+  hook_error: string | null;
+  linked_allocator: string | null;
+}
+
 export interface AgentFacts {
+  inject?: AgentInjectFacts;
   pid: number;
   command: string;
   mode: AgentMode;
@@ -266,6 +278,7 @@ export function observationFromFacts(facts: AgentFacts): Observation {
   if (tasks.dropped > 0) notes.push(`the agent's task table was full: ${tasks.dropped} spawned tasks are not tracked`);
   const node = nodeFromFacts(facts.node);
   notes.push(...nodeNotes(node, facts.node, counting, allocator.counted_since));
+  notes.push(...injectNotes(facts.inject, allocator.counted_since));
   const roles = nodeThreadRoles(facts.node);
   return {
     schema: SNAPSHOT_SCHEMA,
@@ -280,6 +293,17 @@ export function observationFromFacts(facts: AgentFacts): Observation {
       counts: facts.counts ?? 'exact',
       dropped_events: facts.dropped_events + tasks.dropped,
       notes,
+      ...(facts.inject
+        ? {
+            hooks: {
+              in: facts.inject.hooks_in,
+              objects: facts.inject.objects,
+              entries: facts.inject.entries,
+              linger_ms: facts.inject.linger_ms,
+              linked_allocator: facts.inject.linked_allocator,
+            },
+          }
+        : {}),
     },
     process: { rss_bytes: facts.process.rss_bytes, threads: facts.threads.length },
     allocator,
@@ -288,4 +312,18 @@ export function observationFromFacts(facts: AgentFacts): Observation {
     history: facts.history.map((h) => ({ ...h, live_bytes: counting ? h.live_bytes : null })),
     ...(node ? { node } : {}),
   };
+}
+
+/** What an agent loaded into a running native process cannot see (docs/attach.md). */
+function injectNotes(inject: AgentInjectFacts | undefined, countedSince: string | undefined): string[] {
+  if (!inject) return [];
+  const notes = [
+    `the agent was loaded into the running process${countedSince ? ` at ${countedSince}` : ''}: allocations are counted from then on; memory allocated before is not attributed to threads, and live bytes come from the allocator's own statistics`,
+  ];
+  if (inject.hook_error) notes.push(`the malloc hooks could not go in (${inject.hook_error}): no heap ledger`);
+  if (inject.linked_allocator)
+    notes.push(
+      `the executable allocates through ${inject.linked_allocator === '__rg_alloc' ? 'a Rust #[global_allocator]' : `an allocator linked into it (${inject.linked_allocator})`}, which calls no shared library's malloc: the hooks see only what other libraries allocate; link leakscope's crate (docs/rust.md) or start it with 'leakscope run'`,
+    );
+  return notes;
 }

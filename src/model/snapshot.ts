@@ -23,6 +23,19 @@ export interface AgentInfo {
   readonly dropped_events: number;
   /** What this snapshot cannot see, in words (e.g. no agent: /proc only). */
   readonly notes: readonly string[];
+  /** An agent leakscope loaded into a running native process (mode "inject"): its GOT hooks. */
+  readonly hooks?: InjectHooks;
+}
+
+/** The malloc hooks of an injected agent (docs/attach.md): in while a client is attached and for `linger_ms` after. */
+export interface InjectHooks {
+  readonly in: boolean;
+  /** Loaded objects with GOT entries rewritten, and the entries. */
+  readonly objects: number;
+  readonly entries: number;
+  readonly linger_ms: number;
+  /** The allocator function the executable defines itself (a Rust #[global_allocator]: __rg_alloc; a static jemalloc: malloc), which no GOT hook sees; null when it calls a shared library's. */
+  readonly linked_allocator: string | null;
 }
 
 export interface ProcessInfo {

@@ -1,7 +1,7 @@
 // Where a running program's calls to an imported function go: the value of
 // its executable's GOT entry for it, read from /proc/<pid>/mem, and the
 // mapping that value falls in. Shows from outside whether leakscope's heap
-// hooks are in (native/src/node/got_hooks.cc) or out again.
+// hooks are in (native/src/core/got_hooks.cc) or out again.
 import { execFile } from 'node:child_process';
 import { open, readFile, readlink } from 'node:fs/promises';
 import { promisify } from 'node:util';

@@ -11,7 +11,7 @@
 #include <unordered_set>
 
 #include "agent_link.h"
-#include "got_hooks.h"
+#include "../core/got_hooks.h"
 #include "runtime_bridge.h"
 #include "uv_census.h"
 

@@ -14,9 +14,9 @@
 #include <unordered_set>
 #include <vector>
 
-#include "../core/ledger.h"
-#include "../core/hook_exit.h"
-#include "../core/real_allocator.h"
+#include "ledger.h"
+#include "hook_exit.h"
+#include "real_allocator.h"
 
 namespace leakscope {
 
@@ -359,6 +359,13 @@ bool install_got_hooks(GotHookStats* stats, std::string* error) {
   stats->objects = g_objects.size();
   stats->entries = g_originals.size();
   return true;
+}
+
+void* got_hooks_forwarded_malloc() {
+  AgentWork own;
+  std::lock_guard<std::mutex> hold(g_lock);
+  std::string error;
+  return resolve_real(&error) ? reinterpret_cast<void*>(real.malloc) : nullptr;
 }
 
 void remove_got_hooks() {
