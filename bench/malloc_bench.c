@@ -1,15 +1,17 @@
 /* A malloc-heavy two-thread load with cross-thread frees: each thread
  * allocates blocks of 16..1040 bytes, writes into them, frees half itself
  * and hands the other half to the other thread through a ring, which frees
- * them. Prints {"ops":N,"seconds":S}. Usage: malloc_bench [ops per thread]. */
+ * them. Prints {"ops":N,"seconds":S}. Usage: malloc_bench [ops per thread] [--wait]. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define RING 4096
 
@@ -70,8 +72,24 @@ static void* worker(void* arg) {
   return NULL;
 }
 
+static void on_go(int sig) { (void)sig; }
+
 int main(int argc, char** argv) {
   ops_per_thread = argc > 1 ? atol(argv[1]) : 4000000;
+  /* --wait: report {"waiting":PID} and start the load on SIGUSR1, so that a
+   * tool can attach to the running process first (leakscope's injector,
+   * heaptrack -p). */
+  if (argc > 2 && strcmp(argv[2], "--wait") == 0) {
+    sigset_t go, before;
+    sigemptyset(&go);
+    sigaddset(&go, SIGUSR1);
+    signal(SIGUSR1, on_go);
+    sigprocmask(SIG_BLOCK, &go, &before);
+    printf("{\"waiting\":%d}\n", getpid());
+    fflush(stdout);
+    sigsuspend(&before);
+    sigprocmask(SIG_SETMASK, &before, NULL);
+  }
   struct timespec start, end;
   clock_gettime(CLOCK_MONOTONIC, &start);
   pthread_t threads[2];

@@ -5,7 +5,7 @@ import { LeakscopeError } from '../errors.js';
 import { type AgentFacts, observationFromFacts, type ReclaimResult } from '../model/agent-facts.js';
 import type { Observation } from '../model/snapshot.js';
 import { AgentClient, type HelloResult, type RequestParams } from './agent-client.js';
-import { allocatorFromMaps, procObservation, readProcessMemory } from './proc-view.js';
+import { AGENT_NOT_LOADED, allocatorFromMaps, procObservation, readProcessMemory } from './proc-view.js';
 import { InjectRefused, injectNativeAgent } from './native-inject.js';
 import { injectNodeBridge, isNodeProcess, waitForInspectorClosed } from './node-inject.js';
 import { identifyTarget, isAlive, processStartedAt, readProcFile, socketDirectory, targetSocketPath } from './target.js';
@@ -52,7 +52,7 @@ export async function connect(pid: number, given: ConnectOptions = {}): Promise<
           socketDir: process.env.LEAKSCOPE_SOCKET_DIR ? socketDirectory(target.uid) : undefined,
         });
       } catch (error) {
-        if (error instanceof InjectRefused) return { kind: 'proc', pid, reason: `${reason}; the agent could not be loaded: ${error.message}` };
+        if (error instanceof InjectRefused) return { kind: 'proc', pid, reason: `${AGENT_NOT_LOADED}: ${error.message}` };
         throw error;
       }
       return connect(pid, { ...options, inject: false });

@@ -77,6 +77,9 @@ async function readThreads(pid: number): Promise<ThreadInfo[]> {
   return threads.sort((a, b) => a.tid - b.tid);
 }
 
+/** How a reason given to procObservation starts when the injector refused (its message follows). */
+export const AGENT_NOT_LOADED = 'the agent could not be loaded into it';
+
 export async function procObservation(pid: number, why: string): Promise<Observation> {
   const [statm, cmdline, maps] = await Promise.all([
     readProcFile(pid, 'statm'),
@@ -98,7 +101,11 @@ export async function procObservation(pid: number, why: string): Promise<Observa
       sample_store: null,
       counts: null,
       dropped_events: 0,
-      notes: [`no agent (${why}): /proc view only, without heap ledger, idle times or history; start the program with 'leakscope run' to see them`],
+      notes: [
+        why.startsWith(AGENT_NOT_LOADED)
+          ? `${why}: /proc view only, without heap ledger, idle times or history`
+          : `no agent (${why}): /proc view only, without heap ledger, idle times or history; start the program with 'leakscope run' to see them`,
+      ],
     },
     process: { rss_bytes: rss, threads: threads.length },
     allocator: {

@@ -323,7 +323,9 @@ function injectNotes(inject: AgentInjectFacts | undefined, countedSince: string 
   if (inject.hook_error) notes.push(`the malloc hooks could not go in (${inject.hook_error}): no heap ledger`);
   if (inject.linked_allocator)
     notes.push(
-      `the executable allocates through ${inject.linked_allocator === '__rg_alloc' ? 'a Rust #[global_allocator]' : `an allocator linked into it (${inject.linked_allocator})`}, which calls no shared library's malloc: the hooks see only what other libraries allocate; link leakscope's crate (docs/rust.md) or start it with 'leakscope run'`,
+      inject.linked_allocator === '#[global_allocator]'
+        ? "the executable has its own Rust #[global_allocator]: unless it forwards to the C library's malloc, the hooks see only what other libraries allocate; link leakscope's crate (docs/rust.md) to see its heap"
+        : `the executable carries its own allocator (${inject.linked_allocator}), which it calls directly, not through a shared library: neither these hooks nor LD_PRELOAD see its allocations, only what other libraries allocate; a Rust service shows its heap through leakscope's crate (docs/rust.md)`,
     );
   return notes;
 }

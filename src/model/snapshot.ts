@@ -34,7 +34,7 @@ export interface InjectHooks {
   readonly objects: number;
   readonly entries: number;
   readonly linger_ms: number;
-  /** The allocator function the executable defines itself (a Rust #[global_allocator]: __rg_alloc; a static jemalloc: malloc), which no GOT hook sees; null when it calls a shared library's. */
+  /** The allocator the executable carries itself ("#[global_allocator]" for a Rust one; "malloc", "mi_malloc", "je_malloc", … linked in statically), which no GOT hook sees; null when it calls a shared library's malloc. */
   readonly linked_allocator: string | null;
 }
 

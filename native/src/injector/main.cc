@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
   if (!find_libc_functions(pid, plan.maps, &plan.libc, &why)) return refuse(why);
   if (!deliver_library(pid, library, &plan.library, &why)) return refuse(why);
   InjectOutcome outcome;
-  if (!inject_library(plan, thread_candidates(pid), &outcome, &why)) return refuse(why);
+  if (!inject_library(plan, [pid] { return thread_candidates(pid); }, &outcome, &why)) return refuse(why);
   if (outcome.entry_result == 2)
     return refuse({"forked", "pid " + std::to_string(pid) +
                                  " carries the agent of the process it was forked from, which cannot run in a child: attach to the parent, or restart this one"});

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -158,6 +160,7 @@ class Borrowed {
     pause_us(300 + rand() % 1200);
     if (ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) != 0) return fail(why, "interrupt");
     if (!wait_for(Expect::kInterrupt, why, PTRACE_CONT)) return false;
+    stopped_at_us_ = now_us();  // the pause counts from the stop that is kept
     if (ptrace(PTRACE_GETREGS, tid_, nullptr, &saved_) != 0) return fail(why, "read registers");
     iovec io{xstate_.data(), xstate_.size()};
     if (ptrace(PTRACE_GETREGSET, tid_, reinterpret_cast<void*>(xstate_note_), &io) != 0) return fail(why, "read FPU state");
@@ -351,8 +354,8 @@ std::string read_string(int mem, uintptr_t address) {
 
 }  // namespace
 
-bool inject_library(const InjectPlan& plan, const std::vector<Candidate>& candidates, InjectOutcome* outcome,
-                    Refusal* why) {
+bool inject_library(const InjectPlan& plan, const std::function<std::vector<Candidate>()>& list_candidates,
+                    InjectOutcome* outcome, Refusal* why) {
   if (plan.library.size() >= sizeof StubData{}.path || plan.options.size() >= sizeof StubData{}.options ||
       plan.entry.size() >= sizeof StubData{}.entry) {
     *why = {"argument", "the library path or options are too long"};
@@ -370,41 +373,53 @@ bool inject_library(const InjectPlan& plan, const std::vector<Candidate>& candid
     ~CloseMem() { close(fd); }
   } close_mem{mem};
 
-  // Find a thread at a safe point: one in an idle system call as it was
-  // listed, or else one stopped (again and again, briefly) in safe code.
+  // Find a thread at a safe point: one in an idle system call or a futex
+  // wait (listed again for a few rounds: a thread is seldom out of its
+  // wait for long), or else one stopped, again and again, in safe code.
   std::unique_ptr<Borrowed> thread;
   uintptr_t syscall_insn = plan.libc.syscall_insn;
-  for (const Candidate& c : candidates) {
-    if (now_us() > deadline) break;
+  auto try_candidate = [&](const Candidate& c) -> bool {  // false: give up on the target
     auto borrowed = std::make_unique<Borrowed>(plan.pid, c.tid, deadline);
-    if (!borrowed->stop(why)) {
-      if (why->code == "exited" && kill(plan.pid, 0) == 0) continue;  // that thread ended; another may do
-      return false;
-    }
+    if (!borrowed->stop(why)) return why->code == "exited" && kill(plan.pid, 0) == 0;  // that thread ended; another may do
     const int tries = c.rank == 2 ? 40 : 1;
     for (int attempt = 0; attempt < tries; ++attempt) {
       const user_regs_struct& r = borrowed->saved();
       const bool in_syscall = int64_t(r.orig_rax) >= 0;
+      if (getenv("LEAKSCOPE_INJECT_DEBUG"))
+        fprintf(stderr, "tid %d (%s): orig_rax %lld rax %lld rip %llx\n", c.tid, c.where.c_str(), (long long)r.orig_rax, (long long)r.rax, (unsigned long long)r.rip);
       unsigned char insn[2] = {0, 0};
-      if (in_syscall && pread(mem, insn, 2, off_t(r.rip - 2)) == 2 && insn[0] == 0x0f && insn[1] == 0x05 && c.rank == 0 &&
-          c.where != "running") {
+      // Still in the system call it was listed in (idle, or a futex wait).
+      if (in_syscall && c.rank <= 1 && pread(mem, insn, 2, off_t(r.rip - 2)) == 2 && insn[0] == 0x0f && insn[1] == 0x05) {
         outcome->safe_point = c.where;
         syscall_insn = r.rip - 2;  // the very instruction it waits in
-        thread = std::move(borrowed);
         break;
       }
       if (!in_syscall && safe_user_code(plan.maps, r.rip)) {
         outcome->safe_point = "user code";
-        thread = std::move(borrowed);
         break;
       }
-      if (attempt + 1 < tries && !borrowed->run_on(why)) return false;
+      if (attempt + 1 == tries) {
+        borrowed->release();
+        return true;
+      }
+      if (!borrowed->run_on(why)) return false;
     }
-    if (thread) {
-      outcome->tid = c.tid;
-      break;
+    outcome->tid = c.tid;
+    thread = std::move(borrowed);
+    return true;
+  };
+  constexpr int kWaitingRounds = 25;  // 2 ms apart
+  for (int round = 0; round <= kWaitingRounds && !thread && now_us() < deadline; ++round) {
+    const bool last = round == kWaitingRounds;
+    const std::vector<Candidate> listed = list_candidates();
+    if (getenv("LEAKSCOPE_INJECT_DEBUG"))
+      for (const Candidate& c : listed) fprintf(stderr, "round %d: %d %s rank %d\n", round, c.tid, c.where.c_str(), c.rank);
+    for (const Candidate& c : listed) {
+      if (thread || now_us() > deadline) break;
+      if (c.rank == 2 && !last) break;  // sorted: only busy threads are left
+      if (!try_candidate(c)) return false;
     }
-    borrowed->release();
+    if (!thread && !last) pause_us(2000);
   }
   if (!thread) {
     if (why->code.empty() || why->code == "exited")

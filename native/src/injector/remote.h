@@ -23,6 +23,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -51,7 +52,8 @@ struct InjectOutcome {
 
 // True when the library is loaded and its entry point returned; false and
 // `why` otherwise (the target keeps running either way).
-bool inject_library(const InjectPlan& plan, const std::vector<Candidate>& candidates, InjectOutcome* outcome,
-                    Refusal* why);
+// `list_candidates` lists the target's threads, best first (target.h).
+bool inject_library(const InjectPlan& plan, const std::function<std::vector<Candidate>()>& list_candidates,
+                    InjectOutcome* outcome, Refusal* why);
 
 }  // namespace leakscope::injector

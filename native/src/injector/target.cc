@@ -79,6 +79,8 @@ bool idle_syscall(long nr, std::string* name) {
       {SYS_wait4, "wait4"},           {SYS_waitid, "waitid"},           {SYS_accept, "accept"},
       {SYS_accept4, "accept4"},       {SYS_recvfrom, "recvfrom"},       {SYS_recvmsg, "recvmsg"},
       {SYS_io_getevents, "io_getevents"}, {426, "io_uring_enter"},
+      // The continuation of an interrupted nanosleep, poll or futex wait.
+      {SYS_restart_syscall, "restart_syscall"},
   };
   for (const Named& n : kIdle)
     if (n.nr == nr) {
@@ -170,9 +172,12 @@ std::string linked_allocator(pid_t pid) {
   if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_shoff == 0 ||
       eh->e_shoff + uint64_t(eh->e_shnum) * sizeof(Elf64_Shdr) > image.size())
     return "";
-  // A Rust #[global_allocator] (__rg_alloc), or an allocator linked in
-  // statically: the program calls it directly, never through the GOT.
-  static const char* const kNames[] = {"__rg_alloc", "malloc", "je_malloc", "mallocx", "mi_malloc", "tc_malloc", "rpmalloc"};
+  // An allocator linked in statically (its malloc, or its own entry points
+  // by name), or a Rust #[global_allocator]: __rust_alloc without the
+  // default __rdl_alloc behind it. The program calls these directly, never
+  // through the GOT.
+  static const char* const kPrefixes[] = {"mi_malloc", "_mi_malloc", "je_malloc", "_rjem_je_malloc", "tc_malloc", "rpmalloc", "snmalloc"};
+  bool rust_alloc = false, rust_default = false;
   const auto* sh = reinterpret_cast<const Elf64_Shdr*>(image.data() + eh->e_shoff);
   for (int i = 0; i < eh->e_shnum; ++i) {
     if ((sh[i].sh_type != SHT_SYMTAB && sh[i].sh_type != SHT_DYNSYM) || sh[i].sh_link >= eh->e_shnum) continue;
@@ -183,11 +188,15 @@ std::string linked_allocator(pid_t pid) {
     for (size_t k = 1; k < sh[i].sh_size / sizeof(Elf64_Sym); ++k) {
       const Elf64_Sym& s = symbols[k];
       if (s.st_shndx == SHN_UNDEF || ELF64_ST_TYPE(s.st_info) != STT_FUNC || s.st_name >= strtab.sh_size) continue;
-      for (const char* name : kNames)
-        if (strcmp(strings + s.st_name, name) == 0) return name;
+      const char* name = strings + s.st_name;
+      if (strcmp(name, "malloc") == 0) return name;
+      for (const char* prefix : kPrefixes)
+        if (strncmp(name, prefix, strlen(prefix)) == 0) return prefix;
+      if (strstr(name, "__rdl_alloc") != nullptr) rust_default = true;
+      else if (strstr(name, "__rust_alloc") != nullptr && strstr(name, "__rust_alloc_") == nullptr) rust_alloc = true;
     }
   }
-  return "";
+  return rust_alloc && !rust_default ? "#[global_allocator]" : "";
 }
 
 bool read_file(const std::string& path, std::string* out) {

@@ -59,8 +59,8 @@ struct Candidate {
 
 std::vector<Candidate> thread_candidates(pid_t pid);
 
-// The allocator function the executable defines itself ("__rg_alloc" for a
-// Rust #[global_allocator], "malloc" or "je_malloc" for one linked in
+// The allocator the executable carries itself ("#[global_allocator]" for a
+// Rust one, "malloc", "mi_malloc", "je_malloc", ... for one linked in
 // statically), or "" when it calls a shared library's malloc through its GOT.
 std::string linked_allocator(pid_t pid);
 
