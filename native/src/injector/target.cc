@@ -235,6 +235,16 @@ bool preflight(pid_t pid, Refusal* why) {
     *why = {"no-process", "no process with " + pid_text(pid) + " (it may have exited)"};
     return false;
   }
+  // A kernel thread (PF_KTHREAD in /proc/PID/stat's flags) has no user memory.
+  std::string stat;
+  if (read_file(proc + "/stat", &stat)) {
+    const size_t paren = stat.rfind(')');
+    unsigned long flags = 0;
+    if (paren != std::string::npos && sscanf(stat.c_str() + paren + 2, "%*c %*d %*d %*d %*d %*d %lu", &flags) == 1 && (flags & 0x00200000)) {
+      *why = {"kernel-thread", pid_text(pid) + " is a kernel thread (" + comm_of(pid) + "): it has no user memory to inspect"};
+      return false;
+    }
+  }
   const std::string state = status_field(status, "State");
   if (!state.empty() && state[0] == 'Z') {
     *why = {"exited", pid_text(pid) + " is a zombie: it has exited and waits for its parent"};
