@@ -1,6 +1,7 @@
 // npm run bench [-- SUITE...]: runs the benchmark suites (all by default:
-// malloc, tasks, console, rust, node) and writes their sections of docs/benchmarks.md.
+// malloc, tasks, console, rust, node, inject) and writes their sections of docs/benchmarks.md.
 import { runConsoleSuite } from './suites/console.js';
+import { runInjectSuite } from './suites/inject.js';
 import { runMallocSuite } from './suites/malloc.js';
 import { runNodeSuite } from './suites/node.js';
 import { runRustSuite } from './suites/rust.js';
@@ -12,6 +13,7 @@ const SUITES: Readonly<Record<string, () => void | Promise<void>>> = {
   console: runConsoleSuite,
   rust: runRustSuite,
   node: runNodeSuite,
+  inject: runInjectSuite,
 };
 
 const chosen = process.argv.slice(2);

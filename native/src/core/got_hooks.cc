@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ledger.h"
+#include "ownership.h"
 #include "hook_exit.h"
 #include "real_allocator.h"
 
@@ -108,22 +109,127 @@ void* hook_pvalloc(size_t size) {
   return account_alloc(ts, real.pvalloc(size));
 }
 
+// Where only samples are counted (Ledger::counts_sampled: the injected
+// agent), the common call runs the sampling countdown and nothing more, as
+// the LD_PRELOAD library's default build does; the countdown sends a
+// thread's first call, calls while the ledger does not count, and samples
+// to the slow path. A free looks the block up only when the ownership
+// table's filter lets it through.
+template <typename Allocate>
+__attribute__((noinline)) void* sampled_slow(ThreadState& ts, size_t requested, Allocate&& allocate) {
+  if (ts.busy || g_ledger.scope.load(std::memory_order_relaxed) != kLedgerSince) {
+    // The agent's own call, or no counting now: not a sample, and the
+    // countdown starts again so that the next calls run fast.
+    if (ts.slot != nullptr) restart_countdown(ts);
+    else if (!ts.busy) ts.bytes_until_sample = int64_t(g_ledger.sample_interval);
+    return allocate(requested);
+  }
+  switch (slow_call(ts, requested, claim_counting_slot)) {
+    case SlowCall::kUncounted:
+    case SlowCall::kCounted:
+      return allocate(requested);
+    case SlowCall::kSampled:
+      break;
+  }
+  ts.busy = 1;
+  void* block = allocate(requested);  // failed: the countdown stays due
+  if (block != nullptr) take_sample(ts, block, requested, real.usable_size(block));
+  leave(ts);
+  return block;
+}
+
+template <typename Allocate>
+inline void* sampled(size_t requested, Allocate&& allocate) {
+  ThreadState& ts = t_state;
+  if (__builtin_expect(!detail::count_down(ts, requested), 1)) return allocate(requested);
+  return sampled_slow(ts, requested, allocate);
+}
+
+// The table's filter let `block` through: it may be a sample, settled
+// before the allocator may hand the address to another thread.
+__attribute__((noinline)) void free_sample(void* block) {
+  ThreadState& ts = t_state;
+  if (!enter(ts)) return;
+  if (detail::slot_of(ts) != nullptr) settle_if_sampled(ts, block, real.usable_size(block));
+  leave(ts);
+}
+
+inline void free_sampled_table(void* block) {
+  if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) free_sample(block);
+}
+
+void* sampled_malloc(size_t size) {
+  return sampled(size, [](size_t n) { return real.malloc(n); });
+}
+
+void sampled_free(void* block) {
+  free_sampled_table(block);
+  real.free(block);
+}
+
+void* sampled_calloc(size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) return real.calloc(count, size);
+  return sampled(total, [count, size](size_t) { return real.calloc(count, size); });
+}
+
+void* sampled_realloc(void* block, size_t size) {
+  if (block != nullptr) free_sampled_table(block);
+  return sampled(size, [block](size_t n) { return real.realloc(block, n); });
+}
+
+void* sampled_reallocarray(void* block, size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return sampled_realloc(block, total);
+}
+
+int sampled_posix_memalign(void** out, size_t alignment, size_t size) {
+  int rc = 0;
+  void* block = sampled(size, [&](size_t n) {
+    rc = real.posix_memalign(out, alignment, n);
+    return rc == 0 ? *out : nullptr;
+  });
+  if (rc == 0) *out = block;
+  return rc;
+}
+
+void* sampled_aligned_alloc(size_t alignment, size_t size) {
+  return sampled(size, [alignment](size_t n) { return real.aligned_alloc(alignment, n); });
+}
+
+void* sampled_memalign(size_t alignment, size_t size) {
+  return sampled(size, [alignment](size_t n) { return real.memalign(alignment, n); });
+}
+
+void* sampled_valloc(size_t size) {
+  return sampled(size, [](size_t n) { return real.valloc(n); });
+}
+
+void* sampled_pvalloc(size_t size) {
+  return sampled(size, [](size_t n) { return real.pvalloc(n); });
+}
+
 struct Hook {
   const char* name;
-  void* hook;
+  void* hook;     // counts every call (the Node addon's)
+  void* sampled;  // counts the samples alone (Ledger::counts_sampled)
 };
 
 const Hook kHooks[] = {
-    {"malloc", reinterpret_cast<void*>(hook_malloc)},
-    {"free", reinterpret_cast<void*>(hook_free)},
-    {"calloc", reinterpret_cast<void*>(hook_calloc)},
-    {"realloc", reinterpret_cast<void*>(hook_realloc)},
-    {"reallocarray", reinterpret_cast<void*>(hook_reallocarray)},
-    {"posix_memalign", reinterpret_cast<void*>(hook_posix_memalign)},
-    {"aligned_alloc", reinterpret_cast<void*>(hook_aligned_alloc)},
-    {"memalign", reinterpret_cast<void*>(hook_memalign)},
-    {"valloc", reinterpret_cast<void*>(hook_valloc)},
-    {"pvalloc", reinterpret_cast<void*>(hook_pvalloc)},
+    {"malloc", reinterpret_cast<void*>(hook_malloc), reinterpret_cast<void*>(sampled_malloc)},
+    {"free", reinterpret_cast<void*>(hook_free), reinterpret_cast<void*>(sampled_free)},
+    {"calloc", reinterpret_cast<void*>(hook_calloc), reinterpret_cast<void*>(sampled_calloc)},
+    {"realloc", reinterpret_cast<void*>(hook_realloc), reinterpret_cast<void*>(sampled_realloc)},
+    {"reallocarray", reinterpret_cast<void*>(hook_reallocarray), reinterpret_cast<void*>(sampled_reallocarray)},
+    {"posix_memalign", reinterpret_cast<void*>(hook_posix_memalign), reinterpret_cast<void*>(sampled_posix_memalign)},
+    {"aligned_alloc", reinterpret_cast<void*>(hook_aligned_alloc), reinterpret_cast<void*>(sampled_aligned_alloc)},
+    {"memalign", reinterpret_cast<void*>(hook_memalign), reinterpret_cast<void*>(sampled_memalign)},
+    {"valloc", reinterpret_cast<void*>(hook_valloc), reinterpret_cast<void*>(sampled_valloc)},
+    {"pvalloc", reinterpret_cast<void*>(hook_pvalloc), reinterpret_cast<void*>(sampled_pvalloc)},
 };
 
 const Hook* hook_named(const char* name) {
@@ -134,9 +240,12 @@ const Hook* hook_named(const char* name) {
 
 bool is_hook(uintptr_t value) {
   for (const Hook& h : kHooks)
-    if (uintptr_t(h.hook) == value) return true;
+    if (uintptr_t(h.hook) == value || uintptr_t(h.sampled) == value) return true;
   return false;
 }
+
+// The hook a GOT entry gets: the sampled one where only samples are counted.
+void* hook_for(const Hook& h) { return g_ledger.counts_sampled ? h.sampled : h.hook; }
 
 std::mutex g_lock;  // guards the fields below
 bool g_installed = false;
@@ -243,7 +352,7 @@ int hook_object(dl_phdr_info* info, size_t, void* data) {
     if (install) {
       if (is_hook(now)) return;
       g_originals[entry] = now;
-      write_entry(entry, uintptr_t(hook->hook), relro);
+      write_entry(entry, uintptr_t(hook_for(*hook)), relro);
     } else {
       auto original = g_originals.find(entry);
       if (!is_hook(now) || original == g_originals.end()) return;

@@ -167,6 +167,9 @@ extern "C" __attribute__((visibility("default"))) int leakscope_inject_attach(co
   AgentConfig config = config_from_env();
   config.mode = "inject";
   config.ledger_counting = false;  // counting starts when the hooks go in (kLedgerSince)
+  // The samples alone are counted (estimates for the rest), so that a hooked
+  // call costs its countdown and little more (docs/benchmarks.md).
+  config.counts = "sampled";
   if (!options.socket_dir.empty()) config.socket_dir = options.socket_dir;
   g_real_pthread_create = &pthread_create;
   g_forwarded_malloc = got_hooks_forwarded_malloc();
