@@ -42,20 +42,20 @@ test('not a pid at all', async (t) => {
   oneLineError(t, await runCli(['snapshot', '--idle-threshold', 'soon', '1']), /duration/);
 });
 
-test('a pid without an agent gets a labelled /proc snapshot, and reclaim says why it cannot', async (t) => {
+test('a pid without an agent, with --no-inject, gets a labelled /proc snapshot, and reclaim says why it cannot', async (t) => {
   const pid = sleeper(t);
-  const snapshot = await snapshotOf(pid);
+  const snapshot = await snapshotOf(pid, ['--no-inject']);
   t.is(snapshot.agent.mode, 'proc');
   t.is(snapshot.allocator.live_bytes, null);
   t.is(snapshot.threads.length, 1);
   t.regex(snapshot.agent.notes.join(' '), /no agent .*\/proc view only/);
-  const report = await runCli(['snapshot', String(pid)]);
+  const report = await runCli(['snapshot', String(pid), '--no-inject']);
   t.regex(report.stdout, /agent: none \(\/proc view only\)/);
-  oneLineError(t, await runCli(['reclaim', String(pid)]), /has no leakscope agent .*'leakscope run'/);
+  oneLineError(t, await runCli(['reclaim', String(pid), '--no-inject']), /has no leakscope agent .*without --no-inject.*'leakscope run'/);
   t.true(isAlive(pid));
 });
 
-test('a stale socket file is removed and the pid falls back to /proc', async (t) => {
+test('a stale socket file is removed and, with --no-inject, the pid falls back to /proc', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'leakscope-stale-'));
   const pid = sleeper(t);
   const path = join(dir, `${pid}.sock`);
@@ -65,7 +65,7 @@ test('a stale socket file is removed and the pid falls back to /proc', async (t)
     python.once('exit', () => resolve());
   });
   t.true(existsSync(path));
-  const result = await runCli(['snapshot', String(pid), '--json'], { env: { LEAKSCOPE_SOCKET_DIR: dir } });
+  const result = await runCli(['snapshot', String(pid), '--json', '--no-inject'], { env: { LEAKSCOPE_SOCKET_DIR: dir } });
   t.is(result.code, 0, result.stderr);
   const snapshot = JSON.parse(result.stdout);
   t.is(snapshot.agent.mode, 'proc');

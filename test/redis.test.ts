@@ -1,5 +1,6 @@
 // A real program as a peer: Debian's redis-server (linked to the system's
-// libjemalloc2, background threads on) under `leakscope run`, filled with a
+// libjemalloc2, background threads on) under `leakscope run`, and started
+// plainly then attached by pid (docs/attach.md), filled with a
 // million keys of which 80% are then deleted — fragmentation inside
 // jemalloc's slabs. leakscope's amounts are held against what redis itself
 // states in INFO memory, and its reclaim against redis's own MEMORY PURGE on
@@ -28,21 +29,27 @@ async function memoryInfo(port: number): Promise<Record<string, number>> {
   return info;
 }
 
-/** A redis-server under leakscope run, filled with KEYS keys, 80% of them deleted. */
-async function fragmentedRedis(t: ExecutionContext, port: number): Promise<{ pid: number }> {
-  const args = ['run', '--', 'redis-server', '--port', String(port), '--save', '', '--appendonly', 'no', '--enable-debug-command', 'yes', '--loglevel', 'warning'];
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+/** A redis-server, under leakscope run or started plainly, filled with KEYS keys, 80% of them deleted. */
+async function fragmentedRedis(t: ExecutionContext, port: number, how: 'run' | 'plain' = 'run'): Promise<{ pid: number }> {
+  const server = ['redis-server', '--port', String(port), '--save', '', '--appendonly', 'no', '--enable-debug-command', 'yes', '--loglevel', 'warning'];
+  const child =
+    how === 'run'
+      ? spawn(process.execPath, [CLI, 'run', '--', ...server], { stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(server[0]!, server.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   t.teardown(() => child.kill('SIGKILL'));
   // redis prints no truth of its own: leakscope run names the pid it loaded the agent into.
-  const pid = await new Promise<number>((resolve, reject) => {
-    let stderr = '';
-    child.stderr.on('data', (chunk) => {
-      stderr += String(chunk);
-      const m = /agent loaded into pid (\d+)/.exec(stderr);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${stderr}`)));
-  });
+  const pid =
+    how === 'plain'
+      ? child.pid!
+      : await new Promise<number>((resolve, reject) => {
+          let stderr = '';
+          child.stderr!.on('data', (chunk) => {
+            stderr += String(chunk);
+            const m = /agent loaded into pid (\d+)/.exec(stderr);
+            if (m) resolve(Number(m[1]));
+          });
+          child.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${stderr}`)));
+        });
   t.teardown(() => safeKill(pid, 'SIGKILL'));
   for (let i = 0; i < 100; i++) {
     try {
@@ -100,4 +107,31 @@ test('redis-server, 1 M keys with 80% deleted: slab fragmentation and retention 
   const theirsDrop = before - after;
   t.log(`reclaim gave back ${oursDrop}, MEMORY PURGE ${theirsDrop}`);
   t.true(Math.abs(oursDrop - theirsDrop) <= Math.max(8 * MiB, 0.25 * Math.max(oursDrop, theirsDrop)), `leakscope reclaim gave back ${oursDrop}, MEMORY PURGE ${theirsDrop}`);
+});
+
+test('redis-server started plainly and filled, then attached by pid: the slab fragmentation is measured as under leakscope run, and redis serves on', async (t) => {
+  t.timeout(180_000);
+  const redis = await fragmentedRedis(t, 16381, 'plain');
+  let snapshot: Snapshot = await snapshotOf(redis.pid);
+  for (let i = 0; i < 20 && !snapshot.findings.some((f) => f.id === 'retention'); i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    snapshot = await snapshotOf(redis.pid);
+  }
+  const info = await memoryInfo(16381);
+  t.is(snapshot.agent.mode, 'inject');
+  t.is(snapshot.allocator.name, 'jemalloc');
+  t.truthy(snapshot.allocator.counted_since);
+  const ids = snapshot.findings.map((f) => f.id);
+  t.is(snapshot.verdict.cause, 'allocator-retention', `findings: ${ids.join(', ')}`);
+  const fragmentation = snapshot.findings.find((f) => f.id === 'slab-fragmentation');
+  t.truthy(fragmentation, `findings: ${ids.join(', ')}`);
+  const fragBytes = info.allocator_frag_bytes as number;
+  t.true(within(fragmentation!.value, fragBytes, 0.05), `slab-fragmentation ${fragmentation!.value}, redis allocator_frag_bytes ${fragBytes}`);
+  const retention = snapshot.findings.find((f) => f.id === 'retention');
+  const held = (info.allocator_resident as number) - (info.allocator_allocated as number);
+  t.true(within(retention!.value, held, 0.25), `retention ${retention!.value}, redis allocator_resident − allocator_allocated ${held}`);
+  t.log(`attached: slab-fragmentation ${fragmentation!.value} vs allocator_frag_bytes ${fragBytes}; retention ${retention!.value} vs ${held}`);
+  t.is((await cli(16381, 'DBSIZE')).trim(), String(KEYS / 5));
+  await cli(16381, 'SET', 'after-attach', 'yes');
+  t.is((await cli(16381, 'GET', 'after-attach')).trim(), 'yes');
 });

@@ -1,6 +1,7 @@
 // The top three lines: who the target is, how its memory moves (sparklines
 // of RSS, live bytes and live tasks), and the verdict with its main finding.
 import { Box, Text } from 'ink';
+import { headerLive } from '../src/analysis/measured.js';
 import { formatBytes, formatCount, formatDuration } from '../src/format.js';
 import type { Cause, Snapshot } from '../src/model/snapshot.js';
 import { sparkline } from './sparkline.js';
@@ -47,7 +48,7 @@ export function Header({ snapshot: s, width }: HeaderProps) {
   const command = s.command.length > commandRoom ? `${s.command.slice(0, commandRoom - 1)}…` : s.command;
   const dropped = s.agent.dropped_events + s.tasks.dropped;
   const chart = Math.max(6, Math.floor((width - 60) / 3));
-  const live = s.allocator.live_bytes;
+  const live = headerLive(s)?.bytes ?? null;
   const top = s.findings[0];
   // The verdict's own line, then the most severe finding when that is another cause's (never-yielded).
   const aside = top && !s.verdict.because.includes(top.id) ? top : null;

@@ -73,3 +73,15 @@ export function describeMeasure(m: HeapMeasure): string {
 export function measureSource(m: HeapMeasure): string {
   return `${m.anonSource} − live (${m.liveSource})${m.v8 > 0 ? ' − V8 heaps' : ''}`;
 }
+
+/**
+ * The live bytes a header shows: the ledger's, or, where the ledger began
+ * late (an agent loaded by pid), the allocator's own count of the whole
+ * heap with its source; null when neither says.
+ */
+export function headerLive(o: Observation): { bytes: number; source: string | null } | null {
+  if (o.allocator.live_bytes === null) return null;
+  if (!o.allocator.counted_since) return { bytes: o.allocator.live_bytes, source: null };
+  const whole = allocatorLive(o);
+  return whole ? { bytes: whole.live, source: whole.source } : { bytes: o.allocator.live_bytes, source: 'since attach' };
+}

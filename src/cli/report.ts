@@ -1,5 +1,6 @@
 // The short human report of `leakscope snapshot` (without --json).
 import { basename } from 'node:path';
+import { headerLive } from '../analysis/measured.js';
 import { formatBytes, formatCount, formatDuration, padColumn } from '../format.js';
 import type { Snapshot, ThreadInfo } from '../model/snapshot.js';
 import { orderThreads, threadName } from '../model/thread-order.js';
@@ -69,6 +70,7 @@ function workerRows(s: Snapshot): string[] {
 export function renderReport(s: Snapshot): string {
   const lines: string[] = [];
   const alloc = s.allocator;
+  const live = headerLive(s);
   lines.push(`pid ${s.pid}  ${s.command}`);
   lines.push(
     `agent: ${s.agent.mode === 'proc' ? 'none (/proc view only)' : `${s.agent.mode} ${s.agent.version ?? ''}`.trim()}` +
@@ -77,7 +79,7 @@ export function renderReport(s: Snapshot): string {
       (s.agent.dropped_events > 0 ? `   DROPPED EVENTS: ${s.agent.dropped_events}` : ''),
   );
   lines.push(
-    `rss ${formatBytes(s.process.rss_bytes)}   live ${alloc.live_bytes === null ? 'unknown' : formatBytes(alloc.live_bytes)}` +
+    `rss ${formatBytes(s.process.rss_bytes)}   live ${live === null ? 'unknown' : `${formatBytes(live.bytes)}${live.source ? ` (${live.source})` : ''}`}` +
       `   threads ${s.process.threads}`,
   );
   lines.push(`verdict: ${s.verdict.summary}`);

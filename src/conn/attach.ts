@@ -160,7 +160,9 @@ async function allocatorNamed(pid: number, allocator: Observation['allocator']):
 export async function reclaim(connection: Connection): Promise<ReclaimResult> {
   if (connection.kind === 'proc')
     throw new LeakscopeError(
-      `pid ${connection.pid} has no leakscope agent (${connection.reason}); reclaim runs inside the process: start it with 'leakscope run'`,
+      connection.reason.startsWith(AGENT_NOT_LOADED)
+        ? `pid ${connection.pid} has no leakscope agent (${connection.reason}); reclaim runs inside the process`
+        : `pid ${connection.pid} has no leakscope agent (${connection.reason}); reclaim runs inside the process: let leakscope load its agent (without --no-inject), or start the program with 'leakscope run'`,
     );
   return connection.client.request<ReclaimResult>('reclaim');
 }

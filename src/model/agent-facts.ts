@@ -271,7 +271,7 @@ export function observationFromFacts(facts: AgentFacts): Observation {
     notes.push(`per-thread live, remote-freed and unreclaimed bytes are estimates from sampling every ~${facts.sample_interval_bytes} bytes`);
   if (facts.counts === 'sampled' && counting)
     notes.push(
-      `allocation and free counts and bytes, and so live bytes (totals, per thread and per task), are estimates from the samples${facts.sample_interval_bytes === 0 ? ' (exact here: every block is sampled)' : ''}; leakscope run --counts exact counts every call`,
+      `allocation and free counts and bytes, and so live bytes (totals, per thread and per task), are estimates from the samples${facts.sample_interval_bytes === 0 ? ' (exact here: every block is sampled)' : ''}${facts.mode === 'inject' ? '' : '; leakscope run --counts exact counts every call'}`,
     );
   if (facts.dropped_events > 0) notes.push(`the agent dropped ${facts.dropped_events} events (ownership table full)`);
   const tasks = tasksFromFacts(facts.tasks);
