@@ -56,8 +56,12 @@ function start(file: string, args: readonly string[], ready: string): Promise<Ru
   });
 }
 
-function inject(pid: number, linger = 'linger_ms=600000'): { ok: boolean; pause_us: number; load_ms: number; safe_point: string; message?: string } {
-  const out = spawnSync(INJECTOR, [String(pid), '--library', LIBRARY, '--options', linger], { encoding: 'utf8', timeout: 60_000 });
+function inject(
+  pid: number,
+  linger = 'linger_ms=600000',
+  env: NodeJS.ProcessEnv = process.env,
+): { ok: boolean; pause_us: number; load_ms: number; safe_point: string; message?: string } {
+  const out = spawnSync(INJECTOR, [String(pid), '--library', LIBRARY, '--options', linger], { encoding: 'utf8', timeout: 60_000, env });
   if (out.error) return { ok: false, pause_us: 0, load_ms: 0, safe_point: '', message: `hang: ${out.error.message}` };
   return JSON.parse(out.stdout.trim().split('\n').pop() ?? '{}');
 }
@@ -162,14 +166,14 @@ async function loadAfterAttach(mode: Mode, scratch: string): Promise<number> {
   }
 }
 
-async function stress(args: readonly string[]) {
+async function stress(args: readonly string[], env: NodeJS.ProcessEnv = process.env) {
   const target = await start(TARGET, args, '{"ready"');
   let failures = 0;
   let hangs = 0;
   const pauses: number[] = [];
   try {
     for (let cycle = 0; cycle < 20; cycle++) {
-      const reply = inject(target.pid, 'linger_ms=0');
+      const reply = inject(target.pid, 'linger_ms=0', env);
       if (!reply.ok) {
         if (reply.message?.startsWith('hang')) hangs++;
         else failures++;
@@ -184,7 +188,8 @@ async function stress(args: readonly string[]) {
     await sleep(600);
     const crashed = !target.alive() || processState(target.pid) === 'gone';
     const stalled = target.lines.length === opsBefore;
-    return { crashed, hangs: hangs + (stalled ? 1 : 0), failures, pauses };
+    const last = JSON.parse(target.lines[target.lines.length - 1] ?? '{}') as { check_failures?: number };
+    return { crashed, hangs: hangs + (stalled ? 1 : 0), failures, pauses, wrongSums: last.check_failures ?? 0 };
   } finally {
     target.kill();
   }
@@ -207,6 +212,8 @@ export async function runInjectSuite(): Promise<void> {
   const ratio = (mode: Mode) => median(times.get(mode)!.map((s, round) => s / times.get('bare')![round]!));
   const loop = await stress(['--loop-threads', '2']);
   const many = await stress(['--loop-threads', '2', '--idle-threads', '200']);
+  const busy = await stress(['--check-threads', '2'], { ...process.env, LEAKSCOPE_INJECT_PREFER: 'busy' });
+  const forking = await stress(['--fork-every', '1', '--loop-threads', '2']);
 
   const ms = (v: number) => `${v.toFixed(v < 10 ? 2 : 0)} ms`;
   const injectedRatio = ratio('injected');
@@ -235,10 +242,14 @@ export async function runInjectSuite(): Promise<void> {
     '',
     'Stress: 20 injections (`leakscope-inject`, linger 0), each followed by a snapshot that puts the hooks in and takes them out as it leaves:',
     '',
-    '| target | crashes | hangs | failures | pause median / max |',
-    '|---|---|---|---|---|',
-    `| two threads in a malloc/free loop | ${loop.crashed ? 1 : 0} | ${loop.hangs} | ${loop.failures} | ${ms(median(loop.pauses))} / ${ms(Math.max(...loop.pauses))} |`,
-    `| 200 idle threads beside the loop | ${many.crashed ? 1 : 0} | ${many.hangs} | ${many.failures} | ${ms(median(many.pauses))} / ${ms(Math.max(...many.pauses))} |`,
+    '| target | crashes | hangs | failures | wrong sums | pause median / max |',
+    '|---|---|---|---|---|---|',
+    `| two threads in a malloc/free loop | ${loop.crashed ? 1 : 0} | ${loop.hangs} | ${loop.failures} | — | ${ms(median(loop.pauses))} / ${ms(Math.max(...loop.pauses))} |`,
+    `| 200 idle threads beside the loop | ${many.crashed ? 1 : 0} | ${many.hangs} | ${many.failures} | — | ${ms(median(many.pauses))} / ${ms(Math.max(...many.pauses))} |`,
+    `| main forking every millisecond beside two malloc threads (it waits on malloc's locks inside fork) | ${forking.crashed ? 1 : 0} | ${forking.hangs} | ${forking.failures} | — | ${ms(median(forking.pauses))} / ${ms(Math.max(...forking.pauses))} |`,
+    `| two threads computing, each load stopping one in its own code (LEAKSCOPE_INJECT_PREFER=busy) | ${busy.crashed ? 1 : 0} | ${busy.hangs} | ${busy.failures} | ${busy.wrongSums} | ${ms(median(busy.pauses))} / ${ms(Math.max(...busy.pauses))} |`,
+    '',
+    '"wrong sums": results of the target\'s own register-held computations that came out wrong after a load (attach_target --check-threads: a register the stub did not put back would show here).',
   ].join('\n');
   writeSection('inject', body);
   process.stdout.write(`${body}\n`);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -20,23 +21,29 @@
 #include <memory>
 
 // The loader stub, copied into the target. Position-independent: it reaches
-// its data through %rbx (the data page's address, passed in %rdi) and the
-// loader routine by a %rip-relative lea. Offsets are StubData's below.
+// its data through %rbx (the data pages' address, passed in %rdi, right
+// after the code page) and the loader routine by a %rip-relative lea.
+// Offsets are StubData's below.
 //
-// On the borrowed thread (entered by a jump, %rsp at the top of the stub's
-// own stack):  pthread_create(&data->thread, NULL, loader, data);
-//              pthread_detach(data->thread) when that worked; int3.
+// On the borrowed thread, entered by the injector's last register write
+// (%rsp at the top of the stub's own stack), which then detaches at once:
+//   pthread_create(&data->thread, NULL, loader, data); pthread_detach when
+//   that worked; data->created = 1; then it puts the thread back as it was
+//   by itself: the extended state (xrstor or fxrstor), the flags, every
+//   general register, the stack pointer, and a jump to where it was (back
+//   onto the system call it was interrupted in, as the kernel restarts it).
+//   So nothing depends on the injector once the stub runs: no trap, no
+//   stop, no tracer to outlive.
 // On the new thread, loader(data): h = dlopen(path, RTLD_NOW);
-//              f = dlsym(h, entry); data->entry_result = f(options);
-//              data->state = 1, or on failure data->error = dlerror(),
-//              data->state = 2; return NULL.
+//   f = dlsym(h, entry); data->entry_result = f(options); data->state = 1,
+//   or on failure data->error = dlerror(), data->state = 2; return NULL.
 asm(R"(
   .pushsection .text
   .globl leakscope_stub_start
-  .globl leakscope_stub_trap
   .globl leakscope_stub_end
   .type leakscope_stub_start, @function
 leakscope_stub_start:
+.Lleakscope_base:
   mov %rdi, %rbx
   and $-16, %rsp
   lea 40(%rbx), %rdi
@@ -46,12 +53,39 @@ leakscope_stub_start:
   call *0(%rbx)
   mov %eax, 48(%rbx)
   test %eax, %eax
-  jnz .Lleakscope_trap
+  jnz .Lleakscope_restore
   mov 40(%rbx), %rdi
   call *8(%rbx)
-.Lleakscope_trap:
-leakscope_stub_trap:
-  int3
+.Lleakscope_restore:
+  movl $1, 60(%rbx)
+  mov $-1, %eax
+  mov $-1, %edx
+  cmpl $1, 3352(%rbx)
+  jne .Lleakscope_fx
+  xrstor64 4096(%rbx)
+  jmp .Lleakscope_regs
+.Lleakscope_fx:
+  fxrstor64 4096(%rbx)
+.Lleakscope_regs:
+  pushq 3328(%rbx)
+  popfq
+  mov 3208(%rbx), %rax
+  mov 3224(%rbx), %rcx
+  mov 3232(%rbx), %rdx
+  mov 3240(%rbx), %rsi
+  mov 3248(%rbx), %rdi
+  mov 3256(%rbx), %rbp
+  mov 3264(%rbx), %r8
+  mov 3272(%rbx), %r9
+  mov 3280(%rbx), %r10
+  mov 3288(%rbx), %r11
+  mov 3296(%rbx), %r12
+  mov 3304(%rbx), %r13
+  mov 3312(%rbx), %r14
+  mov 3320(%rbx), %r15
+  mov 3336(%rbx), %rsp
+  mov (.Lleakscope_base + 4096 + 3216)(%rip), %rbx
+  jmp *(.Lleakscope_base + 4096 + 3344)(%rip)
 .Lleakscope_loader:
   push %rbx
   mov %rdi, %rbx
@@ -82,7 +116,7 @@ leakscope_stub_end:
   .popsection
 )");
 
-extern "C" const unsigned char leakscope_stub_start[], leakscope_stub_trap[], leakscope_stub_end[];
+extern "C" const unsigned char leakscope_stub_start[], leakscope_stub_end[];
 
 namespace leakscope::injector {
 
@@ -94,22 +128,36 @@ struct StubData {
   int32_t create_result;                                            // 48
   int32_t state;                                                    // 52: 0 loading, 1 done, 2 failed
   int32_t entry_result;                                             // 56
-  int32_t pad;                                                      // 60
+  int32_t created;                                                  // 60: 1 once the borrowed thread is done
   uint64_t error;                                                   // 64: dlerror() in the target
   char entry[64];                                                   // 72
   char options[1024];                                               // 136
   char path[2048];                                                  // 1160
+  // Where the borrowed thread goes back to, and with what (Resume order).
+  uint64_t resume[18];                                              // 3208
+  uint32_t restore_kind;                                            // 3352: 1 xrstor, 2 fxrstor
 };
+
+// StubData::resume, in the order the stub loads it.
+enum Resume { kRax, kRbx, kRcx, kRdx, kRsi, kRdi, kRbp, kR8, kR9, kR10, kR11, kR12, kR13, kR14, kR15, kRflags, kRsp, kRip };
 static_assert(offsetof(StubData, thread) == 40 && offsetof(StubData, create_result) == 48 &&
                   offsetof(StubData, state) == 52 && offsetof(StubData, entry_result) == 56 &&
                   offsetof(StubData, error) == 64 && offsetof(StubData, entry) == 72 &&
-                  offsetof(StubData, options) == 136 && offsetof(StubData, path) == 1160,
+                  offsetof(StubData, options) == 136 && offsetof(StubData, path) == 1160 &&
+                  offsetof(StubData, created) == 60 && offsetof(StubData, resume) == 3208 &&
+                  offsetof(StubData, restore_kind) == 3352,
               "the stub's offsets");
 static_assert(sizeof(StubData) <= 4096, "one page of data");
 
 constexpr size_t kPage = 4096;
+constexpr size_t kXsaveOffset = kPage;       // in the data: 64-byte aligned, as xrstor wants
+constexpr size_t kXsaveBytes = 3 * kPage;    // room for AVX-512's state (2.7 KiB) and more
+constexpr size_t kDataBytes = kXsaveOffset + kXsaveBytes;
 constexpr size_t kStackBytes = 64 * 1024;
-constexpr size_t kRegionBytes = 2 * kPage + kStackBytes;  // code, data, stack
+constexpr size_t kRegionBytes = kPage + kDataBytes + kStackBytes;  // code, data, stack
+
+// Kernel-internal return values of an interrupted system call (linux/errno.h).
+constexpr int64_t kRestartSys = -512, kRestartNoIntr = -513, kRestartNoHand = -514, kRestartBlock = -516;
 
 uint64_t now_us() {
   timespec ts;
@@ -194,27 +242,53 @@ class Borrowed {
     }
   }
 
-  // Runs the stub from `entry` with %rdi = `arg` and its stack at `stack_top`
-  // until it traps at `trap_after`.
-  bool run_stub(uintptr_t entry, uintptr_t arg, uintptr_t stack_top, uintptr_t trap_after, Refusal* why) {
+  // The registers and extended state the stub puts back by itself: those
+  // saved at the stop, with an interrupted system call set to run again as
+  // the kernel would restart it (rip back onto the `syscall`, rax its number,
+  // or restart_syscall's after a restart block).
+  void fill_resume(StubData* data) const {
+    const user_regs_struct& r = saved_;
+    uint64_t rax = r.rax, rip = r.rip;
+    if (int64_t(r.orig_rax) >= 0) {
+      const int64_t result = int64_t(r.rax);
+      if (result == kRestartSys || result == kRestartNoIntr || result == kRestartNoHand) {
+        rax = r.orig_rax;
+        rip -= 2;
+      } else if (result == kRestartBlock) {
+        rax = SYS_restart_syscall;
+        rip -= 2;
+      }
+    }
+    const uint64_t values[18] = {rax,    r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8,
+                                 r.r9,   r.r10, r.r11, r.r12, r.r13, r.r14, r.r15,
+                                 r.eflags & ~uint64_t(0x10100),  // never the trap or resume flag
+                                 r.rsp, rip};
+    memcpy(data->resume, values, sizeof values);
+    data->restore_kind = xstate_note_ == NT_X86_XSTATE ? 1 : 2;
+  }
+
+  const std::vector<char>& xstate() const { return xstate_; }
+
+  // Sends the thread into the stub (%rdi = `arg`, its stack at `stack_top`)
+  // and lets go of it: the stub finishes and puts it back by itself.
+  bool launch(uintptr_t entry, uintptr_t arg, uintptr_t stack_top, Refusal* why) {
     user_regs_struct regs = saved_;
     regs.rip = entry;
     regs.rdi = arg;
     regs.rsp = stack_top;
-    regs.orig_rax = uint64_t(-1);
+    regs.orig_rax = uint64_t(-1);  // no restart on the way into the stub: it restarts the call itself
     regs.eflags &= ~uint64_t(1 << 10);  // the direction flag, clear as the ABI wants at a call
     if (!set_regs(regs, why)) return false;
-    modified_ = true;
-    if (ptrace(PTRACE_CONT, tid_, nullptr, nullptr) != 0) return fail(why, "resume");
-    for (;;) {
-      if (!wait_for(Expect::kTrap, why, PTRACE_CONT)) return false;
-      user_regs_struct after;
-      if (ptrace(PTRACE_GETREGS, tid_, nullptr, &after) != 0) return fail(why, "read registers");
-      if (after.rip == trap_after) return true;
-      // A SIGTRAP of the program's own: handed back at detach.
-      signals_.push_back(SIGTRAP);
-      if (ptrace(PTRACE_CONT, tid_, nullptr, nullptr) != 0) return fail(why, "resume");
+    modified_ = false;  // from here the stub owns the thread's way back
+    const int first = signals_.empty() ? 0 : signals_.front();
+    if (ptrace(PTRACE_DETACH, tid_, nullptr, reinterpret_cast<void*>(long(first))) != 0) {
+      modified_ = true;
+      return fail(why, "let go of");
     }
+    seized_ = false;
+    for (size_t i = 1; i < signals_.size(); ++i) syscall_tgkill(signals_[i]);
+    paused_us_ = now_us() - stopped_at_us_;
+    return true;
   }
 
   // Every register back as it was, signals handed back, detached. Safe to
@@ -231,7 +305,7 @@ class Borrowed {
     ptrace(PTRACE_DETACH, tid_, nullptr, reinterpret_cast<void*>(long(first)));
     for (size_t i = 1; i < signals_.size(); ++i) syscall_tgkill(signals_[i]);
     seized_ = false;
-    if (stopped_at_us_ != 0) paused_us_ = now_us() - stopped_at_us_;
+    if (stopped_at_us_ != 0 && paused_us_ == 0) paused_us_ = now_us() - stopped_at_us_;
   }
 
   uint64_t paused_us() const { return paused_us_; }
@@ -342,6 +416,49 @@ bool safe_user_code(const std::vector<Mapping>& maps, uintptr_t rip) {
   return true;
 }
 
+// The code that may hold a lock pthread_create needs, if the thread's stack
+// holds a return address into it (a word that points into such code: live
+// frames, and perhaps a stale slot, which only makes the check stricter).
+// "" when none does.
+std::string lock_holder_on_stack(int mem, const std::vector<Mapping>& maps, const std::vector<CodeRange>& holders,
+                                 uintptr_t rsp, size_t depth) {
+  const Mapping* stack = mapping_at(maps, rsp);
+  const uintptr_t end = std::min<uintptr_t>(stack ? stack->end : rsp + depth, rsp + depth);
+  std::vector<uint64_t> words((end - (rsp & ~uintptr_t(7))) / 8);
+  const ssize_t got = pread(mem, words.data(), words.size() * 8, off_t(rsp & ~uintptr_t(7)));
+  if (got <= 0) return "(unreadable stack)";
+  for (size_t i = 0; i < size_t(got) / 8; ++i) {
+    const uint64_t w = words[i];
+    auto after = std::upper_bound(holders.begin(), holders.end(), w, [](uint64_t v, const CodeRange& r) { return v < r.start; });
+    if (after != holders.begin() && w < std::prev(after)->end) return std::prev(after)->name;
+  }
+  return "";
+}
+
+// What a futex wait at `word` waits for, when it is a lock of the C
+// library, the loader or an allocator library (their data, and the
+// anonymous .bss right after it), or a glibc arena's mutex (the first word
+// of an arena, which the heap it heads points back to): a thread waiting
+// for one may hold another (fork takes them all in turn). "" otherwise: the
+// program's own mutex, condition variable or semaphore.
+std::string library_lock(int mem, const std::vector<Mapping>& maps, uintptr_t word) {
+  for (size_t i = 0; i < maps.size(); ++i) {
+    if (word < maps[i].start || word >= maps[i].end) continue;
+    const Mapping* named = &maps[i];
+    if (named->path.empty() && i > 0 && maps[i - 1].end == named->start) named = &maps[i - 1];  // a library's .bss
+    const size_t slash = named->path.rfind('/');
+    const std::string base = slash == std::string::npos ? named->path : named->path.substr(slash + 1);
+    for (const char* prefix : {"libc.so", "libc-", "ld-linux", "libpthread", "libjemalloc", "libmimalloc", "libtcmalloc", "libstdc++"})
+      if (base.rfind(prefix, 0) == 0) return base;
+    break;
+  }
+  constexpr uintptr_t kHeapMax = uintptr_t(64) << 20;  // glibc's HEAP_MAX_SIZE on 64-bit
+  const uintptr_t heap = word & ~(kHeapMax - 1);
+  uint64_t arena = 0;
+  if (word - heap < 4096 && pread(mem, &arena, sizeof arena, off_t(heap)) == sizeof arena && arena == word) return "a glibc arena";
+  return "";
+}
+
 bool write_memory(int mem, uintptr_t address, const void* data, size_t size) {
   return pwrite(mem, data, size, off_t(address)) == ssize_t(size);
 }
@@ -385,16 +502,31 @@ bool inject_library(const InjectPlan& plan, const std::function<std::vector<Cand
     for (int attempt = 0; attempt < tries; ++attempt) {
       const user_regs_struct& r = borrowed->saved();
       const bool in_syscall = int64_t(r.orig_rax) >= 0;
+      // A thread inside malloc, fork, the loader or thread creation may hold
+      // a lock pthread_create takes. Blocked in an idle call it cannot be
+      // (none of them waits in one while holding such a lock); in a futex
+      // wait, it may: not when it waits for the program's own object, and
+      // its innermost frames are none of theirs; stopped in its own code,
+      // when no frame of its stack is theirs (stale slots make this strict).
+      std::string holder;
+      if (in_syscall && c.rank == 1) {
+        holder = library_lock(mem, plan.maps, r.rdi);
+        if (holder.empty()) holder = lock_holder_on_stack(mem, plan.maps, plan.libc.lock_holders, r.rsp, 1024);
+      } else if (!in_syscall) {
+        holder = lock_holder_on_stack(mem, plan.maps, plan.libc.lock_holders, r.rsp, 64 * 1024);
+      }
       if (getenv("LEAKSCOPE_INJECT_DEBUG"))
-        fprintf(stderr, "tid %d (%s): orig_rax %lld rax %lld rip %llx\n", c.tid, c.where.c_str(), (long long)r.orig_rax, (long long)r.rax, (unsigned long long)r.rip);
+        fprintf(stderr, "tid %d (%s): orig_rax %lld rax %lld rip %llx%s%s\n", c.tid, c.where.c_str(), (long long)r.orig_rax,
+                (long long)r.rax, (unsigned long long)r.rip, holder.empty() ? "" : ", within ", holder.c_str());
       unsigned char insn[2] = {0, 0};
       // Still in the system call it was listed in (idle, or a futex wait).
-      if (in_syscall && c.rank <= 1 && pread(mem, insn, 2, off_t(r.rip - 2)) == 2 && insn[0] == 0x0f && insn[1] == 0x05) {
+      if (in_syscall && c.rank <= 1 && holder.empty() && pread(mem, insn, 2, off_t(r.rip - 2)) == 2 && insn[0] == 0x0f &&
+          insn[1] == 0x05) {
         outcome->safe_point = c.where;
         syscall_insn = r.rip - 2;  // the very instruction it waits in
         break;
       }
-      if (!in_syscall && safe_user_code(plan.maps, r.rip)) {
+      if (!in_syscall && holder.empty() && safe_user_code(plan.maps, r.rip)) {
         outcome->safe_point = "user code";
         break;
       }
@@ -441,6 +573,11 @@ bool inject_library(const InjectPlan& plan, const std::function<std::vector<Cand
     return false;
   }
   const uintptr_t code = uintptr_t(region), data = code + kPage, stack_top = code + kRegionBytes - 64;
+  if (thread->xstate().size() > kXsaveBytes) {
+    *why = {"xstate", "the extended register state of pid " + std::to_string(plan.pid) + " is larger than leakscope's stub holds (" +
+                          std::to_string(thread->xstate().size()) + " bytes)"};
+    return false;
+  }
   StubData stub{};
   stub.pthread_create = plan.libc.pthread_create;
   stub.pthread_detach = plan.libc.pthread_detach;
@@ -451,8 +588,10 @@ bool inject_library(const InjectPlan& plan, const std::function<std::vector<Cand
   memcpy(stub.entry, plan.entry.c_str(), plan.entry.size() + 1);
   memcpy(stub.options, plan.options.c_str(), plan.options.size() + 1);
   memcpy(stub.path, plan.library.c_str(), plan.library.size() + 1);
+  thread->fill_resume(&stub);
   const size_t code_bytes = size_t(leakscope_stub_end - leakscope_stub_start);
-  if (!write_memory(mem, code, leakscope_stub_start, code_bytes) || !write_memory(mem, data, &stub, sizeof stub)) {
+  if (!write_memory(mem, code, leakscope_stub_start, code_bytes) || !write_memory(mem, data, &stub, sizeof stub) ||
+      !write_memory(mem, data + kXsaveOffset, thread->xstate().data(), thread->xstate().size())) {
     *why = {"write", "could not write the loader stub into pid " + std::to_string(plan.pid) + ": " + strerror(errno)};
     return false;
   }
@@ -463,13 +602,24 @@ bool inject_library(const InjectPlan& plan, const std::function<std::vector<Cand
     *why = {"mprotect", std::string("mprotect in pid ") + std::to_string(plan.pid) + " failed: " + strerror(int(-protected_rc))};
     return false;
   }
-  const uintptr_t trap_after = code + size_t(leakscope_stub_trap - leakscope_stub_start) + 1;
-  if (!thread->run_stub(code, data, stack_top, trap_after, why)) return false;
-  int32_t create_result = -1;
-  pread(mem, &create_result, sizeof create_result, off_t(data + offsetof(StubData, create_result)));
-  thread->release();
+  if (!thread->launch(code, data, stack_top, why)) return false;
   outcome->pause_us = thread->paused_us();
   outcome->signals = thread->signals();
+
+  // The borrowed thread starts the loader thread and goes back by itself.
+  int32_t created = 0, create_result = -1;
+  while (created == 0) {
+    if (pread(mem, &created, sizeof created, off_t(data + offsetof(StubData, created))) != sizeof created) {
+      *why = {"exited", "pid " + std::to_string(plan.pid) + " exited while the agent was being loaded"};
+      return false;
+    }
+    if (created == 0 && now_us() > deadline + 5000000) {
+      *why = {"timeout", "pid " + std::to_string(plan.pid) + " did not start the thread that loads the agent in time; it keeps running"};
+      return false;
+    }
+    if (created == 0) pause_us(200);
+  }
+  pread(mem, &create_result, sizeof create_result, off_t(data + offsetof(StubData, create_result)));
   if (create_result != 0) {
     *why = {"thread", std::string("pid ") + std::to_string(plan.pid) + " could not start a thread to load the agent: " + strerror(create_result)};
     return false;

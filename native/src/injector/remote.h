@@ -1,23 +1,36 @@
 // Loading a library into a running process with ptrace, on one borrowed
 // thread, for as short a time as possible:
 //
-//   1. seize one thread at a safe point (target.h, thread_candidates) and
-//      interrupt it; save its registers and extended (FPU/SSE/AVX) state;
+//   1. seize one thread at a safe point (target.h, thread_candidates; the
+//      checks below) and interrupt it; save its registers and extended
+//      (FPU/SSE/AVX) state;
 //   2. on it, make two system calls through a `syscall` instruction of the
 //      target's own: mmap a small region, mprotect its code page;
-//   3. write the loader stub and its data there, and let the thread run the
-//      stub's first part: pthread_create (a new thread for the rest) and
-//      pthread_detach, ending on an int3;
-//   4. restore every register, hand back any signal that arrived meanwhile,
-//      detach: the thread goes on where it was (its system call restarts);
+//   3. write the loader stub there with its data: the functions it calls,
+//      and the registers and extended state to go back to;
+//   4. point the thread at the stub and detach at once: the stub calls
+//      pthread_create (a new thread for the rest) and pthread_detach, then
+//      puts every register back itself and jumps to where the thread was,
+//      restarting the system call it was in as the kernel would. Nothing
+//      depends on the injector from here: no trap, no stop to outlive;
 //   5. the new thread, a normal thread of the target's own, calls dlopen,
 //      dlsym and the library's entry point, and writes the outcome into the
 //      stub's data, which the injector polls until a deadline.
 //
-// The borrowed thread never calls the loader; a thread at a safe point
-// holds no lock of the allocator, the loader or thread creation, so
-// pthread_create on it cannot deadlock. Nothing is left stopped: every way
-// out (an error, the deadline, a signal) restores and detaches.
+// The borrowed thread never calls the loader. pthread_create takes malloc's
+// locks, the thread stack cache's and the default attributes', so the
+// borrowed thread must hold none of them:
+//   - blocked in an idle system call (epoll_wait, nanosleep, poll, ...): no
+//     code that holds one of them ever waits in such a call;
+//   - waiting on a futex: only the program's own (a futex word in the C
+//     library's, the loader's or an allocator library's data, or a glibc
+//     arena's mutex, is a lock that thread may wait on while holding
+//     another: fork takes every arena's in turn), and with none of their
+//     code among its innermost frames;
+//   - stopped in its own code (the last resort, when no thread waits): no
+//     return address into that code anywhere on its stack.
+// Every way out before the stub runs (an error, the deadline, a signal)
+// puts the registers back and detaches.
 #pragma once
 
 #include <sys/types.h>

@@ -158,6 +158,28 @@ uint64_t symbol_value(const ElfSymbols& elf, const char* name) {
   return fallback;
 }
 
+// A defined function's [start, end) in the file, or {0, 0}.
+std::pair<uint64_t, uint64_t> symbol_range(const ElfSymbols& elf, const char* name) {
+  for (size_t i = 1; i < elf.count; ++i) {
+    const Elf64_Sym& s = elf.symbols[i];
+    if (s.st_shndx == SHN_UNDEF || s.st_value == 0 || ELF64_ST_TYPE(s.st_info) != STT_FUNC) continue;
+    if (s.st_name < elf.strings_size && strcmp(elf.strings + s.st_name, name) == 0) return {s.st_value, s.st_value + s.st_size};
+  }
+  return {0, 0};
+}
+
+// The C library's functions that take locks pthread_create also takes
+// (malloc's arenas, the loader's lists, the thread stack cache, the default
+// thread attributes) and may wait while holding them.
+const char* const kLockingFunctions[] = {
+    "malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign", "memalign", "aligned_alloc", "valloc",
+    "pvalloc", "malloc_trim", "malloc_stats", "malloc_info", "mallinfo", "mallinfo2", "mallopt", "fork", "_Fork",
+    "vfork", "dlopen", "dlmopen", "dlclose", "dlsym", "dlvsym", "dladdr", "dladdr1", "dlinfo", "dl_iterate_phdr",
+    "pthread_create", "pthread_join", "pthread_tryjoin_np", "pthread_timedjoin_np", "pthread_clockjoin_np",
+    "pthread_detach", "pthread_exit", "pthread_getattr_default_np", "pthread_setattr_default_np", "exit",
+    "__cxa_finalize", "__cxa_thread_atexit_impl", "setuid", "setgid", "seteuid", "setegid", "setreuid", "setregid",
+    "setresuid", "setresgid", "setgroups"};
+
 bool is_libc(const std::string& path) {
   const std::string base = base_name(path);
   return base == "libc.so.6" || (base.rfind("libc-2.", 0) == 0 && base.find(".so") != std::string::npos);
@@ -378,6 +400,19 @@ bool find_libc_functions(pid_t pid, const std::vector<Mapping>& maps, LibcFuncti
     }
     *w.slot = load + value;
   }
+  for (const char* name : kLockingFunctions) {
+    const auto [start, end] = symbol_range(elf, name);
+    if (start != 0 && end > start) out->lock_holders.push_back({load + start, load + end, name});
+  }
+  // The loader's and the allocator libraries' code, whole.
+  for (const Mapping& m : maps) {
+    if (m.perms.find('x') == std::string::npos) continue;
+    const std::string base = base_name(m.path);
+    for (const char* prefix : {"ld-linux", "libjemalloc", "libmimalloc", "libtcmalloc"})
+      if (base.rfind(prefix, 0) == 0) out->lock_holders.push_back({m.start, m.end, base});
+  }
+  std::sort(out->lock_holders.begin(), out->lock_holders.end(),
+            [](const CodeRange& a, const CodeRange& b) { return a.start < b.start; });
   // A `syscall` instruction (0f 05) in libc's text, for the borrowed thread's
   // own system calls when it was stopped outside one.
   const int mem = open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
@@ -436,6 +471,13 @@ std::vector<Candidate> thread_candidates(pid_t pid) {
     out.push_back(c);
   }
   closedir(dir);
+  // A test knob: treat every thread as busy, so that the path that stops a
+  // running thread in safe code is the one taken.
+  if (const char* prefer = getenv("LEAKSCOPE_INJECT_PREFER"); prefer != nullptr && strcmp(prefer, "busy") == 0)
+    for (Candidate& c : out) {
+      c.rank = 2;
+      c.where = "running";
+    }
   // Best first; among equals the main thread last (it may be the one the
   // user watches), then the lowest tid.
   std::stable_sort(out.begin(), out.end(), [pid](const Candidate& a, const Candidate& b) {

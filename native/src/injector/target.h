@@ -36,10 +36,19 @@ Refusal seize_refusal(pid_t pid, int error);
 
 // The functions of the target's C library that the loader stub calls, at
 // their addresses in the target.
+// Code that may run with a lock held that pthread_create needs (malloc's,
+// the loader's, the thread stack cache's): a return address into it on a
+// thread's stack means the thread may hold one.
+struct CodeRange {
+  uintptr_t start = 0, end = 0;
+  std::string name;
+};
+
 struct LibcFunctions {
   uintptr_t dlopen = 0, dlsym = 0, dlerror = 0, pthread_create = 0, pthread_detach = 0;
   uintptr_t syscall_insn = 0;  // a `syscall` instruction in libc's text
   std::string path;            // libc as the target names it
+  std::vector<CodeRange> lock_holders;  // sorted by start
 };
 
 bool find_libc_functions(pid_t pid, const std::vector<Mapping>& maps, LibcFunctions* out, Refusal* why);
