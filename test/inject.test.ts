@@ -53,6 +53,18 @@ function thread(snapshot: Snapshot, tid: number) {
   return snapshot.threads.find((t) => t.tid === tid);
 }
 
+/** Attaches (the first snapshot), waits 4 s, and snapshots again: with how much the fixture's counter `key` (bytes it kept) grew between. */
+async function attachAndWait(fixture: Fixture<unknown>, key: string): Promise<{ snapshot: Snapshot; since: number }> {
+  const latest = follow(fixture);
+  const counter = () => latest<Record<string, number>>(key)?.[key];
+  await until(counter, 'a report');
+  await snapshotOf(fixture.pid);
+  const atAttach = counter()!;
+  await new Promise((r) => setTimeout(r, 4000));
+  const snapshot = await snapshotOf(fixture.pid);
+  return { snapshot, since: counter()! - atAttach };
+}
+
 /** The leaker's live bytes since attach against what the fixture says it kept since then. */
 function assertLiveSinceAttach(t: ExecutionContext, measured: number | null | undefined, truth: number, slack = 0.3) {
   t.true(truth > 2 * MiB, `the fixture leaked only ${truth} bytes since attach`);
@@ -117,13 +129,7 @@ test('a running jemalloc program: the allocator is named from its statistics, an
     withoutAgent: true,
     env: { LD_PRELOAD: allocatorLibraryPath('jemalloc')!, ...DENSE_SAMPLES },
   });
-  const latest = follow(fixture);
-  await until(() => latest<{ leaked_bytes: number }>('leaked_bytes'), 'a report');
-  await snapshotOf(fixture.pid);
-  const atAttach = latest<{ leaked_bytes: number }>('leaked_bytes')!.leaked_bytes;
-  await new Promise((r) => setTimeout(r, 4000));
-  const snapshot = await snapshotOf(fixture.pid);
-  const since = latest<{ leaked_bytes: number }>('leaked_bytes')!.leaked_bytes - atAttach;
+  const { snapshot, since } = await attachAndWait(fixture, 'leaked_bytes');
   t.is(snapshot.agent.mode, 'inject');
   t.is(snapshot.allocator.name, 'jemalloc');
   t.true(snapshot.allocator.arenas.length >= 1);
@@ -133,13 +139,7 @@ test('a running jemalloc program: the allocator is named from its statistics, an
 
 test('a running C++ program: operator new through libstdc++ is hooked, and the leaking thread is measured', async (t) => {
   const fixture = await startFixture<{ pid: number; filler_tid: number }>(t, 'cpp_cache', [], { withoutAgent: true, env: DENSE_SAMPLES });
-  const latest = follow(fixture);
-  await until(() => latest<{ cached_bytes: number }>('cached_bytes'), 'a report');
-  await snapshotOf(fixture.pid);
-  const atAttach = latest<{ cached_bytes: number }>('cached_bytes')!.cached_bytes;
-  await new Promise((r) => setTimeout(r, 4000));
-  const snapshot = await snapshotOf(fixture.pid);
-  const since = latest<{ cached_bytes: number }>('cached_bytes')!.cached_bytes - atAttach;
+  const { snapshot, since } = await attachAndWait(fixture, 'cached_bytes');
   t.is(snapshot.agent.mode, 'inject');
   t.true((snapshot.agent.hooks?.objects ?? 0) >= 2, `the executable and libstdc++: ${JSON.stringify(snapshot.agent.hooks)}`);
   // The values, plus their keys and the table's buckets.

@@ -67,15 +67,20 @@ async function fragmentedRedis(t: ExecutionContext, port: number, how: 'run' | '
 
 const within = (measured: number, truth: number, share: number) => Math.abs(measured - truth) <= share * truth;
 
+/** A snapshot once retention is judged: it waits for live bytes to be flat over a few samples. */
+async function settledSnapshot(pid: number): Promise<Snapshot> {
+  let snapshot = await snapshotOf(pid);
+  for (let i = 0; i < 20 && !snapshot.findings.some((f) => f.id === 'retention'); i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    snapshot = await snapshotOf(pid);
+  }
+  return snapshot;
+}
+
 test('redis-server, 1 M keys with 80% deleted: slab fragmentation and retention within 25% of what redis states; reclaim gives back what MEMORY PURGE does on a twin', async (t) => {
   t.timeout(180_000);
   const [one, twin] = await Promise.all([fragmentedRedis(t, 16379), fragmentedRedis(t, 16380)]);
-  // retention waits for live bytes to be flat over a few samples.
-  let snapshot: Snapshot = await snapshotOf(one.pid);
-  for (let i = 0; i < 20 && !snapshot.findings.some((f) => f.id === 'retention'); i++) {
-    await new Promise((r) => setTimeout(r, 500));
-    snapshot = await snapshotOf(one.pid);
-  }
+  const snapshot = await settledSnapshot(one.pid);
   const info = await memoryInfo(16379);
   t.is(snapshot.allocator.name, 'jemalloc');
   t.is(snapshot.allocator.background_thread, true, 'redis turns jemalloc background threads on');
@@ -112,11 +117,7 @@ test('redis-server, 1 M keys with 80% deleted: slab fragmentation and retention 
 test('redis-server started plainly and filled, then attached by pid: the slab fragmentation is measured as under leakscope run, and redis serves on', async (t) => {
   t.timeout(180_000);
   const redis = await fragmentedRedis(t, 16381, 'plain');
-  let snapshot: Snapshot = await snapshotOf(redis.pid);
-  for (let i = 0; i < 20 && !snapshot.findings.some((f) => f.id === 'retention'); i++) {
-    await new Promise((r) => setTimeout(r, 500));
-    snapshot = await snapshotOf(redis.pid);
-  }
+  const snapshot = await settledSnapshot(redis.pid);
   const info = await memoryInfo(16381);
   t.is(snapshot.agent.mode, 'inject');
   t.is(snapshot.allocator.name, 'jemalloc');

@@ -68,13 +68,16 @@ void* hook_realloc(void* block, size_t size) {
   return account_alloc(ts, moved);
 }
 
-void* hook_reallocarray(void* block, size_t count, size_t size) {
+// reallocarray through a hook's realloc: the product's overflow checked
+// first, as the C library does.
+template <void* (*Realloc)(void*, size_t)>
+void* reallocarray_with(void* block, size_t count, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) {
     errno = ENOMEM;
     return nullptr;
   }
-  return hook_realloc(block, total);
+  return Realloc(block, total);
 }
 
 int hook_posix_memalign(void** out, size_t alignment, size_t size) {
@@ -178,15 +181,6 @@ void* sampled_realloc(void* block, size_t size) {
   return sampled(size, [block](size_t n) { return real.realloc(block, n); });
 }
 
-void* sampled_reallocarray(void* block, size_t count, size_t size) {
-  size_t total;
-  if (__builtin_mul_overflow(count, size, &total)) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  return sampled_realloc(block, total);
-}
-
 int sampled_posix_memalign(void** out, size_t alignment, size_t size) {
   int rc = 0;
   void* block = sampled(size, [&](size_t n) {
@@ -224,7 +218,8 @@ const Hook kHooks[] = {
     {"free", reinterpret_cast<void*>(hook_free), reinterpret_cast<void*>(sampled_free)},
     {"calloc", reinterpret_cast<void*>(hook_calloc), reinterpret_cast<void*>(sampled_calloc)},
     {"realloc", reinterpret_cast<void*>(hook_realloc), reinterpret_cast<void*>(sampled_realloc)},
-    {"reallocarray", reinterpret_cast<void*>(hook_reallocarray), reinterpret_cast<void*>(sampled_reallocarray)},
+    {"reallocarray", reinterpret_cast<void*>(reallocarray_with<hook_realloc>),
+     reinterpret_cast<void*>(reallocarray_with<sampled_realloc>)},
     {"posix_memalign", reinterpret_cast<void*>(hook_posix_memalign), reinterpret_cast<void*>(sampled_posix_memalign)},
     {"aligned_alloc", reinterpret_cast<void*>(hook_aligned_alloc), reinterpret_cast<void*>(sampled_aligned_alloc)},
     {"memalign", reinterpret_cast<void*>(hook_memalign), reinterpret_cast<void*>(sampled_memalign)},

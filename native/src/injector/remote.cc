@@ -508,21 +508,26 @@ bool inject_library(const InjectPlan& plan, const std::function<std::vector<Cand
       // wait, it may: not when it waits for the program's own object, and
       // its innermost frames are none of theirs; stopped in its own code,
       // when no frame of its stack is theirs (stale slots make this strict).
+      // Judged by where it stopped, not where it was listed: it may have
+      // moved on since (the listing is a hint). A test knob may rank every
+      // system call as busy (LEAKSCOPE_INJECT_PREFER=busy, target.cc).
+      std::string where;
+      const int rank = !in_syscall ? 2 : c.rank == 2 ? 2 : syscall_rank(plan.pid, long(r.orig_rax), long(r.rdi), &where);
       std::string holder;
-      if (in_syscall && c.rank == 1) {
+      if (in_syscall && rank == 1) {
         holder = library_lock(mem, plan.maps, r.rdi);
         if (holder.empty()) holder = lock_holder_on_stack(mem, plan.maps, plan.libc.lock_holders, r.rsp, 1024);
       } else if (!in_syscall) {
         holder = lock_holder_on_stack(mem, plan.maps, plan.libc.lock_holders, r.rsp, 64 * 1024);
       }
       if (getenv("LEAKSCOPE_INJECT_DEBUG"))
-        fprintf(stderr, "tid %d (%s): orig_rax %lld rax %lld rip %llx%s%s\n", c.tid, c.where.c_str(), (long long)r.orig_rax,
-                (long long)r.rax, (unsigned long long)r.rip, holder.empty() ? "" : ", within ", holder.c_str());
+        fprintf(stderr, "tid %d (%s): orig_rax %lld rax %lld rip %llx%s%s\n", c.tid, where.empty() ? c.where.c_str() : where.c_str(),
+                (long long)r.orig_rax, (long long)r.rax, (unsigned long long)r.rip, holder.empty() ? "" : ", within ", holder.c_str());
       unsigned char insn[2] = {0, 0};
-      // Still in the system call it was listed in (idle, or a futex wait).
-      if (in_syscall && c.rank <= 1 && holder.empty() && pread(mem, insn, 2, off_t(r.rip - 2)) == 2 && insn[0] == 0x0f &&
+      // In an idle system call, or the program's own futex wait.
+      if (in_syscall && rank <= 1 && holder.empty() && pread(mem, insn, 2, off_t(r.rip - 2)) == 2 && insn[0] == 0x0f &&
           insn[1] == 0x05) {
-        outcome->safe_point = c.where;
+        outcome->safe_point = where;
         syscall_insn = r.rip - 2;  // the very instruction it waits in
         break;
       }

@@ -435,6 +435,20 @@ std::string loaded_library(const std::vector<Mapping>& maps, const std::string& 
   return "";
 }
 
+int syscall_rank(pid_t pid, long nr, long arg0, std::string* name) {
+  if (idle_syscall(nr, name)) return 0;
+  if (nr == SYS_read && idle_read(pid, arg0)) {
+    *name = "read";
+    return 0;
+  }
+  if (nr == SYS_futex) {
+    *name = "futex";
+    return 1;
+  }
+  *name = "syscall " + std::to_string(nr);
+  return 2;
+}
+
 std::vector<Candidate> thread_candidates(pid_t pid) {
   std::vector<Candidate> out;
   const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
@@ -452,21 +466,8 @@ std::vector<Candidate> thread_candidates(pid_t pid) {
     c.where = "running";
     if (read_file(tasks + "/" + entry->d_name + "/syscall", &syscall_text)) {
       long nr = -1, arg0 = 0;
-      if (syscall_text.rfind("running", 0) != 0 && sscanf(syscall_text.c_str(), "%ld %lx", &nr, &arg0) >= 1 && nr >= 0) {
-        std::string name;
-        if (idle_syscall(nr, &name)) {
-          c.rank = 0;
-          c.where = name;
-        } else if (nr == SYS_read && idle_read(pid, arg0)) {
-          c.rank = 0;
-          c.where = "read";
-        } else if (nr == SYS_futex) {
-          c.rank = 1;
-          c.where = "futex";
-        } else {
-          c.where = "syscall " + std::to_string(nr);
-        }
-      }
+      if (syscall_text.rfind("running", 0) != 0 && sscanf(syscall_text.c_str(), "%ld %lx", &nr, &arg0) >= 1 && nr >= 0)
+        c.rank = syscall_rank(pid, nr, arg0, &c.where);
     }
     out.push_back(c);
   }

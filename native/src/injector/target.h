@@ -68,6 +68,10 @@ struct Candidate {
 
 std::vector<Candidate> thread_candidates(pid_t pid);
 
+// How a thread blocked in system call `nr` (first argument `arg0`) ranks, as
+// in Candidate: 0 idle, 1 a futex wait, 2 any other; `name` says which.
+int syscall_rank(pid_t pid, long nr, long arg0, std::string* name);
+
 // The allocator the executable carries itself ("#[global_allocator]" for a
 // Rust one, "malloc", "mi_malloc", "je_malloc", ... for one linked in
 // statically), or "" when it calls a shared library's malloc through its GOT.
