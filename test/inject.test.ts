@@ -173,7 +173,7 @@ test('a running Rust program on the System allocator is measured; one with its o
   t.true(isAlive(child.pid!));
 });
 
-test('a program in its own mount namespace (unshare -m, private /tmp): the library goes into its /tmp and the socket is reached through /proc/PID/root', async (t) => {
+test('a program in its own mount namespace (unshare -m, private /tmp) or pid namespace: the library goes into its /tmp, the socket is reached through /proc/PID/root, the pid is the one asked for', async (t) => {
   const binary = resolve(FIXTURES, 'attach_target');
   const fixture = await startFixture<{ pid: number; leaker_tid: number }>(
     t,
@@ -189,6 +189,19 @@ test('a program in its own mount namespace (unshare -m, private /tmp): the libra
   const socket = await readFile(`/proc/${fixture.pid}/root/tmp/leakscope-${process.getuid!()}/${fixture.pid}.sock`).catch((e: NodeJS.ErrnoException) => e.code);
   t.is(socket, 'ENXIO', 'the socket lives in the target\'s own /tmp');
   t.true(fixture.alive());
+
+  // Its own pid namespace too (unshare -pf --mount-proc): it is pid 1 there.
+  const unshare = spawn('unshare', ['-pf', '--mount-proc', binary, '--leak-kib-per-s', '256'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.teardown(() => unshare.kill('SIGKILL'));
+  const inner = await new Promise<{ pid: number }>((ready) => createInterface({ input: unshare.stdout }).once('line', (l) => ready(JSON.parse(l))));
+  t.is(inner.pid, 1);
+  const { stdout: children } = await run('pgrep', ['-P', String(unshare.pid)]);
+  const outer = Number(children.trim().split('\n')[0]);
+  t.teardown(() => safeKill(outer, 'SIGKILL'));
+  const namespaced = await snapshotOf(outer);
+  t.is(namespaced.agent.mode, 'inject');
+  t.is(namespaced.pid, outer);
+  t.true(namespaced.agent.notes.includes(`pid ${outer} is pid 1 in its own pid namespace`), namespaced.agent.notes.join('\n'));
 });
 
 test('a program that forks and execs keeps doing so after attach: no child dies, the parent stays attached', async (t) => {

@@ -143,8 +143,13 @@ export async function observe(connection: Connection, query: TaskQuery = {}): Pr
     readProcessMemory(pid).catch(() => null),
     allocatorNamed(pid, observation.allocator).catch(() => observation.allocator),
   ]);
+  // A process in its own pid namespace knows itself by another pid: the
+  // snapshot names it by the one it was asked for.
+  const ownPid = observation.pid !== pid ? observation.pid : null;
   return {
     ...observation,
+    pid,
+    agent: ownPid === null ? observation.agent : { ...observation.agent, notes: [...observation.agent.notes, `pid ${pid} is pid ${ownPid} in its own pid namespace`] },
     allocator,
     process: { ...observation.process, started_at: startedAt, ...(memory ? { memory } : {}) },
   };
