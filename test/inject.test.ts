@@ -12,7 +12,8 @@ import { allocatorLibraryPath, PACKAGE_ROOT } from '../src/paths.js';
 import type { Snapshot } from '../src/model/snapshot.js';
 import { gotTarget } from './helpers/got.js';
 import { findingIds as ids, IDLE } from './helpers/owner.js';
-import { type Fixture, FIXTURES, isAlive, MiB, RUST_FIXTURES, runCli, safeKill, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
+import { CLI, type Fixture, FIXTURES, isAlive, MiB, RUST_FIXTURES, runCli, safeKill, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
+import { Terminal } from './helpers/tmux.js';
 
 const run = promisify(execFile);
 const INJECTOR = resolve(PACKAGE_ROOT, 'build/lib/leakscope-inject');
@@ -331,5 +332,26 @@ test('a thread stopped in the middle of its computation gets every register back
   const before = latest<{ checks: number; check_failures: number }>('checks')!;
   await until(() => (latest<{ checks: number }>('checks')!.checks > before.checks + 100 ? true : null), 'more checks');
   t.is(latest<{ check_failures: number }>('checks')!.check_failures, 0);
+  t.true(fixture.alive());
+});
+
+test('the same commands on a pid attached late: the console in a real terminal, watch, check', async (t) => {
+  const fixture = await startFixture<{ pid: number; burst_bytes: number }>(t, 'arena_burst', [], { withoutAgent: true });
+  const term = await Terminal.start(t, [process.execPath, CLI, 'attach', String(fixture.pid), '--idle-threshold', '1s'], { env: { CI: 'true' } });
+  const screen = await term.until('● live');
+  t.regex(screen, new RegExp(`pid ${fixture.pid} · agent inject, counts sampled · glibc`));
+  t.regex(screen, /allocator retention, not a leak/);
+  await term.keys(['q']);
+
+  const watch = await runCli(['watch', String(fixture.pid), '--interval', '200ms', '--count', '2']);
+  t.is(watch.code, 0, watch.stderr);
+  const lines = watch.stdout.trim().split('\n').map((l) => JSON.parse(l) as { schema: string } & Partial<Snapshot>);
+  const snapshots = lines.filter((l) => l.schema === 'leakscope.snapshot/1');
+  t.is(snapshots.length, 2);
+  t.true(snapshots.every((s) => s.agent?.mode === 'inject'));
+
+  const check = await runCli(['check', String(fixture.pid), '--fail-on', 'warn']);
+  t.is(check.code, 1, check.stdout + check.stderr);
+  t.regex(check.stdout, /arena-fragmentation/);
   t.true(fixture.alive());
 });
