@@ -14,6 +14,19 @@ OwnerRecord OwnershipTable::unpack(uint64_t v) {
   return OwnerRecord{uint32_t(v & 0xFFF), uint32_t((v >> 12) & 0xFFF), v >> 24, 0};
 }
 
+namespace {
+
+// Down by one, never below zero: a ledger restart (clear) may zero a counter
+// between another thread's count up and its count down, and a counter that
+// wrapped to 255 would read as "maybe sampled" (and full) until the next one.
+void count_down_to_zero(std::atomic<uint8_t>& counter) {
+  uint8_t seen = counter.load(std::memory_order_relaxed);
+  while (seen != 0 && !counter.compare_exchange_weak(seen, uint8_t(seen - 1), std::memory_order_relaxed)) {
+  }
+}
+
+}  // namespace
+
 bool OwnershipTable::insert(uintptr_t block, const OwnerRecord& owner) {
   const uint64_t h = hash(block);
   std::atomic<uint8_t>& counter = filter_[h >> (64 - kFilterBits)];
@@ -35,7 +48,7 @@ bool OwnershipTable::insert(uintptr_t block, const OwnerRecord& owner) {
       return true;
     }
   }
-  counter.fetch_sub(1, std::memory_order_relaxed);
+  count_down_to_zero(counter);
   return false;
 }
 
@@ -55,7 +68,7 @@ bool OwnershipTable::take(uintptr_t block, OwnerRecord* owner) {
     *owner = unpack(e.value.load(std::memory_order_acquire));
     owner->task_tag = e.task_tag.load(std::memory_order_relaxed);
     e.key.store(kTombstone, std::memory_order_release);
-    counter.fetch_sub(1, std::memory_order_relaxed);
+    count_down_to_zero(counter);
     return true;
   }
   return false;
