@@ -355,3 +355,22 @@ test('the same commands on a pid attached late: the console in a real terminal, 
   t.regex(check.stdout, /arena-fragmentation/);
   t.true(fixture.alive());
 });
+
+test('a target killed while the injector works: the injector answers within its deadline, every time, and says the target exited', async (t) => {
+  const outcomes = new Map<string, number>();
+  for (let i = 0; i < 12; i++) {
+    const fixture = await startFixture<{ pid: number }>(t, 'attach_target', ['--loop-threads', '1'], { withoutAgent: true });
+    const started = Date.now();
+    const injector = run(INJECTOR, [String(fixture.pid), '--library', INJECT_LIBRARY, '--timeout-ms', '2000'], { timeout: 20_000 }).then(
+      ({ stdout }) => stdout,
+      (error: { stdout?: string }) => error.stdout ?? '',
+    );
+    setTimeout(() => safeKill(fixture.pid, 'SIGKILL'), i * 3); // 0 .. 33 ms in: before, during and after the load
+    const reply = JSON.parse((await injector).trim() || '{}') as { ok?: boolean; code?: string };
+    t.true(Date.now() - started < 10_000, 'answered, not hung');
+    t.true(reply.ok === true || ['no-process', 'exited'].includes(reply.code ?? ''), JSON.stringify(reply));
+    const key = reply.ok ? 'loaded' : reply.code!;
+    outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+  }
+  t.log([...outcomes].map(([k, n]) => `${k} ×${n}`).join(', '));
+});

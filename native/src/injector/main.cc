@@ -41,7 +41,11 @@ std::string json_string(const std::string& text) {
   return out + "\"";
 }
 
-int refuse(const Refusal& why) {
+// A step that failed because the process died on the way says so, not what
+// the step saw (an empty memory map, a /proc file it may no longer open).
+int refuse(pid_t pid, Refusal why) {
+  if (why.code != "no-process" && why.code != "exited" && process_gone(pid))
+    why = {"exited", "pid " + std::to_string(pid) + " exited while the agent was being loaded"};
   printf("{\"ok\":false,\"code\":%s,\"message\":%s}\n", json_string(why.code).c_str(), json_string(why.message).c_str());
   return 2;
 }
@@ -124,7 +128,7 @@ int main(int argc, char** argv) {
   sigprocmask(SIG_BLOCK, &blocked, nullptr);
 
   Refusal why;
-  if (!preflight(pid, &why)) return refuse(why);
+  if (!preflight(pid, &why)) return refuse(pid, why);
   InjectPlan plan;
   plan.pid = pid;
   plan.entry = "leakscope_inject_attach";
@@ -133,14 +137,14 @@ int main(int argc, char** argv) {
   plan.timeout_ms = timeout_ms;
   plan.maps = read_maps(pid);
   if (!loaded_library(plan.maps, "libleakscope.so").empty() || !loaded_library(plan.maps, "libleakscope-exact.so").empty())
-    return refuse({"preloaded", "pid " + std::to_string(pid) +
+    return refuse(pid, {"preloaded", "pid " + std::to_string(pid) +
                                     " was started with leakscope's LD_PRELOAD agent, which does not answer (it exec'd or forked away from it): restart it with `leakscope run`"});
-  if (!find_libc_functions(pid, plan.maps, &plan.libc, &why)) return refuse(why);
-  if (!deliver_library(pid, library, &plan.library, &why)) return refuse(why);
+  if (!find_libc_functions(pid, plan.maps, &plan.libc, &why)) return refuse(pid, why);
+  if (!deliver_library(pid, library, &plan.library, &why)) return refuse(pid, why);
   InjectOutcome outcome;
-  if (!inject_library(plan, [pid] { return thread_candidates(pid); }, &outcome, &why)) return refuse(why);
+  if (!inject_library(plan, [pid] { return thread_candidates(pid); }, &outcome, &why)) return refuse(pid, why);
   if (outcome.entry_result == 2)
-    return refuse({"forked", "pid " + std::to_string(pid) +
+    return refuse(pid, {"forked", "pid " + std::to_string(pid) +
                                  " carries the agent of the process it was forked from, which cannot run in a child: attach to the parent, or restart this one"});
   std::string signals = "[";
   for (size_t i = 0; i < outcome.signals.size(); ++i) signals += (i ? "," : "") + std::to_string(outcome.signals[i]);

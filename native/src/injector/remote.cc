@@ -497,7 +497,7 @@ bool inject_library(const InjectPlan& plan, const std::function<std::vector<Cand
   uintptr_t syscall_insn = plan.libc.syscall_insn;
   auto try_candidate = [&](const Candidate& c) -> bool {  // false: give up on the target
     auto borrowed = std::make_unique<Borrowed>(plan.pid, c.tid, deadline);
-    if (!borrowed->stop(why)) return why->code == "exited" && kill(plan.pid, 0) == 0;  // that thread ended; another may do
+    if (!borrowed->stop(why)) return why->code == "exited" && !process_gone(plan.pid);  // that thread ended; another may do
     const int tries = c.rank == 2 ? 40 : 1;
     for (int attempt = 0; attempt < tries; ++attempt) {
       const user_regs_struct& r = borrowed->saved();
@@ -546,7 +546,7 @@ bool inject_library(const InjectPlan& plan, const std::function<std::vector<Cand
     return true;
   };
   constexpr int kWaitingRounds = 25;  // 2 ms apart
-  for (int round = 0; round <= kWaitingRounds && !thread && now_us() < deadline; ++round) {
+  for (int round = 0; round <= kWaitingRounds && !thread && now_us() < deadline && !process_gone(plan.pid); ++round) {
     const bool last = round == kWaitingRounds;
     const std::vector<Candidate> listed = list_candidates();
     if (getenv("LEAKSCOPE_INJECT_DEBUG"))
@@ -557,6 +557,10 @@ bool inject_library(const InjectPlan& plan, const std::function<std::vector<Cand
       if (!try_candidate(c)) return false;
     }
     if (!thread && !last) pause_us(2000);
+  }
+  if (!thread && process_gone(plan.pid)) {
+    *why = {"exited", "pid " + std::to_string(plan.pid) + " exited while the agent was being loaded"};
+    return false;
   }
   if (!thread) {
     if (why->code.empty() || why->code == "exited")

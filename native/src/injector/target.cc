@@ -489,6 +489,15 @@ std::vector<Candidate> thread_candidates(pid_t pid) {
   return out;
 }
 
+bool process_gone(pid_t pid) {
+  std::string stat;
+  if (!read_file("/proc/" + std::to_string(pid) + "/stat", &stat) || stat.empty()) return true;
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat.size()) return true;
+  const char state = stat[paren + 2];
+  return state == 'Z' || state == 'X';
+}
+
 bool other_mount_namespace(pid_t pid) {
   struct stat ours {}, theirs {};
   if (stat("/proc/self/ns/mnt", &ours) != 0) return false;

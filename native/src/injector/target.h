@@ -77,6 +77,9 @@ int syscall_rank(pid_t pid, long nr, long arg0, std::string* name);
 // statically), or "" when it calls a shared library's malloc through its GOT.
 std::string linked_allocator(pid_t pid);
 
+// The process has exited (gone, or a zombie waiting for its parent).
+bool process_gone(pid_t pid);
+
 // The process's mount namespace differs from ours (a container, unshare -m).
 bool other_mount_namespace(pid_t pid);
 
