@@ -374,3 +374,21 @@ test('a target killed while the injector works: the injector answers within its 
   }
   t.log([...outcomes].map(([k, n]) => `${k} ×${n}`).join(', '));
 });
+
+test('the CLI killed while it loads the agent: the target runs on, and the next snapshot attaches', async (t) => {
+  for (let i = 0; i < 8; i++) {
+    const fixture = await startFixture<{ pid: number }>(t, 'attach_target', ['--loop-threads', '1'], { withoutAgent: true });
+    const latest = follow(fixture);
+    const cli = spawn(process.execPath, [CLI, 'snapshot', String(fixture.pid), '--json'], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 120 + i * 15)); // Node's start, then 0 .. 105 ms into the load
+    cli.kill('SIGKILL');
+    await until(() => latest<{ ops: number }>('ops'), 'a report');
+    const ops = latest<{ ops: number }>('ops')!.ops;
+    await until(() => (latest<{ ops: number }>('ops')!.ops > ops ? true : null), 'the target to go on');
+    t.not(await processState(fixture.pid), 'T');
+    const snapshot = await snapshotOf(fixture.pid);
+    t.is(snapshot.agent.mode, 'inject');
+    t.regex(await readFile(`/proc/${fixture.pid}/maps`, 'utf8'), /libleakscope-inject\.so/);
+    safeKill(fixture.pid, 'SIGKILL');
+  }
+});
