@@ -3,7 +3,7 @@
 // and are judged on what it measures from then on; every refusal is one
 // line and the /proc view; the target always runs on.
 import { execFile, spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -174,7 +174,7 @@ test('a running Rust program on the System allocator is measured; one with its o
   t.true(isAlive(child.pid!));
 });
 
-test('a program in its own mount namespace (unshare -m, private /tmp) or pid namespace: the library goes into its /tmp, the socket is reached through /proc/PID/root, the pid is the one asked for', async (t) => {
+test('a program in its own mount namespace (private /tmp, or read-only /tmp) or pid namespace: the library goes into its /tmp or a memfd, the socket is reached through /proc/PID/root, the pid is the one asked for', async (t) => {
   const binary = resolve(FIXTURES, 'attach_target');
   const fixture = await startFixture<{ pid: number; leaker_tid: number }>(
     t,
@@ -190,6 +190,22 @@ test('a program in its own mount namespace (unshare -m, private /tmp) or pid nam
   const socket = await readFile(`/proc/${fixture.pid}/root/tmp/leakscope-${process.getuid!()}/${fixture.pid}.sock`).catch((e: NodeJS.ErrnoException) => e.code);
   t.is(socket, 'ENXIO', 'the socket lives in the target\'s own /tmp');
   t.true(fixture.alive());
+
+  // A read-only /tmp (a hardened container): the library comes in a memfd of
+  // the target's own, closed once loaded, and the socket goes to /dev/shm.
+  const readOnly = await startFixture<{ pid: number }>(
+    t,
+    'unshare',
+    ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o ro tmpfs /tmp && exec ${binary} --leak-kib-per-s 256`],
+    { withoutAgent: true, dir: '/usr/bin' },
+  );
+  const sealed = await snapshotOf(readOnly.pid);
+  t.is(sealed.agent.mode, 'inject', sealed.agent.notes.join('\n'));
+  t.regex(await readFile(`/proc/${readOnly.pid}/maps`, 'utf8'), /\/memfd:leakscope-agent/);
+  const fds = await readdir(`/proc/${readOnly.pid}/fd`);
+  const links = await Promise.all(fds.map((fd) => readlink(`/proc/${readOnly.pid}/fd/${fd}`).catch(() => '')));
+  t.false(links.some((l) => l.includes('memfd:leakscope-agent')), 'the memfd is closed once loaded');
+  t.is(await readFile(`/proc/${readOnly.pid}/root/dev/shm/leakscope-${process.getuid!()}/${readOnly.pid}.sock`).catch((e: NodeJS.ErrnoException) => e.code), 'ENXIO');
 
   // Its own pid namespace too (unshare -pf --mount-proc): it is pid 1 there.
   const unshare = spawn('unshare', ['-pf', '--mount-proc', binary, '--leak-kib-per-s', '256'], { stdio: ['ignore', 'pipe', 'ignore'] });

@@ -8,7 +8,7 @@ import { AgentClient, type HelloResult, type RequestParams } from './agent-clien
 import { AGENT_NOT_LOADED, allocatorFromMaps, procObservation, readProcessMemory } from './proc-view.js';
 import { InjectRefused, injectNativeAgent } from './native-inject.js';
 import { injectNodeBridge, isNodeProcess, waitForInspectorClosed } from './node-inject.js';
-import { identifyTarget, isAlive, processStartedAt, readProcFile, socketDirectory, targetSocketPath } from './target.js';
+import { identifyTarget, isAlive, processStartedAt, readProcFile, socketDirectory, targetSocketPaths } from './target.js';
 
 export type Connection =
   | { readonly kind: 'agent'; readonly client: AgentClient; readonly hello: HelloResult }
@@ -31,6 +31,18 @@ async function removeStaleSocket(path: string): Promise<string> {
   }
 }
 
+async function firstExisting(paths: readonly string[]): Promise<string | null> {
+  for (const path of paths) {
+    try {
+      await fs.lstat(path);
+      return path;
+    } catch {
+      // not there: the next
+    }
+  }
+  return null;
+}
+
 let attachDefaults: Pick<ConnectOptions, 'inject' | 'lingerMs'> = {};
 
 /** The CLI's --linger and --no-inject, for every connect of this run. */
@@ -41,7 +53,8 @@ export function setAttachDefaults(defaults: Pick<ConnectOptions, 'inject' | 'lin
 export async function connect(pid: number, given: ConnectOptions = {}): Promise<Connection> {
   const options = { ...attachDefaults, ...given };
   const target = await identifyTarget(pid);
-  const path = targetSocketPath(target);
+  const paths = targetSocketPaths(target);
+  const path = (await firstExisting(paths)) ?? paths[0]!;
   const withoutAgent = async (reason: string): Promise<Connection> => {
     if (options.inject === false) return { kind: 'proc', pid, reason };
     if (!(await isNodeProcess(pid))) {

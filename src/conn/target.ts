@@ -65,10 +65,16 @@ export function socketPath(pid: number, uid: number, env: NodeJS.ProcessEnv = pr
   return `${socketDirectory(uid, env)}/${pid}.sock`;
 }
 
-/** The socket of `target`'s agent as this process reaches it: through /proc/PID/root when the target has its own mount namespace. */
-export function targetSocketPath(target: TargetIdentity, env: NodeJS.ProcessEnv = process.env): string {
-  const path = socketPath(target.ownPid, target.uid, env);
-  return target.otherMountNamespace ? `/proc/${target.pid}/root${path}` : path;
+/**
+ * Where `target`'s agent may have its socket, as this process reaches it
+ * (through /proc/PID/root when the target has its own mount namespace): the
+ * socket directory, then /dev/shm, where an agent goes when the target's
+ * /tmp cannot be written (native/src/core/server.cc).
+ */
+export function targetSocketPaths(target: TargetIdentity, env: NodeJS.ProcessEnv = process.env): string[] {
+  const paths = [socketPath(target.ownPid, target.uid, env)];
+  if (!env.LEAKSCOPE_SOCKET_DIR) paths.push(`/dev/shm/leakscope-${target.uid}/${target.ownPid}.sock`);
+  return paths.map((path) => (target.otherMountNamespace ? `/proc/${target.pid}/root${path}` : path));
 }
 
 export function isAlive(pid: number): boolean {

@@ -29,10 +29,16 @@ Server::Server(const AgentConfig& config, Sampler& sampler, AllocatorProbe& prob
     : config_(config), sampler_(sampler), probe_(probe), started_ms_(started_ms), owner_pid_(getpid()) {}
 
 bool Server::listen(std::string* error) {
-  const std::string dir = socket_directory(config_);
+  std::string dir = socket_directory(config_);
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    *error = "cannot create " + dir + ": " + strerror(errno);
-    return false;
+    // A read-only or missing /tmp (a hardened container): /dev/shm, where the
+    // CLI looks next, unless a directory was asked for.
+    const std::string fallback = "/dev/shm/leakscope-" + std::to_string(geteuid());
+    if (!config_.socket_dir.empty() || (mkdir(fallback.c_str(), 0700) != 0 && errno != EEXIST)) {
+      *error = "cannot create " + dir + ": " + strerror(errno);
+      return false;
+    }
+    dir = fallback;
   }
   // Another user could have made the directory first and wait for our
   // socket in it: use it only if it is ours and private.

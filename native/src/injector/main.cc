@@ -56,23 +56,22 @@ std::string base_name(const std::string& path) {
 }
 
 // A target in another mount namespace cannot see our path: the library is
-// copied into its /tmp (through /proc/PID/root) and named as it sees it.
-bool deliver_library(pid_t pid, const std::string& ours, std::string* theirs, Refusal* why) {
+// copied into its /tmp (through /proc/PID/root) and named as it sees it; where
+// that cannot be written (a read-only or missing /tmp), `theirs` stays empty
+// and the library goes in a memfd of the target's own (remote.cc).
+bool deliver_library(pid_t pid, const std::string& ours, std::string* theirs, std::string* bytes, Refusal* why) {
   if (!other_mount_namespace(pid)) {
     *theirs = ours;
     return true;
   }
-  std::string bytes;
-  if (!read_file(ours, &bytes) || bytes.empty()) {
+  if (!read_file(ours, bytes) || bytes->empty()) {
     *why = {"library", "cannot read " + ours};
     return false;
   }
   const std::string dir = "/tmp/leakscope-inject-" + std::to_string(geteuid());
   const std::string root = "/proc/" + std::to_string(pid) + "/root";
-  if (mkdir((root + dir).c_str(), 0755) != 0 && errno != EEXIST) {
-    *why = {"library", "cannot create " + dir + " in the mount namespace of pid " + std::to_string(pid) + ": " + strerror(errno)};
-    return false;
-  }
+  theirs->clear();
+  if (mkdir((root + dir).c_str(), 0755) != 0 && errno != EEXIST) return true;  // the memfd, then
   struct stat st {};
   if (lstat((root + dir).c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
     *why = {"library", dir + " in the mount namespace of pid " + std::to_string(pid) + " is not a directory only uid " +
@@ -82,17 +81,11 @@ bool deliver_library(pid_t pid, const std::string& ours, std::string* theirs, Re
   const std::string file = dir + "/" + base_name(ours);
   const std::string temp = root + file + ".tmp" + std::to_string(getpid());
   const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-  if (fd < 0 || write(fd, bytes.data(), bytes.size()) != ssize_t(bytes.size()) || fchmod(fd, 0644) != 0) {
-    *why = {"library", "cannot write " + file + " in the mount namespace of pid " + std::to_string(pid) + ": " + strerror(errno)};
-    if (fd >= 0) close(fd);
+  const bool written = fd >= 0 && write(fd, bytes->data(), bytes->size()) == ssize_t(bytes->size()) && fchmod(fd, 0644) == 0;
+  if (fd >= 0) close(fd);
+  if (!written || rename(temp.c_str(), (root + file).c_str()) != 0) {
     unlink(temp.c_str());
-    return false;
-  }
-  close(fd);
-  if (rename(temp.c_str(), (root + file).c_str()) != 0) {
-    *why = {"library", "cannot place " + file + " in the mount namespace of pid " + std::to_string(pid) + ": " + strerror(errno)};
-    unlink(temp.c_str());
-    return false;
+    return true;  // the memfd, then
   }
   *theirs = file;
   return true;
@@ -140,7 +133,9 @@ int main(int argc, char** argv) {
     return refuse(pid, {"preloaded", "pid " + std::to_string(pid) +
                                     " was started with leakscope's LD_PRELOAD agent, which does not answer (it exec'd or forked away from it): restart it with `leakscope run`"});
   if (!find_libc_functions(pid, plan.maps, &plan.libc, &why)) return refuse(pid, why);
-  if (!deliver_library(pid, library, &plan.library, &why)) return refuse(pid, why);
+  if (!loaded_library(plan.maps, "memfd:leakscope-agent (deleted)").empty() || !loaded_library(plan.maps, "memfd:leakscope-agent").empty())
+    return refuse(pid, {"loaded", "pid " + std::to_string(pid) + " has leakscope's agent loaded already, but it does not answer (its socket is gone): restart the program to attach again"});
+  if (!deliver_library(pid, library, &plan.library, &plan.library_bytes, &why)) return refuse(pid, why);
   InjectOutcome outcome;
   if (!inject_library(plan, [pid] { return thread_candidates(pid); }, &outcome, &why)) return refuse(pid, why);
   if (outcome.entry_result == 2)
@@ -151,7 +146,7 @@ int main(int argc, char** argv) {
   signals += "]";
   printf("{\"ok\":true,\"tid\":%d,\"safe_point\":%s,\"pause_us\":%llu,\"load_ms\":%llu,\"entry_result\":%d,\"library\":%s,\"signals\":%s}\n",
          outcome.tid, json_string(outcome.safe_point).c_str(), static_cast<unsigned long long>(outcome.pause_us),
-         static_cast<unsigned long long>(outcome.load_ms), outcome.entry_result, json_string(plan.library).c_str(),
+         static_cast<unsigned long long>(outcome.load_ms), outcome.entry_result, json_string(outcome.library).c_str(),
          signals.c_str());
   return 0;
 }

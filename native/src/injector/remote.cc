@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <linux/memfd.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -34,9 +35,10 @@
 //   onto the system call it was interrupted in, as the kernel restarts it).
 //   So nothing depends on the injector once the stub runs: no trap, no
 //   stop, no tracer to outlive.
-// On the new thread, loader(data): h = dlopen(path, RTLD_NOW);
-//   f = dlsym(h, entry); data->entry_result = f(options); data->state = 1,
-//   or on failure data->error = dlerror(), data->state = 2; return NULL.
+// On the new thread, loader(data): h = dlopen(path, RTLD_NOW); close the
+//   memfd the library came in, if it came in one; f = dlsym(h, entry);
+//   data->entry_result = f(options); data->state = 1, or on failure
+//   data->error = dlerror(), data->state = 2; return NULL.
 asm(R"(
   .pushsection .text
   .globl leakscope_stub_start
@@ -92,6 +94,13 @@ leakscope_stub_start:
   lea 1160(%rbx), %rdi
   mov $2, %esi
   call *16(%rbx)
+  mov %rax, 3360(%rbx)
+  mov 3368(%rbx), %edi
+  test %edi, %edi
+  js .Lleakscope_opened
+  call *3376(%rbx)
+.Lleakscope_opened:
+  mov 3360(%rbx), %rax
   test %rax, %rax
   jz .Lleakscope_failed
   mov %rax, %rdi
@@ -136,6 +145,11 @@ struct StubData {
   // Where the borrowed thread goes back to, and with what (Resume order).
   uint64_t resume[18];                                              // 3208
   uint32_t restore_kind;                                            // 3352: 1 xrstor, 2 fxrstor
+  uint32_t pad2;                                                    // 3356
+  uint64_t handle;                                                  // 3360: dlopen's
+  int32_t memfd;                                                    // 3368: the library's memfd, closed after dlopen; -1 none
+  int32_t pad3;                                                     // 3372
+  uint64_t close;                                                   // 3376: close()
 };
 
 // StubData::resume, in the order the stub loads it.
@@ -145,7 +159,8 @@ static_assert(offsetof(StubData, thread) == 40 && offsetof(StubData, create_resu
                   offsetof(StubData, error) == 64 && offsetof(StubData, entry) == 72 &&
                   offsetof(StubData, options) == 136 && offsetof(StubData, path) == 1160 &&
                   offsetof(StubData, created) == 60 && offsetof(StubData, resume) == 3208 &&
-                  offsetof(StubData, restore_kind) == 3352,
+                  offsetof(StubData, restore_kind) == 3352 && offsetof(StubData, handle) == 3360 &&
+                  offsetof(StubData, memfd) == 3368 && offsetof(StubData, close) == 3376,
               "the stub's offsets");
 static_assert(sizeof(StubData) <= 4096, "one page of data");
 
@@ -473,7 +488,7 @@ std::string read_string(int mem, uintptr_t address) {
 
 bool inject_library(const InjectPlan& plan, const std::function<std::vector<Candidate>()>& list_candidates,
                     InjectOutcome* outcome, Refusal* why) {
-  if (plan.library.size() >= sizeof StubData{}.path || plan.options.size() >= sizeof StubData{}.options ||
+  if (plan.library.size() + 32 >= sizeof StubData{}.path || plan.options.size() >= sizeof StubData{}.options ||
       plan.entry.size() >= sizeof StubData{}.entry) {
     *why = {"argument", "the library path or options are too long"};
     return false;
@@ -582,6 +597,33 @@ bool inject_library(const InjectPlan& plan, const std::function<std::vector<Cand
     return false;
   }
   const uintptr_t code = uintptr_t(region), data = code + kPage, stack_top = code + kRegionBytes - 64;
+  // A target whose files we cannot write to (another mount namespace with a
+  // read-only or missing /tmp) gets the library in a memfd of its own: the
+  // borrowed thread makes it, we fill it through /proc/PID/fd.
+  int32_t memfd = -1;
+  std::string library = plan.library;
+  if (library.empty()) {
+    static const char kName[] = "leakscope-agent";
+    long fd = -1;
+    if (!write_memory(mem, data, kName, sizeof kName) ||
+        !thread->syscall(syscall_insn, SYS_memfd_create, {long(data), long(MFD_CLOEXEC), 0, 0, 0, 0}, &fd, why))
+      return why->code.empty() ? (*why = {"memfd", "could not make a memfd in pid " + std::to_string(plan.pid)}, false) : false;
+    if (fd < 0) {
+      *why = {"memfd", std::string("memfd_create in pid ") + std::to_string(plan.pid) + " failed: " + strerror(int(-fd))};
+      return false;
+    }
+    memfd = int32_t(fd);
+    const std::string at = "/proc/" + std::to_string(plan.pid) + "/fd/" + std::to_string(fd);
+    const int out = open(at.c_str(), O_WRONLY | O_CLOEXEC);
+    const bool written = out >= 0 && write(out, plan.library_bytes.data(), plan.library_bytes.size()) == ssize_t(plan.library_bytes.size());
+    if (out >= 0) close(out);
+    if (!written) {
+      *why = {"memfd", "could not fill the memfd in pid " + std::to_string(plan.pid) + ": " + strerror(errno)};
+      return false;
+    }
+    library = "/proc/self/fd/" + std::to_string(fd);
+  }
+  outcome->library = library;
   if (thread->xstate().size() > kXsaveBytes) {
     *why = {"xstate", "the extended register state of pid " + std::to_string(plan.pid) + " is larger than leakscope's stub holds (" +
                           std::to_string(thread->xstate().size()) + " bytes)"};
@@ -596,7 +638,9 @@ bool inject_library(const InjectPlan& plan, const std::function<std::vector<Cand
   stub.create_result = -1;
   memcpy(stub.entry, plan.entry.c_str(), plan.entry.size() + 1);
   memcpy(stub.options, plan.options.c_str(), plan.options.size() + 1);
-  memcpy(stub.path, plan.library.c_str(), plan.library.size() + 1);
+  memcpy(stub.path, library.c_str(), library.size() + 1);
+  stub.memfd = memfd;
+  stub.close = plan.libc.close;
   thread->fill_resume(&stub);
   const size_t code_bytes = size_t(leakscope_stub_end - leakscope_stub_start);
   if (!write_memory(mem, code, leakscope_stub_start, code_bytes) || !write_memory(mem, data, &stub, sizeof stub) ||
@@ -651,7 +695,7 @@ bool inject_library(const InjectPlan& plan, const std::function<std::vector<Cand
       uint64_t error = 0;
       pread(mem, &error, sizeof error, off_t(data + offsetof(StubData, error)));
       const std::string text = read_string(mem, uintptr_t(error));
-      *why = {"dlopen", "pid " + std::to_string(plan.pid) + " could not load " + plan.library + ": " + (text.empty() ? "dlopen failed" : text)};
+      *why = {"dlopen", "pid " + std::to_string(plan.pid) + " could not load " + library + ": " + (text.empty() ? "dlopen failed" : text)};
       return false;
     }
     if (now_us() > deadline + 5000000) {  // loading may take a while on a busy machine: 5 s more than the stop

@@ -47,7 +47,8 @@ namespace leakscope::injector {
 struct InjectPlan {
   pid_t pid = 0;
   LibcFunctions libc;
-  std::string library;  // the library's path as the target sees it
+  std::string library;  // the library's path as the target sees it; empty: deliver it in a memfd
+  std::string library_bytes;  // the library itself, for a memfd
   std::string entry;    // the function dlsym finds and the new thread calls
   std::string options;  // its one argument
   uint64_t timeout_ms = 5000;
@@ -55,6 +56,7 @@ struct InjectPlan {
 };
 
 struct InjectOutcome {
+  std::string library;        // what the target loaded: the path, or /proc/self/fd/N of a memfd
   pid_t tid = 0;              // the thread borrowed
   std::string safe_point;     // where it was: a system call's name, or "user code"
   uint64_t pause_us = 0;      // how long it was stopped

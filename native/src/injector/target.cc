@@ -390,7 +390,8 @@ bool find_libc_functions(pid_t pid, const std::vector<Mapping>& maps, LibcFuncti
                 {"dlsym", &out->dlsym},
                 {"dlerror", &out->dlerror},
                 {"pthread_create", &out->pthread_create},
-                {"pthread_detach", &out->pthread_detach}};
+                {"pthread_detach", &out->pthread_detach},
+                {"close", &out->close}};
   for (const Wanted& w : wanted) {
     const uint64_t value = symbol_value(elf, w.name);
     if (value == 0) {

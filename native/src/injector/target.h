@@ -45,7 +45,7 @@ struct CodeRange {
 };
 
 struct LibcFunctions {
-  uintptr_t dlopen = 0, dlsym = 0, dlerror = 0, pthread_create = 0, pthread_detach = 0;
+  uintptr_t dlopen = 0, dlsym = 0, dlerror = 0, pthread_create = 0, pthread_detach = 0, close = 0;
   uintptr_t syscall_insn = 0;  // a `syscall` instruction in libc's text
   std::string path;            // libc as the target names it
   std::vector<CodeRange> lock_holders;  // sorted by start
