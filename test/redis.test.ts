@@ -67,6 +67,25 @@ async function fragmentedRedis(t: ExecutionContext, port: number, how: 'run' | '
 
 const within = (measured: number, truth: number, share: number) => Math.abs(measured - truth) <= share * truth;
 
+/**
+ * The verdict and the two amounts held against what redis states in INFO
+ * memory: slab fragmentation within `fragShare` of allocator_frag_bytes,
+ * retention within 25% of allocator_resident − allocator_allocated.
+ */
+function againstRedis(t: ExecutionContext, snapshot: Snapshot, info: Record<string, number>, fragShare: number) {
+  const ids = snapshot.findings.map((f) => f.id);
+  t.is(snapshot.verdict.cause, 'allocator-retention', `findings: ${ids.join(', ')}`);
+  const fragmentation = snapshot.findings.find((f) => f.id === 'slab-fragmentation');
+  const retention = snapshot.findings.find((f) => f.id === 'retention');
+  if (!fragmentation || !retention) throw new Error(`slab-fragmentation and retention expected; findings: ${ids.join(', ')}`);
+  const fragBytes = info.allocator_frag_bytes as number;
+  const held = (info.allocator_resident as number) - (info.allocator_allocated as number);
+  t.true(within(fragmentation.value, fragBytes, fragShare), `slab-fragmentation ${fragmentation.value}, redis allocator_frag_bytes ${fragBytes}`);
+  t.true(within(retention.value, held, 0.25), `retention ${retention.value}, redis allocator_resident − allocator_allocated ${held}`);
+  t.log(`${snapshot.agent.mode}: slab-fragmentation ${fragmentation.value} vs allocator_frag_bytes ${fragBytes}; retention ${retention.value} vs resident − allocated ${held}`);
+  return { ids, fragmentation };
+}
+
 /** A snapshot once retention is judged: it waits for live bytes to be flat over a few samples. */
 async function settledSnapshot(pid: number): Promise<Snapshot> {
   let snapshot = await snapshotOf(pid);
@@ -84,19 +103,9 @@ test('redis-server, 1 M keys with 80% deleted: slab fragmentation and retention 
   const info = await memoryInfo(16379);
   t.is(snapshot.allocator.name, 'jemalloc');
   t.is(snapshot.allocator.background_thread, true, 'redis turns jemalloc background threads on');
-  const ids = snapshot.findings.map((f) => f.id);
-  t.is(snapshot.verdict.cause, 'allocator-retention', `findings: ${ids.join(', ')}`);
+  const { ids, fragmentation } = againstRedis(t, snapshot, info, 0.25);
   t.false(ids.includes('idle-dirty-pages'), 'no dirty-pages finding: background threads purge them');
-  const fragmentation = snapshot.findings.find((f) => f.id === 'slab-fragmentation');
-  t.truthy(fragmentation, `findings: ${ids.join(', ')}`);
-  const fragBytes = info.allocator_frag_bytes as number;
-  t.true(within(fragmentation!.value, fragBytes, 0.25), `slab-fragmentation ${fragmentation!.value}, redis allocator_frag_bytes ${fragBytes}`);
-  const retention = snapshot.findings.find((f) => f.id === 'retention');
-  const held = (info.allocator_resident as number) - (info.allocator_allocated as number);
-  t.truthy(retention, `findings: ${ids.join(', ')}`);
-  t.true(within(retention!.value, held, 0.25), `retention ${retention!.value}, redis allocator_resident − allocator_allocated ${held}`);
-  t.log(`slab-fragmentation ${fragmentation!.value} vs allocator_frag_bytes ${fragBytes}; retention ${retention!.value} vs resident − allocated ${held}`);
-  t.regex(fragmentation!.remedy, /activedefrag/);
+  t.regex(fragmentation.remedy, /activedefrag/);
   // Live bytes: leakscope's ledger against jemalloc's own count, as redis reports it.
   t.true(within(snapshot.allocator.live_bytes!, info.allocator_allocated as number, 0.1), `live ${snapshot.allocator.live_bytes}, redis ${info.allocator_allocated}`);
 
@@ -122,16 +131,7 @@ test('redis-server started plainly and filled, then attached by pid: the slab fr
   t.is(snapshot.agent.mode, 'inject');
   t.is(snapshot.allocator.name, 'jemalloc');
   t.truthy(snapshot.allocator.counted_since);
-  const ids = snapshot.findings.map((f) => f.id);
-  t.is(snapshot.verdict.cause, 'allocator-retention', `findings: ${ids.join(', ')}`);
-  const fragmentation = snapshot.findings.find((f) => f.id === 'slab-fragmentation');
-  t.truthy(fragmentation, `findings: ${ids.join(', ')}`);
-  const fragBytes = info.allocator_frag_bytes as number;
-  t.true(within(fragmentation!.value, fragBytes, 0.05), `slab-fragmentation ${fragmentation!.value}, redis allocator_frag_bytes ${fragBytes}`);
-  const retention = snapshot.findings.find((f) => f.id === 'retention');
-  const held = (info.allocator_resident as number) - (info.allocator_allocated as number);
-  t.true(within(retention!.value, held, 0.25), `retention ${retention!.value}, redis allocator_resident − allocator_allocated ${held}`);
-  t.log(`attached: slab-fragmentation ${fragmentation!.value} vs allocator_frag_bytes ${fragBytes}; retention ${retention!.value} vs ${held}`);
+  againstRedis(t, snapshot, info, 0.05);
   t.is((await cli(16381, 'DBSIZE')).trim(), String(KEYS / 5));
   await cli(16381, 'SET', 'after-attach', 'yes');
   t.is((await cli(16381, 'GET', 'after-attach')).trim(), 'yes');
