@@ -3,7 +3,7 @@
 // and are judged on what it measures from then on; every refusal is one
 // line and the /proc view; the target always runs on.
 import { execFile, spawn } from 'node:child_process';
-import { readdir, readFile, readlink } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -175,7 +175,12 @@ test('a running Rust program on the System allocator is measured; one with its o
 });
 
 test('a program in its own mount namespace (private /tmp, or read-only /tmp) or pid namespace: the library goes into its /tmp or a memfd, the socket is reached through /proc/PID/root, the pid is the one asked for', async (t) => {
-  const binary = resolve(FIXTURES, 'attach_target');
+  // Outside /tmp, which the namespace mounts over (a checkout may live in /tmp).
+  const outside = await mkdtemp('/var/tmp/leakscope-ns-');
+  t.teardown(() => rm(outside, { recursive: true, force: true }));
+  const binary = resolve(outside, 'attach_target');
+  await copyFile(resolve(FIXTURES, 'attach_target'), binary);
+  await chmod(binary, 0o755);
   const fixture = await startFixture<{ pid: number; leaker_tid: number }>(
     t,
     'unshare',
