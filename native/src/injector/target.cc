@@ -4,6 +4,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -187,9 +188,39 @@ bool is_libc(const std::string& path) {
 
 }  // namespace
 
+// A file mapped read-only for as long as it lives (an executable may be
+// hundreds of MiB: only the pages read are read).
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st {};
+    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+      void* at = mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+      if (at != MAP_FAILED) {
+        data_ = static_cast<const char*>(at);
+        size_ = size_t(st.st_size);
+      }
+    }
+    close(fd);
+  }
+  ~MappedFile() {
+    if (data_ != nullptr) munmap(const_cast<char*>(data_), size_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const char* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 std::string linked_allocator(pid_t pid) {
-  std::string image;
-  if (!read_file("/proc/" + std::to_string(pid) + "/exe", &image) || image.size() < sizeof(Elf64_Ehdr)) return "";
+  const MappedFile image("/proc/" + std::to_string(pid) + "/exe");
+  if (image.data() == nullptr || image.size() < sizeof(Elf64_Ehdr)) return "";
   const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(image.data());
   if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_shoff == 0 ||
       eh->e_shoff + uint64_t(eh->e_shnum) * sizeof(Elf64_Shdr) > image.size())
