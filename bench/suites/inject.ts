@@ -10,7 +10,7 @@
 //   - 20 injections into a two-thread malloc/free loop and 20 into a process
 //     of 200 threads: crashes, hangs, failures.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -76,7 +76,7 @@ function timedSnapshot(pid: number): { ms: number; findings: number; mode: strin
 
 function processState(pid: number): string {
   try {
-    return /^State:\s+(\S)/m.exec(execFileSync('cat', [`/proc/${pid}/status`], { encoding: 'utf8' }))?.[1] ?? '?';
+    return /^State:\s+(\S)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '?';
   } catch {
     return 'gone';
   }
@@ -163,7 +163,7 @@ async function loadAfterAttach(mode: Mode, scratch: string): Promise<number> {
       const child = heaptrack;
       await new Promise((done) => (child.exitCode !== null ? done(null) : child.once('exit', done)));
     }
-    for (const f of execFileSync('ls', [scratch], { encoding: 'utf8' }).split('\n').filter(Boolean)) rmSync(join(scratch, f), { force: true });
+    for (const f of readdirSync(scratch)) rmSync(join(scratch, f), { force: true });
   }
 }
 

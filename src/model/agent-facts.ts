@@ -63,7 +63,6 @@ export interface AgentInjectFacts {
   objects: number;
   entries: number;
   linger_ms: number;
-  attaches: number;
   hook_error: string | null;
   linked_allocator: string | null;
 }

@@ -16,7 +16,6 @@
 #include <string>
 
 #include "../core/agent.h"
-#include "../core/clock.h"
 #include "../core/got_hooks.h"
 #include "../core/json.h"
 #include "../core/ledger.h"
@@ -62,7 +61,6 @@ uint64_t g_last_left_ms = 0;
 bool g_hooks_in = false;
 GotHookStats g_stats;
 std::string g_hook_error;
-uint64_t g_attaches = 0;
 std::string g_linked_allocator;
 
 // Holds g_lock. Puts the hooks in, or into objects loaded since.
@@ -91,8 +89,7 @@ void write_state(void*, std::string* json) {
       .field("hooks_in", g_hooks_in)
       .field("objects", uint64_t(g_stats.objects))
       .field("entries", uint64_t(g_stats.entries))
-      .field("linger_ms", g_linger_ms)
-      .field("attaches", g_attaches);
+      .field("linger_ms", g_linger_ms);
   if (g_hook_error.empty()) out.key("hook_error").null();
   else out.field("hook_error", g_hook_error);
   if (g_linked_allocator.empty()) out.key("linked_allocator").null();
@@ -156,7 +153,6 @@ extern "C" __attribute__((visibility("default"))) int leakscope_inject_attach(co
     if (g_started_in != 0 && g_started_in != getpid()) return 2;
     g_linger_ms = options.linger_ms;
     g_linked_allocator = options.linked_allocator;
-    ++g_attaches;
     if (g_started_in != 0) {
       // A dormant agent (its socket gone?): nothing to restart; the hooks go
       // back in with the next client.

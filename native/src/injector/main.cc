@@ -50,11 +50,6 @@ int refuse(pid_t pid, Refusal why) {
   return 2;
 }
 
-std::string base_name(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 // A target in another mount namespace cannot see our path: the library is
 // copied into its /tmp (through /proc/PID/root) and named as it sees it; where
 // that cannot be written (a read-only or missing /tmp), `theirs` stays empty

@@ -142,7 +142,8 @@ struct StubData {
   char entry[64];                                                   // 72
   char options[1024];                                               // 136
   char path[2048];                                                  // 1160
-  // Where the borrowed thread goes back to, and with what (Resume order).
+  // Where the borrowed thread goes back to: rax rbx rcx rdx rsi rdi rbp
+  // r8–r15 rflags rsp rip, in the order the stub loads them.
   uint64_t resume[18];                                              // 3208
   uint32_t restore_kind;                                            // 3352: 1 xrstor, 2 fxrstor
   uint32_t pad2;                                                    // 3356
@@ -152,8 +153,6 @@ struct StubData {
   uint64_t close;                                                   // 3376: close()
 };
 
-// StubData::resume, in the order the stub loads it.
-enum Resume { kRax, kRbx, kRcx, kRdx, kRsi, kRdi, kRbp, kR8, kR9, kR10, kR11, kR12, kR13, kR14, kR15, kRflags, kRsp, kRip };
 static_assert(offsetof(StubData, thread) == 40 && offsetof(StubData, create_result) == 48 &&
                   offsetof(StubData, state) == 52 && offsetof(StubData, entry_result) == 56 &&
                   offsetof(StubData, error) == 64 && offsetof(StubData, entry) == 72 &&
@@ -423,12 +422,7 @@ bool safe_user_code(const std::vector<Mapping>& maps, uintptr_t rip) {
   if (m == nullptr) return false;
   if (m->path == "[vdso]") return true;
   if (m->path.empty() || m->path[0] == '[') return false;  // JIT code, the vsyscall page: unknown
-  const size_t slash = m->path.rfind('/');
-  const std::string base = slash == std::string::npos ? m->path : m->path.substr(slash + 1);
-  for (const char* risky : {"libc.so", "libc-", "ld-linux", "libstdc++", "libgcc_s", "libpthread", "libdl", "libjemalloc",
-                            "libmimalloc", "libtcmalloc", "libleakscope"})
-    if (base.rfind(risky, 0) == 0) return false;
-  return true;
+  return !runtime_library(m->path);
 }
 
 // The code that may hold a lock pthread_create needs, if the thread's stack
@@ -461,10 +455,7 @@ std::string library_lock(int mem, const std::vector<Mapping>& maps, uintptr_t wo
     if (word < maps[i].start || word >= maps[i].end) continue;
     const Mapping* named = &maps[i];
     if (named->path.empty() && i > 0 && maps[i - 1].end == named->start) named = &maps[i - 1];  // a library's .bss
-    const size_t slash = named->path.rfind('/');
-    const std::string base = slash == std::string::npos ? named->path : named->path.substr(slash + 1);
-    for (const char* prefix : {"libc.so", "libc-", "ld-linux", "libpthread", "libjemalloc", "libmimalloc", "libtcmalloc", "libstdc++"})
-      if (base.rfind(prefix, 0) == 0) return base;
+    if (runtime_library(named->path)) return base_name(named->path);
     break;
   }
   constexpr uintptr_t kHeapMax = uintptr_t(64) << 20;  // glibc's HEAP_MAX_SIZE on 64-bit

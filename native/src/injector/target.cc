@@ -51,11 +51,6 @@ std::string comm_of(pid_t pid) {
   return name;
 }
 
-std::string base_name(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 // The ELF header of the executable, read through /proc (its mount namespace).
 bool exe_header(pid_t pid, Elf64_Ehdr* header) {
   const int fd = open(("/proc/" + std::to_string(pid) + "/exe").c_str(), O_RDONLY | O_CLOEXEC);
@@ -186,8 +181,6 @@ bool is_libc(const std::string& path) {
   return base == "libc.so.6" || (base.rfind("libc-2.", 0) == 0 && base.find(".so") != std::string::npos);
 }
 
-}  // namespace
-
 // A file mapped read-only for as long as it lives (an executable may be
 // hundreds of MiB: only the pages read are read).
 class MappedFile {
@@ -217,6 +210,21 @@ class MappedFile {
   const char* data_ = nullptr;
   size_t size_ = 0;
 };
+
+}  // namespace
+
+std::string base_name(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+bool runtime_library(const std::string& path) {
+  const std::string base = base_name(path);
+  for (const char* prefix : {"libc.so", "libc-", "ld-linux", "libpthread", "libdl", "libstdc++", "libgcc_s", "libjemalloc",
+                             "libmimalloc", "libtcmalloc", "libleakscope"})
+    if (base.rfind(prefix, 0) == 0) return true;
+  return false;
+}
 
 std::string linked_allocator(pid_t pid) {
   const MappedFile image("/proc/" + std::to_string(pid) + "/exe");

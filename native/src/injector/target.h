@@ -83,6 +83,15 @@ bool process_gone(pid_t pid);
 // The process's mount namespace differs from ours (a container, unshare -m).
 bool other_mount_namespace(pid_t pid);
 
+// The file name at the end of a path.
+std::string base_name(const std::string& path);
+
+// A library of the runtime beneath the program, whose code and data may take
+// or hold the locks pthread_create needs: the C library and loader,
+// libstdc++ and libgcc (operator new, the unwinder), an allocator library,
+// and leakscope's own.
+bool runtime_library(const std::string& path);
+
 // Reads a whole small file; false when it cannot.
 bool read_file(const std::string& path, std::string* out);
 
