@@ -363,6 +363,7 @@ test('the same commands on a pid attached late: the console in a real terminal, 
   t.regex(screen, new RegExp(`pid ${fixture.pid} · agent inject, counts sampled · glibc`));
   t.regex(screen, /allocator retention, not a leak/);
   await term.keys(['q']);
+  t.is(await term.untilExited(), 0);
 
   const watch = await runCli(['watch', String(fixture.pid), '--interval', '200ms', '--count', '2']);
   t.is(watch.code, 0, watch.stderr);

@@ -101,8 +101,9 @@ void Server::serve() {
       if (errno == EINTR) continue;
       return;
     }
-    if (fds[0].revents & POLLIN) accept_client();
+    // The client first: one that hung up is let go before a new one asks.
     if (fds[1].fd >= 0 && fds[1].revents) read_client();
+    if (fds[0].revents & POLLIN) accept_client();
   }
 }
 
@@ -187,6 +188,7 @@ void Server::accept_client() {
     close(fd);
     return;
   }
+  if (client_fd_.load() >= 0 && client_hung_up()) drop_client();
   if (client_fd_.load() >= 0) {
     send_line(fd, error_line(NAN, "busy: another leakscope client (pid " + std::to_string(client_pid_) +
                                       ") is attached to this process; detach it first"));
@@ -209,6 +211,13 @@ void Server::accept_client() {
   std::lock_guard<std::mutex> hold(extension_lock_);
   client_told_ = has_extension_;
   if (has_extension_ && extension_.client) extension_.client(extension_.context, true);
+}
+
+bool Server::client_hung_up() const {
+  // A client that quit a moment ago may not have been read to its end yet.
+  // Closed, not half-closed: one that shut its writing side still reads.
+  pollfd client{client_fd_.load(), 0, 0};
+  return poll(&client, 1, 0) == 1 && (client.revents & (POLLHUP | POLLERR)) != 0;
 }
 
 void Server::drop_client() {

@@ -39,6 +39,7 @@ class Server {
  private:
   void accept_client();
   void read_client();
+  bool client_hung_up() const;
   void drop_client();
   void handle_line(const std::string& line);
   void write_hello(JsonWriter& out);
