@@ -46,3 +46,12 @@ export function parseDuration(text: string): number | null {
   const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'h' ? 3_600_000 : 60_000;
   return value * factor;
 }
+
+/** A time still to go, to the minute: "40 s", "17 min", "3 h 40 min", "6 days". */
+export function formatTimeLeft(ms: number): string {
+  const minutes = Math.round(ms / 60_000);
+  if (ms < 120_000) return `${Math.max(1, Math.round(ms / 1000))} s`;
+  if (minutes < 120) return `${minutes} min`;
+  if (minutes < 48 * 60) return `${Math.floor(minutes / 60)} h${minutes % 60 ? ` ${minutes % 60} min` : ''}`;
+  return `${Math.round(minutes / (24 * 60))} days`;
+}

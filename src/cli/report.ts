@@ -82,6 +82,9 @@ export function renderReport(s: Snapshot): string {
     `rss ${formatBytes(s.process.rss_bytes)}   live ${live === null ? 'unknown' : `${formatBytes(live.bytes)}${live.source ? ` (${live.source})` : ''}`}` +
       `   threads ${s.process.threads}`,
   );
+  const cgroup = s.process.cgroup;
+  if (cgroup?.limit_bytes != null)
+    lines.push(`cgroup ${cgroup.path}: working set ${formatBytes(cgroup.working_set_bytes)} of a ${formatBytes(cgroup.limit_bytes)} limit` + (cgroup.oom_kills ? `, ${cgroup.oom_kills} OOM kills so far` : ''));
   lines.push(`verdict: ${s.verdict.summary}`);
   for (const note of s.agent.notes) lines.push(`note: ${note}`);
   lines.push('');

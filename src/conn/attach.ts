@@ -5,6 +5,7 @@ import { LeakscopeError } from '../errors.js';
 import { type AgentFacts, observationFromFacts, type ReclaimResult } from '../model/agent-facts.js';
 import type { Observation } from '../model/snapshot.js';
 import { AgentClient, type HelloResult, type RequestParams } from './agent-client.js';
+import { readCgroupMemory } from './cgroup.js';
 import { AGENT_NOT_LOADED, allocatorFromMaps, procObservation, readProcessMemory } from './proc-view.js';
 import { InjectRefused, injectNativeAgent } from './native-inject.js';
 import { injectNodeBridge, isNodeProcess, waitForInspectorClosed } from './node-inject.js';
@@ -152,8 +153,9 @@ export async function observe(connection: Connection, query: TaskQuery = {}): Pr
   // Measured right after the agent answered: what the findings' amounts are
   // bounded by. Neither read may cost the snapshot the agent already gave:
   // without them the amounts fall back to RSS, the allocator stays unnamed.
-  const [memory, allocator] = await Promise.all([
+  const [memory, cgroup, allocator] = await Promise.all([
     readProcessMemory(pid).catch(() => null),
+    readCgroupMemory(pid).catch(() => null),
     allocatorNamed(pid, observation.allocator).catch(() => observation.allocator),
   ]);
   // A process in its own pid namespace knows itself by another pid: the
@@ -164,7 +166,7 @@ export async function observe(connection: Connection, query: TaskQuery = {}): Pr
     pid,
     agent: ownPid === null ? observation.agent : { ...observation.agent, notes: [...observation.agent.notes, `pid ${pid} is pid ${ownPid} in its own pid namespace`] },
     allocator,
-    process: { ...observation.process, started_at: startedAt, ...(memory ? { memory } : {}) },
+    process: { ...observation.process, started_at: startedAt, ...(memory ? { memory } : {}), cgroup },
   };
 }
 

@@ -45,6 +45,35 @@ export interface ProcessInfo {
   readonly started_at?: string | null;
   /** RSS by kind, as the kernel counts it (/proc/<pid>/status), read beside the snapshot; absent in older recordings. */
   readonly memory?: ProcessMemory;
+  /** The memory cgroup the process is charged to, read beside the snapshot; null where none accounts memory, absent in older recordings. */
+  readonly cgroup?: CgroupMemory | null;
+}
+
+/**
+ * The memory cgroup of the process (cgroup v2, or v1's memory controller),
+ * in the kernel's numbers. The cgroup holds every process in it: its usage
+ * is theirs together, page cache included.
+ */
+export interface CgroupMemory {
+  readonly version: 1 | 2;
+  /** The cgroup's path in its hierarchy, as /proc/<pid>/cgroup gives it. */
+  readonly path: string;
+  /** The tightest limit on it or on a cgroup above it (v2 memory.max, v1 memory.limit_in_bytes): past it the OOM killer acts. null: no limit. */
+  readonly limit_bytes: number | null;
+  /** The cgroup where that limit is set; null when none, or when v1 only reports its value. */
+  readonly limit_path: string | null;
+  /** v2 memory.high: past it the kernel throttles and reclaims hard. */
+  readonly high_bytes: number | null;
+  /** memory.current (v2) or memory.usage_in_bytes (v1): page cache included. */
+  readonly usage_bytes: number;
+  /** Usage less inactive file pages: what reclaim cannot easily take back, and what reaching the limit is judged by (the kubelet's working set). */
+  readonly working_set_bytes: number;
+  readonly anon_bytes: number;
+  readonly file_bytes: number;
+  /** Kernel memory charged to the cgroup (v2 "kernel" or its parts, v1 memory.kmem.usage_in_bytes); null when not reported. */
+  readonly kernel_bytes: number | null;
+  /** Processes the OOM killer has killed in this cgroup (memory.events or memory.oom_control); null when not reported. */
+  readonly oom_kills: number | null;
 }
 
 /** Resident memory by kind (proc(5): RssAnon, RssFile, RssShmem, VmSwap). Only anonymous memory can be the heap's. */

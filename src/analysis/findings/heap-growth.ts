@@ -6,6 +6,7 @@
 import { formatBytes, formatDuration } from '../../format.js';
 import type { Cause, Observation, ThreadInfo } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, threadLabel, undecided } from '../detector.js';
+import { limitSentence } from '../limit.js';
 import { type Growth, type GrowthRule, judgeGrowth, pendingReason } from '../growth.js';
 
 export const id = 'heap-growth';
@@ -50,7 +51,7 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
       id,
       severity: 'error',
       summary: summary(g),
-      message: message(g, topThread),
+      message: message(g, topThread) + limitSentence(o.process, g.ratePerS),
       subject: processSubject(o),
       value: Math.round(g.ratePerS),
       unit: 'bytes_per_s',

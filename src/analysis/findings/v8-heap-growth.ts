@@ -7,6 +7,7 @@
 import { formatBytes, formatDuration } from '../../format.js';
 import type { Cause, Observation } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, undecided } from '../detector.js';
+import { limitSentence } from '../limit.js';
 import { type Growth, type GrowthRule, judgeGrowth, median, pendingReason } from '../growth.js';
 import { RULE as HEAP_RULE } from './heap-growth.js';
 
@@ -70,7 +71,7 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
       id,
       severity: 'error',
       summary: summary(g, space),
-      message: message(g, space),
+      message: message(g, space) + limitSentence(o.process, g.ratePerS),
       subject: processSubject(o),
       value: Math.round(g.ratePerS),
       unit: 'bytes_per_s',
