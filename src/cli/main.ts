@@ -11,6 +11,7 @@ import { attachCommand } from './commands/attach.js';
 import { checkCommand, EXIT_UNCHECKED, parseFailOn } from './commands/check.js';
 import { demoCommand } from './commands/demo.js';
 import { diffCommand } from './commands/diff.js';
+import { exportCommand } from './commands/export.js';
 import { reclaimCommand } from './commands/reclaim.js';
 import { parseAllocator, parseCountMode, parseSampleInterval, runCommand } from './commands/run.js';
 import { snapshotCommand } from './commands/snapshot.js';
@@ -219,6 +220,29 @@ export function buildProgram(): Command {
     .argument('<pid>', 'process id')
     .option('--json', 'print JSON', false)
     .action((pid: string, options) => exitWith(() => reclaimCommand(pid, options)));
+
+  withInjectOptions(program
+    .command('export'))
+    .description('publish the snapshots and findings of processes to Prometheus (/metrics) and OTLP/HTTP until stopped')
+    .argument('[pids...]', 'process ids to export (an agent is loaded into those without one, as for snapshot)')
+    .option('--all', 'every process with a leakscope agent socket, found again at every interval', false)
+    .option('--prometheus <host:port>', 'serve OpenMetrics at http://HOST:PORT/metrics')
+    .option('--otlp <url>', 'push OTLP/HTTP metrics to this URL (a base URL gets /v1/metrics)')
+    .option('--interval <duration>', 'time between snapshots of each process (and OTLP pushes)', durationOption, 15_000)
+    .option('--service-name <name>', "service.name of every exported process (default: each one's command)")
+    .option('--idle-threshold <duration>', IDLE_THRESHOLD_HELP, durationOption)
+    .action((pids: string[], options) =>
+      exitWith(() =>
+        exportCommand(pids, {
+          all: options.all as boolean,
+          prometheus: options.prometheus,
+          otlp: options.otlp,
+          intervalMs: Math.max(200, options.interval as number),
+          serviceName: options.serviceName,
+          thresholds: thresholdsFrom(options),
+        }),
+      ),
+    );
 
   return program;
 }

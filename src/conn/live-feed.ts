@@ -24,6 +24,8 @@ export interface LiveFeedOptions {
   readonly intervalMs: number;
   readonly thresholds: Thresholds;
   readonly query?: TaskQuery;
+  /** How to (re)connect; `connect` with the run's defaults unless given. */
+  readonly connect?: (pid: number) => Promise<Connection>;
 }
 
 /** Waits between reconnect attempts: quick at first, then at most every few seconds. */
@@ -93,7 +95,7 @@ export class LiveFeed {
       const started = Date.now();
       if (!this.connection) {
         try {
-          this.connection = await connect(this.pid);
+          this.connection = await (this.options.connect ?? connect)(this.pid);
           attempt = 0;
           if (this.closed) break;
           listener.status({ state: 'connected', via: this.connection.kind });

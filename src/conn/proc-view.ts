@@ -29,7 +29,8 @@ export function parseProcessMemory(status: string): ProcessMemory | null {
   const anon = kib('RssAnon');
   const file = kib('RssFile');
   if (anon === null || file === null) return null;
-  return { anon_bytes: anon, file_bytes: file, shmem_bytes: kib('RssShmem') ?? 0, swap_bytes: kib('VmSwap') ?? 0 };
+  const virtual = kib('VmSize');
+  return { anon_bytes: anon, file_bytes: file, shmem_bytes: kib('RssShmem') ?? 0, swap_bytes: kib('VmSwap') ?? 0, ...(virtual === null ? {} : { virtual_bytes: virtual }) };
 }
 
 export async function readProcessMemory(pid: number): Promise<ProcessMemory | null> {

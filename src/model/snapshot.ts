@@ -82,6 +82,8 @@ export interface ProcessMemory {
   readonly file_bytes: number;
   readonly shmem_bytes: number;
   readonly swap_bytes: number;
+  /** VmSize: the address space mapped, resident or not; absent in older recordings. */
+  readonly virtual_bytes?: number;
 }
 
 /** One glibc arena or jemalloc arena, in the allocator's own numbers. */
