@@ -3,8 +3,11 @@
 // under mimalloc, a healthy program), and PromQL through its HTTP API gives
 // back the verdicts and the amounts. Targets that exit or refuse do not stop
 // it serving the others.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createConnection } from 'node:net';
+import { resolve } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { splitByTarget, fleetMetrics } from '../src/export/producer.js';
 import { parseListen, parseOtlpUrl } from '../src/cli/commands/export.js';
@@ -12,8 +15,12 @@ import { instanceId } from '../src/export/fleet.js';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import type { EventLoopTruth } from './helpers/event-loop.js';
 import type { OwnerTruth } from './helpers/owner.js';
+import { PACKAGE_ROOT } from '../src/paths.js';
 import { CLI, MiB, oneLineError, runCli, safeKill, startFixture } from './helpers/process.js';
-import { freePort, Prometheus } from './helpers/prometheus.js';
+import { freePort, Prometheus, type PromSample } from './helpers/prometheus.js';
+
+const RULES = resolve(PACKAGE_ROOT, 'docs/prometheus/leakscope-rules.yml');
+const DASHBOARD = resolve(PACKAGE_ROOT, 'docs/grafana/leakscope.json');
 
 interface Exporter {
   readonly child: ChildProcess;
@@ -42,7 +49,7 @@ test('Prometheus scrapes the exporter: verdicts and amounts per process, by Prom
   const owner = await startFixture<OwnerTruth>(t, 'sleeping_owner', ['128'], { allocator: 'mimalloc', counts: 'exact' });
   const healthy = await startFixture<{ pid: number }>(t, 'growing_leak', ['--steady']);
   const exporter = await startExporter(t, [String(leak.pid), String(owner.pid), String(healthy.pid), '--interval', '1s', '--idle-threshold', '2s', '--service-name', 'shop']);
-  const prometheus = await Prometheus.start(t, [`127.0.0.1:${exporter.port}`]);
+  const prometheus = await Prometheus.start(t, [`127.0.0.1:${exporter.port}`], [RULES]);
 
   const verdict = (pid: number, cause: string) => `leakscope_verdict{process_pid="${pid}",leakscope_verdict_cause="${cause}"}`;
   await prometheus.until(verdict(leak.pid, 'tasks-leaking'), (s) => one(s) === 1);
@@ -75,8 +82,31 @@ test('Prometheus scrapes the exporter: verdicts and amounts per process, by Prom
   const allocated = one(await prometheus.query(`leakscope_heap_allocated_total{process_pid="${owner.pid}"}`))!;
   t.true(allocated >= 128 * MiB);
 
-  // The dashboard's and the rules' queries are valid PromQL here, and give data.
   t.true((await prometheus.targets()).every((target) => target.health === 'up'), JSON.stringify(await prometheus.targets()));
+
+  // The shipped rules on this data: the retention share recorded, the alerts pending (they need minutes to fire).
+  const ratio = await prometheus.until(`leakscope:memory_retained:ratio{process_pid="${owner.pid}"}`, (s) => s.length === 1);
+  const ownerRss = one(await prometheus.query(`process_memory_usage{process_pid="${owner.pid}"}`))!;
+  const ownerRetained = one(await prometheus.query(`sum(leakscope_memory_retained{process_pid="${owner.pid}"})`))!;
+  t.true(Math.abs(ratio[0]!.value - ownerRetained / ownerRss) < 0.05, `${ratio[0]!.value} vs ${ownerRetained}/${ownerRss}`);
+  await prometheus.until('ALERTS{alertstate="pending"}', (s) => s.length >= 2, 15_000);
+  const pending = (await prometheus.alerts()).map((a) => `${a.labels.alertname} ${a.labels.process_pid} ${a.state}`).sort();
+  t.true(pending.includes(`LeakscopeTaskLeak ${leak.pid} pending`), pending.join('; '));
+  t.is(pending.includes(`LeakscopeAllocatorRetention ${owner.pid} pending`), ratio[0]!.value > 0.5, `${ratio[0]!.value}: ${pending.join('; ')}`);
+  t.false(pending.some((a) => a.includes(String(healthy.pid))), pending.join('; '));
+
+  // Every query of the shipped dashboard is valid PromQL here; the main panels have data for each process.
+  const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+  const results = new Map<string, PromSample[]>();
+  for (const panel of dashboard.panels)
+    for (const target of panel.targets) results.set(panel.title, await prometheus.query(target.expr.replaceAll('$service', '.*')));
+  const pidsIn = (title: string) => [...new Set(results.get(title)!.map((s) => Number(s.metric.process_pid)))].sort();
+  const all = [leak.pid, owner.pid, healthy.pid].sort();
+  t.deepEqual(pidsIn('Verdict per process'), all);
+  t.deepEqual(pidsIn('Live heap vs RSS vs retained'), all);
+  t.deepEqual(pidsIn('Retained by cause'), [owner.pid]);
+  t.deepEqual(pidsIn('Idle tasks by site'), [leak.pid]);
+  t.deepEqual(pidsIn('Unreclaimed bytes by owner thread'), [owner.pid]);
 
   // A target that exits: gone from the next scrape; the exporter says so and serves the others.
   safeKill(healthy.pid, 'SIGKILL');
@@ -129,6 +159,52 @@ test('bad input: no pids and no --all, nowhere to send, a bad address, a port ta
   const exporter = await startExporter(t, ['4194301', '--interval', '1s']);
   t.regex(exporter.stderr(), /pid 4194301: no such process; watching the others/);
   t.is(exporter.child.exitCode, null);
+});
+
+test('the shipped rules pass their own tests (promtool)', async (t) => {
+  const check = spawnSync('promtool', ['check', 'rules', RULES], { encoding: 'utf8' });
+  t.is(check.status, 0, check.stdout + check.stderr);
+  t.regex(check.stdout, /SUCCESS: 8 rules found/);
+  const tests = spawnSync('promtool', ['test', 'rules', 'leakscope-rules.test.yml'], { cwd: resolve(PACKAGE_ROOT, 'docs/prometheus'), encoding: 'utf8' });
+  t.is(tests.status, 0, tests.stdout + tests.stderr);
+});
+
+test('OTLP/HTTP: each process pushed as its own resource, with the SDK\'s exporter', async (t) => {
+  const fixture = await startFixture<{ pid: number }>(t, 'growing_leak', ['--steady']);
+  const bodies: { path: string; type: string; body: string }[] = [];
+  const receiver = createHttpServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => (body += String(chunk)));
+    request.on('end', () => {
+      bodies.push({ path: request.url ?? '', type: request.headers['content-type'] ?? '', body });
+      response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  t.teardown(() => void receiver.close());
+  const port = (receiver.address() as { port: number }).port;
+  const child = spawn(process.execPath, [CLI, 'export', String(fixture.pid), '--otlp', `http://127.0.0.1:${port}`, '--interval', '1s', '--service-name', 'shop'], { stdio: 'ignore' });
+  t.teardown(() => void child.kill('SIGKILL'));
+  const deadline = Date.now() + 20_000;
+  const withPoints = () => bodies.find((b) => b.body.includes('"leakscope.heap.live"'));
+  while (!withPoints() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  const request = withPoints();
+  t.truthy(request, `requests: ${bodies.map((b) => b.body.slice(0, 200)).join('\n')}`);
+  t.is(request!.path, '/v1/metrics');
+  t.regex(request!.type, /application\/json/);
+  type Value = { stringValue?: string; intValue?: string | number };
+  const payload = JSON.parse(request!.body) as {
+    resourceMetrics: { resource: { attributes: { key: string; value: Value }[] }; scopeMetrics: { metrics: { name: string; gauge?: { dataPoints: { asInt?: string | number; attributes?: unknown[] }[] }; sum?: { dataPoints: { asInt?: string | number; attributes?: unknown[] }[] } }[] }[] }[];
+  };
+  t.is(payload.resourceMetrics.length, 1);
+  const resource = Object.fromEntries(payload.resourceMetrics[0]!.resource.attributes.map((a) => [a.key, a.value.stringValue ?? Number(a.value.intValue)]));
+  t.like(resource, { 'service.name': 'shop', 'process.pid': fixture.pid });
+  t.regex(String(resource['service.instance.id']), /^[0-9a-f-]{36}$/);
+  const metrics = payload.resourceMetrics[0]!.scopeMetrics[0]!.metrics;
+  const rss = metrics.find((m) => m.name === 'process.memory.usage')!;
+  const point = (rss.sum ?? rss.gauge)!.dataPoints[0]!;
+  t.true(Number(point.asInt) > 1 * MiB);
+  t.deepEqual(point.attributes ?? [], [], 'the identity is on the resource, not on the points');
 });
 
 test('addresses and URLs as a person writes them', (t) => {

@@ -28,7 +28,7 @@ export class Prometheus {
     private readonly log: () => string,
   ) {}
 
-  static async start(t: ExecutionContext, scrapeTargets: readonly string[]): Promise<Prometheus> {
+  static async start(t: ExecutionContext, scrapeTargets: readonly string[], ruleFiles: readonly string[] = []): Promise<Prometheus> {
     const dir = mkdtempSync(join(tmpdir(), 'leakscope-prometheus-'));
     const port = await freePort();
     writeFileSync(
@@ -37,6 +37,7 @@ export class Prometheus {
         'global:',
         '  scrape_interval: 1s',
         '  evaluation_interval: 1s',
+        ...(ruleFiles.length ? ['rule_files:', ...ruleFiles.map((file) => `  - '${file}'`)] : []),
         'scrape_configs:',
         '  - job_name: leakscope',
         '    static_configs:',
@@ -84,6 +85,12 @@ export class Prometheus {
       if (Date.now() > deadline) throw new Error(`${expr} never held; last: ${JSON.stringify(last)}\nprometheus: ${this.log().slice(-800)}`);
       await new Promise((r) => setTimeout(r, 500));
     }
+  }
+
+  /** Alerts firing or pending, with their labels. */
+  async alerts(): Promise<{ labels: Record<string, string>; state: string }[]> {
+    const body = (await (await fetch(`${this.url}/api/v1/alerts`)).json()) as { data: { alerts: { labels: Record<string, string>; state: string }[] } };
+    return body.data.alerts;
   }
 
   /** The scrape targets' health as Prometheus sees them. */
