@@ -1,6 +1,7 @@
 // npm run bench [-- SUITE...]: runs the benchmark suites (all by default:
-// malloc, tasks, console, rust, node, inject) and writes their sections of docs/benchmarks.md.
+// malloc, tasks, console, rust, node, inject, export) and writes their sections of docs/benchmarks.md.
 import { runConsoleSuite } from './suites/console.js';
+import { runExportSuite } from './suites/export.js';
 import { runInjectSuite } from './suites/inject.js';
 import { runMallocSuite } from './suites/malloc.js';
 import { runNodeSuite } from './suites/node.js';
@@ -14,6 +15,7 @@ const SUITES: Readonly<Record<string, () => void | Promise<void>>> = {
   rust: runRustSuite,
   node: runNodeSuite,
   inject: runInjectSuite,
+  export: runExportSuite,
 };
 
 const chosen = process.argv.slice(2);

@@ -11,7 +11,7 @@ import { resolve } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { splitByTarget, fleetMetrics } from '../src/export/producer.js';
 import { parseListen, parseOtlpUrl } from '../src/cli/commands/export.js';
-import { instanceId } from '../src/export/fleet.js';
+import { instanceId, serviceNameOf } from '../src/export/fleet.js';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import type { EventLoopTruth } from './helpers/event-loop.js';
 import type { OwnerTruth } from './helpers/owner.js';
@@ -213,6 +213,10 @@ test('addresses and URLs as a person writes them', (t) => {
   t.deepEqual(parseListen('9464'), { host: '127.0.0.1', port: 9464 });
   t.is(parseOtlpUrl('http://collector:4318'), 'http://collector:4318/v1/metrics');
   t.is(parseOtlpUrl('https://otlp.example/custom/path'), 'https://otlp.example/custom/path');
+  t.deepEqual(
+    ['/usr/bin/redis-server *:6379', 'node --enable-source-maps dist/server.mjs --port 80', 'python3 -m http.server', 'node', '/opt/app/bin/api'].map(serviceNameOf),
+    ['redis-server', 'server', 'http.server', 'node', 'api'],
+  );
   t.is(instanceId('vm', 42, '2026-12-07T10:00:00.000Z'), instanceId('vm', 42, '2026-12-07T10:00:00.000Z'));
   t.not(instanceId('vm', 42, '2026-12-07T10:00:00.000Z'), instanceId('vm', 42, '2026-12-07T10:00:01.000Z'));
   t.regex(instanceId('vm', 42, 'x'), /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);

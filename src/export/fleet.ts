@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { basename } from 'node:path';
 import type { Thresholds } from '../analysis/detector.js';
 import { connect } from '../conn/attach.js';
-import { LiveFeed } from '../conn/live-feed.js';
+import { type FeedListener, LiveFeed } from '../conn/live-feed.js';
 import { hasExited, processStartedAt, socketDirectory } from '../conn/target.js';
 import type { Snapshot } from '../model/snapshot.js';
 import type { Attributes } from './metrics.js';
@@ -59,6 +59,7 @@ class Target implements TargetState {
   problem: TargetProblem | null = null;
   readonly failures = new Map<TargetProblem, number>();
   identity: Attributes;
+  cancelStart: () => void = () => undefined;
 
   constructor(
     readonly pid: number,
@@ -72,12 +73,23 @@ class Target implements TargetState {
   identify(command: string): Attributes {
     const host = hostname();
     return {
-      'service.name': this.serviceName ?? (basename(command.split(' ')[0] ?? '') || `pid-${this.pid}`),
+      'service.name': this.serviceName ?? (serviceNameOf(command) || `pid-${this.pid}`),
       'service.instance.id': instanceId(host, this.pid, this.startedAt.toISOString()),
       'host.name': host,
       'process.pid': this.pid,
     };
   }
+}
+
+const INTERPRETERS = /^(node|nodejs|python[\d.]*|ruby|perl|bun|deno)$/;
+
+/** A service's name from its command: the program's, or for an interpreter the script's ("node dist/server.js" is "server"). */
+export function serviceNameOf(command: string): string {
+  const [program = '', ...args] = command.split(' ').filter(Boolean);
+  const name = basename(program);
+  if (!INTERPRETERS.test(name)) return name;
+  const script = args.find((arg) => !arg.startsWith('-'));
+  return script ? basename(script).replace(/\.(m|c)?[jt]s$|\.py$|\.rb$|\.pl$/, '') : name;
 }
 
 export class Fleet {
@@ -90,7 +102,9 @@ export class Fleet {
 
   /** Starts watching the pids given and, with --all, the socket directories. */
   async start(): Promise<void> {
-    for (const pid of this.options.pids) await this.add(pid, true);
+    // Spread over the interval, so that many targets are not all asked at once.
+    const spread = this.options.intervalMs / Math.max(1, this.options.pids.length);
+    for (const [i, pid] of this.options.pids.entries()) await this.add(pid, true, i * spread);
     if (this.options.all) {
       await this.discover();
       this.timer = setInterval(() => void this.discover(), this.options.intervalMs);
@@ -104,11 +118,11 @@ export class Fleet {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    await Promise.all([...this.targets.values()].map((t) => t.feed.close()));
+    await Promise.all([...this.targets.values()].map((t) => (t.cancelStart(), t.feed.close())));
     this.targets.clear();
   }
 
-  private async add(pid: number, given: boolean): Promise<void> {
+  private async add(pid: number, given: boolean, delayMs: number): Promise<void> {
     if (this.targets.has(pid) || this.closed) return;
     const started = await processStart(pid);
     if (started === null) {
@@ -125,7 +139,7 @@ export class Fleet {
     });
     const target = new Target(pid, feed, started, this.options.serviceName);
     this.targets.set(pid, target);
-    feed.start({
+    const listener: FeedListener = {
       snapshot: (snapshot) => {
         if (!given && snapshot.agent.mode === 'proc') {
           // Its socket was a leftover: the process has no agent to watch.
@@ -150,11 +164,14 @@ export class Fleet {
           target.snapshot = null;
         }
       },
-    });
+    };
+    const begin = setTimeout(() => this.targets.get(pid) === target && feed.start(listener), delayMs);
+    target.cancelStart = () => clearTimeout(begin);
     this.options.log(`pid ${pid}: watching`);
   }
 
   private drop(target: Target): void {
+    target.cancelStart();
     this.targets.delete(target.pid);
     this.gone.add(target.pid);
     void target.feed.close();
@@ -167,7 +184,7 @@ export class Fleet {
         if (await hasExited(pid)) continue;
         this.gone.delete(pid); // a new process with an old pid
       }
-      await this.add(pid, false);
+      await this.add(pid, false, Math.random() * this.options.intervalMs);
     }
   }
 }
