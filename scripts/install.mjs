@@ -50,3 +50,4 @@ if (after !== null) {
   console.error(`leakscope: built, but ${after}`);
   process.exit(1);
 }
+console.log(`leakscope: built the native agent here (${reason})`);

@@ -10,7 +10,7 @@ import { CAPTURE_BURST_MS, CAPTURE_TIME_SHARE } from '../src/node-agent/capture-
 import type { Snapshot } from '../src/model/snapshot.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { Client } from './helpers/http.js';
-import { oneLineError, runCli, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
+import { NODE_FIXTURES, oneLineError, runCli, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
 import { schemaErrors } from './helpers/schema.js';
 import { gotTarget } from './helpers/got.js';
 import { findingsAt } from './helpers/task-sites.js';
@@ -35,7 +35,6 @@ interface ServiceTruth {
   sites: { cart?: string; poll?: string; open_span?: string; ended_span?: string };
 }
 
-const NODE_FIXTURES = resolve(PACKAGE_ROOT, 'fixtures/node');
 const EXISTED = '(existed at attach)';
 
 /** A site as the bridge names it: relative to the service's working directory (ours). */

@@ -9,6 +9,7 @@ import type { Snapshot } from '../../src/model/snapshot.js';
 
 export const CLI = resolve(PACKAGE_ROOT, 'bin/leakscope.js');
 export const FIXTURES = resolve(PACKAGE_ROOT, 'build/fixtures');
+export const NODE_FIXTURES = resolve(PACKAGE_ROOT, 'fixtures/node');
 /** The Rust fixtures (fixtures/rust), which carry the agent in themselves through leakscope's crate. */
 export const RUST_FIXTURES = resolve(PACKAGE_ROOT, 'build/cargo/release');
 /** The Tokio services built as one that takes only the runtime hooks: no `layer` feature, so no tracing in Tokio. */
@@ -28,6 +29,8 @@ export interface FixtureOptions {
   readonly dir?: string;
   /** The program that runs NAME (node for a script). */
   readonly interpreter?: string;
+  /** A leakscope executable to run it with (an installed package's) instead of this checkout's CLI. */
+  readonly cli?: string;
 }
 
 export interface Fixture<Truth> {
@@ -60,7 +63,9 @@ export async function startFixture<Truth extends { pid: number }>(
   const program = options.interpreter ? [options.interpreter, binary, ...args] : [binary, ...args];
   const [file, argv] = options.withoutAgent
     ? [program[0]!, program.slice(1)]
-    : [process.execPath, [CLI, ...runArgs, '--', ...program]];
+    : options.cli
+      ? [options.cli, [...runArgs, '--', ...program]]
+      : [process.execPath, [CLI, ...runArgs, '--', ...program]];
   const child = spawn(file, argv, { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk) => (stderr += String(chunk)));
