@@ -1,12 +1,12 @@
 // Bad input of every kind: one line on stderr, a non-zero exit, and the
 // target unharmed.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, promises as fs } from 'node:fs';
+import { existsSync, mkdtempSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { CLI, isAlive, oneLineError, runCli, snapshotOf, startFixture } from './helpers/process.js';
+import { CLI, isAlive, NODE_FIXTURES, oneLineError, runCli, snapshotOf, startFixture } from './helpers/process.js';
 
 
 /** A live process with no agent in it. */
@@ -144,6 +144,34 @@ test('a second concurrent client is turned away with the first one named', async
   await new Promise((r) => setTimeout(r, 100));
   t.is((await snapshotOf(fixture.pid)).agent.mode, 'preload');
   t.true(fixture.alive());
+});
+
+test('the socket of an agent killed outright (a Node service on SIGTERM) is swept by the next connect', async (t) => {
+  const service = await startFixture<{ pid: number }>(t, 'global_array.mjs', [], { dir: NODE_FIXTURES, interpreter: process.execPath });
+  const socket = `/tmp/leakscope-${process.getuid!()}/${service.pid}.sock`;
+  t.true(existsSync(socket));
+  process.kill(service.pid, 'SIGTERM');
+  await new Promise((r) => service.child.once('exit', r));
+  while (isAlive(service.pid)) await new Promise((r) => setTimeout(r, 20));
+  const other = await startFixture<{ pid: number }>(t, 'exact_ledger', [], { sampleInterval: 'exact' });
+  t.is((await snapshotOf(other.pid)).agent.mode, 'preload');
+  t.false(existsSync(socket), 'the dead agent\'s socket is gone');
+  t.true(existsSync(`/tmp/leakscope-${process.getuid!()}/${other.pid}.sock`), 'the live one stays');
+});
+
+test('a process whose memory map even root may not read: what was denied, and why', async (t) => {
+  if (process.getuid!() !== 0) return t.pass('needs root');
+  // Here pid 1 of the sandbox is such a process; a machine without one has nothing to show.
+  const denied = readdirSync('/proc').filter((name) => /^\d+$/.test(name)).find((pid) => {
+    try {
+      readFileSync(`/proc/${pid}/maps`);
+      return false;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'EACCES';
+    }
+  });
+  if (denied === undefined) return t.pass('no process on this machine denies root its maps');
+  oneLineError(t, await runCli(['snapshot', denied, '--no-inject']), new RegExp(`permission denied reading /proc/${denied}/maps of pid ${denied} \\(.*\\), even as root: `));
 });
 
 test('a pid we may not inspect', async (t) => {

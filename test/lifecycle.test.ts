@@ -1,8 +1,61 @@
 // The target lives through everything leakscope does to it, and through its
 // own fork and exec; leakscope leaves nothing of its own behind.
-import { readdirSync, readFileSync } from 'node:fs';
-import test from 'ava';
-import { runCli, snapshotOf, startFixture } from './helpers/process.js';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import test, { type ExecutionContext } from 'ava';
+import { CLI, FIXTURES, runCli, safeKill, snapshotOf, startFixture } from './helpers/process.js';
+
+/** `leakscope run ARGS`: the pid the program reports once ready, and what run said on stderr. */
+async function runThrough(t: ExecutionContext, args: readonly string[]): Promise<{ pid: number; stderr: () => string }> {
+  const child = spawn(process.execPath, [CLI, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk) => (stderr += String(chunk)));
+  t.teardown(() => void child.kill('SIGKILL'));
+  const pid = await new Promise<number>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => line.startsWith('{"ready":true') && resolve((JSON.parse(line) as { pid: number }).pid));
+    child.once('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
+  });
+  t.teardown(() => safeKill(pid, 'SIGKILL'));
+  return { pid, stderr: () => stderr };
+}
+
+async function until(check: () => boolean, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  return check();
+}
+
+test('run through a wrapper that execs the real program (a pyenv shim): a script is followed; a compiled wrapper, or --no-follow-exec, is said with the fix', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'leakscope-shim-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const shim = join(dir, 'python3');
+  writeFileSync(shim, `#!/bin/sh\n# a shim: finds the real program, then becomes it\nexec ${FIXTURES}/growing_leak --steady "$@"\n`, { mode: 0o755 });
+
+  const followed = await runThrough(t, ['--', shim]);
+  t.regex(followed.stderr(), /python3 is a script; the agent follows it through exec/);
+  const snapshot = await snapshotOf(followed.pid);
+  t.is(snapshot.agent.mode, 'preload');
+  t.regex(snapshot.command, /growing_leak/);
+
+  const notFollowed = await runThrough(t, ['--no-follow-exec', '--', shim]);
+  t.true(await until(() => /left the agent behind/.test(notFollowed.stderr())), notFollowed.stderr());
+  t.regex(notFollowed.stderr(), new RegExp(`pid ${notFollowed.pid} exec'd ${FIXTURES}/growing_leak and left the agent behind \\(.*python3 is a wrapper that runs another program\\); run it again with --follow-exec`));
+
+  // A compiled wrapper (env) is not a script: not followed unless asked, and said.
+  const compiled = await runThrough(t, ['--', '/usr/bin/env', `${FIXTURES}/growing_leak`, '--steady']);
+  t.true(await until(() => /left the agent behind/.test(compiled.stderr())), compiled.stderr());
+  const asked = await runThrough(t, ['--follow-exec', '--', '/usr/bin/env', `${FIXTURES}/growing_leak`, '--steady']);
+  t.is((await snapshotOf(asked.pid)).agent.mode, 'preload');
+  t.notRegex(asked.stderr(), /left the agent behind/);
+
+  // A static program: the loader never loads the agent, and run says so.
+  const statik = await runThrough(t, ['--', `${FIXTURES}/static_park`]);
+  t.true(await until(() => /the agent is not in pid/.test(statik.stderr())), statik.stderr());
+  t.regex(statik.stderr(), new RegExp(`the agent is not in pid ${statik.pid} \\(${FIXTURES}/static_park\\): the loader did not load it`));
+});
 
 // The forked child starts threads that allocate and free, and frees and
 // grows the parent's blocks (samples among them): under each allocator's

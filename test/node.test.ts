@@ -259,6 +259,23 @@ test.serial('a Node without process.getBuiltinModule and with an ESM entry point
   t.deepEqual(await otherListeners(fixture.pid, -1), [], 'the inspector leakscope opened is closed again');
 });
 
+test.serial('a target that exits while its inspector is being used: said at once, not after the timeout', async (t) => {
+  const { fixture } = await startService(t, 'service.mjs');
+  const cli = runCli(['snapshot', String(fixture.pid), '--json']);
+  // Killed once its inspector is open, in the middle of the attach.
+  const deadline = Date.now() + 10_000;
+  while ((await otherListeners(fixture.pid, fixture.truth.port)).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  // Stopped there, so that the attach cannot finish first; then killed.
+  process.kill(fixture.pid, 'SIGSTOP');
+  await new Promise((r) => setTimeout(r, 300));
+  process.kill(fixture.pid, 'SIGKILL');
+  const killedAt = Date.now();
+  const result = await cli;
+  oneLineError(t, result, new RegExp(`pid ${fixture.pid} exited while leakscope was loading its agent through the Node inspector`));
+  // The attach's own timeout is 10 s: an exit is noticed within the 100 ms the CLI polls at, and its start-up.
+  t.true(Date.now() - killedAt < 5000, `said ${Date.now() - killedAt} ms after the exit`);
+});
+
 test.serial('the inspector port taken by another process: a one-line error naming it; the target is untouched', async (t) => {
   const blocker: Server = createServer();
   await new Promise<void>((r, reject) => blocker.once('error', reject).listen(9229, '127.0.0.1', () => r()));

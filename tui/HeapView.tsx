@@ -61,7 +61,8 @@ function barRows(s: Snapshot): { readonly what: string; readonly rows: BarRow[] 
       }),
     };
   return {
-    what: 'thread heaps',
+    // mimalloc gives each thread a heap of its own; elsewhere these are the bytes each thread allocated and still holds.
+    what: s.allocator.name === 'mimalloc' ? 'thread heaps' : 'live bytes by allocating thread',
     rows: orderThreads(s.threads)
       .filter((t) => t.heap && (t.heap.live_bytes > 0 || (t.heap.unreclaimed_bytes ?? 0) > 0))
       .map((t) => {

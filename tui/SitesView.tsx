@@ -16,7 +16,7 @@ export interface SitesViewProps {
 
 const SITE_COLUMNS: readonly (Column & { readonly wide?: boolean; readonly value: (s: TaskSite) => string })[] = [
   { title: 'spawn site', width: 18, flex: true, value: (s) => s.site },
-  { title: 'kind', width: 9, value: (s) => s.kind },
+  { title: 'kind', width: 10, value: (s) => s.kind },
   { title: 'live', width: 9, align: 'right', value: (s) => formatCount(s.live) },
   { title: 'idle', width: 9, align: 'right', value: (s) => formatCount(s.idle_over_threshold) },
   { title: 'oldest idle', width: 12, align: 'right', value: (s) => (s.idle > 0 ? formatDuration(s.oldest_idle_ms) : '-') },

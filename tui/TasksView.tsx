@@ -23,7 +23,7 @@ const STATE_LABEL: Readonly<Record<TaskItem['state'], string>> = { idle: 'idle',
 const TASK_COLUMNS: readonly (Column & { readonly wide?: boolean; readonly value: (t: TaskItem) => string })[] = [
   { title: 'id', width: 9, value: (t) => String(t.id) },
   { title: 'state', width: 6, value: (t) => STATE_LABEL[t.state] },
-  { title: 'kind', width: 8, value: (t) => t.kind },
+  { title: 'kind', width: 10, value: (t) => t.kind },
   { title: 'name', width: 10, flex: true, value: (t) => t.name || '-' },
   { title: 'spawn site', width: 18, flex: true, value: (t) => t.site },
   { title: 'idle', width: 8, align: 'right', value: (t) => (t.state === 'idle' ? formatDuration(t.idle_ms) : '-') },

@@ -30,18 +30,19 @@ function siteRows(s: Snapshot): string[] {
   const tasks = s.tasks;
   if (!tasks.tracked) return [];
   const header =
-    `  ${padColumn('spawn site', 30)}${padColumn('kind', 8)}${padColumn('live', 8)}${padColumn('idle', 8)}${padColumn('oldest idle', 13)}` +
+    `  ${padColumn('spawn site', 30)}${padColumn('kind', 10)}${padColumn('live', 8)}${padColumn('idle', 8)}${padColumn('oldest idle', 13)}` +
     `${padColumn('allocated', 12)}live bytes`;
   const rows = tasks.sites.slice(0, MAX_SITE_ROWS).map(
     (site) =>
-      `  ${padColumn(site.site, 30)}${padColumn(site.kind, 8)}${padColumn(formatCount(site.live), 8)}${padColumn(formatCount(site.idle_over_threshold), 8)}` +
+      `  ${padColumn(site.site, 30)}${padColumn(site.kind, 10)}${padColumn(formatCount(site.live), 8)}${padColumn(formatCount(site.idle_over_threshold), 8)}` +
       `${padColumn(site.idle > 0 ? formatDuration(site.oldest_idle_ms) : '-', 13)}${padColumn(formatBytes(site.allocated_bytes), 12)}${formatBytes(site.live_bytes)}`,
   );
   const hidden = tasks.sites_total - rows.length;
   if (hidden > 0) rows.push(`  … and ${hidden} more sites (--json lists ${tasks.sites.length})`);
   const states = Object.entries(tasks.by_state)
     .filter(([state, n]) => n > 0 && state !== 'completed')
-    .map(([state, n]) => `${formatCount(n)} ${state}`)
+    // "idle" in the columns means idle for over the threshold; in this count, a task that waits now.
+    .map(([state, n]) => `${formatCount(n)} ${state === 'idle' ? 'waiting' : state}`)
     .join(', ');
   return [
     '',

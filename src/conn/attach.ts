@@ -9,7 +9,7 @@ import { readCgroupMemory } from './cgroup.js';
 import { AGENT_NOT_LOADED, allocatorFromMaps, procObservation, readProcessMemory } from './proc-view.js';
 import { InjectRefused, injectNativeAgent } from './native-inject.js';
 import { injectNodeBridge, isNodeProcess, waitForInspectorClosed } from './node-inject.js';
-import { identifyTarget, isAlive, processStartedAt, readProcFile, socketDirectory, targetSocketPaths } from './target.js';
+import { identifyTarget, isAlive, processStartedAt, readProcFile, socketDirectory, targetSocketPaths, whileAlive } from './target.js';
 
 export type Connection =
   | { readonly kind: 'agent'; readonly client: AgentClient; readonly hello: HelloResult }
@@ -44,6 +44,25 @@ async function firstExisting(paths: readonly string[]): Promise<string | null> {
   return null;
 }
 
+/**
+ * Removes the sockets of agents whose processes are gone from the socket
+ * directories this CLI looks in (a Node target killed by SIGTERM cannot
+ * remove its own). Only sockets, only those whose pid no longer exists, and
+ * only where we may.
+ */
+export async function sweepDeadSockets(directories: readonly string[]): Promise<number> {
+  let removed = 0;
+  for (const directory of directories)
+    for (const name of await fs.readdir(directory).catch(() => [] as string[])) {
+      const m = /^(\d+)\.sock$/.exec(name);
+      if (!m || isAlive(Number(m[1]))) continue;
+      const path = `${directory}/${name}`;
+      const stat = await fs.lstat(path).catch(() => null);
+      if (stat?.isSocket() && (await fs.unlink(path).then(() => true, () => false))) removed++;
+    }
+  return removed;
+}
+
 let attachDefaults: Pick<ConnectOptions, 'inject' | 'lingerMs'> = {};
 
 /** The CLI's --linger and --no-inject, for every connect of this run. */
@@ -55,6 +74,7 @@ export async function connect(pid: number, given: ConnectOptions = {}): Promise<
   const options = { ...attachDefaults, ...given };
   const target = await identifyTarget(pid);
   const paths = targetSocketPaths(target);
+  await sweepDeadSockets([...new Set(paths.map((p) => p.slice(0, p.lastIndexOf('/'))))]);
   const path = (await firstExisting(paths)) ?? paths[0]!;
   const withoutAgent = async (reason: string): Promise<Connection> => {
     if (options.inject === false) return { kind: 'proc', pid, reason };
@@ -71,11 +91,12 @@ export async function connect(pid: number, given: ConnectOptions = {}): Promise<
       }
       return connect(pid, { ...options, inject: false });
     }
-    const injected = await injectNodeBridge(pid, { lingerMs: options.lingerMs, timeoutMs: options.timeoutMs });
-    const connection = await connect(pid, { ...options, inject: false });
+    const doing = 'loading its agent through the Node inspector';
+    const injected = await whileAlive(pid, doing, injectNodeBridge(pid, { lingerMs: options.lingerMs, timeoutMs: options.timeoutMs }));
+    const connection = await whileAlive(pid, doing, connect(pid, { ...options, inject: false }));
     if (!injected.inspectorWasOpen) {
       try {
-        await waitForInspectorClosed(pid, injected.inspectorPort, options.timeoutMs ?? 10_000);
+        await whileAlive(pid, doing, waitForInspectorClosed(pid, injected.inspectorPort, options.timeoutMs ?? 10_000));
       } catch (error) {
         disconnect(connection);
         throw error;

@@ -31,8 +31,28 @@ export async function readProcFile(pid: number, file: string): Promise<string> {
   try {
     return await fs.readFile(`/proc/${pid}/${file}`, 'utf8');
   } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if ((code === 'EACCES' || code === 'EPERM') && process.geteuid?.() === 0) throw new LeakscopeError(await whyRootIsDenied(pid, `/proc/${pid}/${file}`));
     throw describeFsError(error, pid, `/proc/${pid}/${file}`);
   }
+}
+
+/**
+ * Root was refused a file that needs ptrace-read access (maps, mem,
+ * environ): say which check of the kernel's it is likely to be, from what we
+ * can see (proc(5), ptrace(2) "Ptrace access mode checking").
+ */
+async function whyRootIsDenied(pid: number, path: string): Promise<string> {
+  const name = (await fs.readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '?')).trim();
+  const denied = `permission denied reading ${path} of pid ${pid} (${name}), even as root`;
+  const yama = (await fs.readFile('/proc/sys/kernel/yama/ptrace_scope', 'utf8').catch(() => '')).trim();
+  if (yama === '3') return `${denied}: Yama's ptrace_scope is 3, so no process may inspect another on this machine (it stays so until reboot)`;
+  const [ours, theirs] = await Promise.all([fs.readlink('/proc/self/ns/user').catch(() => null), fs.readlink(`/proc/${pid}/ns/user`).catch(() => null)]);
+  if (ours && theirs && ours !== theirs) return `${denied}: it lives in another user namespace, where this root is not its root; run leakscope inside that namespace`;
+  return (
+    `${denied}: the kernel refuses this process's ptrace-read access to it (it is not dumpable, it was started with more privileges than ` +
+    `leakscope has, or a security module such as AppArmor or SELinux forbids it); leakscope can read only its status here`
+  );
 }
 
 export async function identifyTarget(pid: number): Promise<TargetIdentity> {
@@ -41,9 +61,19 @@ export async function identifyTarget(pid: number): Promise<TargetIdentity> {
   const name = /^Name:\s+(.*)$/m.exec(status);
   const state = /^State:\s+(\S)/m.exec(status);
   if (state?.[1] === 'Z') throw new LeakscopeError(`pid ${pid} is a zombie: it has exited and waits for its parent`);
+  if (await isKernelThread(pid)) throw new LeakscopeError(`pid ${pid} is a kernel thread (${name?.[1] ?? '?'}): it has no user memory to inspect`);
   const nsPids = /^NSpid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number) ?? [];
   const ownPid = nsPids.length > 0 && Number.isInteger(nsPids[nsPids.length - 1]) ? nsPids[nsPids.length - 1]! : pid;
   return { pid, uid: uid ? Number(uid[1]) : -1, name: name?.[1] ?? '?', ownPid, otherMountNamespace: await inOtherMountNamespace(pid) };
+}
+
+/** PF_KTHREAD in the flags of /proc/PID/stat (field 9): a thread of the kernel's own, with no user address space. */
+const PF_KTHREAD = 0x00200000;
+
+export async function isKernelThread(pid: number): Promise<boolean> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const flags = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[6]);
+  return Number.isFinite(flags) && (flags & PF_KTHREAD) !== 0;
 }
 
 async function inOtherMountNamespace(pid: number): Promise<boolean> {
@@ -94,6 +124,31 @@ export async function hasExited(pid: number): Promise<boolean> {
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
   } catch {
     return true;
+  }
+}
+
+/**
+ * `work` on `pid`, unless the process exits first: then (or when the work
+ * fails because it did) the error says that it exited, `while` doing what.
+ */
+export async function whileAlive<T>(pid: number, doing: string, work: Promise<T>): Promise<T> {
+  const exited = new LeakscopeError(`pid ${pid} exited while leakscope was ${doing}`);
+  let timer: NodeJS.Timeout | undefined;
+  let settled = false;
+  const watch = new Promise<never>((_, reject) => {
+    const check = async (): Promise<void> => {
+      if (await hasExited(pid)) reject(exited);
+      else if (!settled) timer = setTimeout(() => void check(), 100);
+    };
+    timer = setTimeout(() => void check(), 100);
+  });
+  try {
+    return await Promise.race([work, watch]);
+  } catch (error) {
+    throw error !== exited && (await hasExited(pid)) ? exited : error;
+  } finally {
+    settled = true;
+    clearTimeout(timer);
   }
 }
 

@@ -10,7 +10,7 @@ import { basename } from 'node:path';
 import type { Thresholds } from '../analysis/detector.js';
 import { connect } from '../conn/attach.js';
 import { type FeedListener, LiveFeed } from '../conn/live-feed.js';
-import { hasExited, processStartedAt, socketDirectory } from '../conn/target.js';
+import { hasExited, isAlive, processStartedAt, socketDirectory } from '../conn/target.js';
 import type { Snapshot } from '../model/snapshot.js';
 import type { Attributes } from './metrics.js';
 
@@ -180,6 +180,7 @@ export class Fleet {
   /** Runs on a timer: processes whose agent socket appeared since, and forgets pids that were reused. */
   private async discover(): Promise<void> {
     for (const pid of await agentPids()) {
+      if (!isAlive(pid)) continue; // a socket left by a process killed outright; the next connect sweeps it
       if (this.gone.has(pid)) {
         if (await hasExited(pid)) continue;
         this.gone.delete(pid); // a new process with an old pid

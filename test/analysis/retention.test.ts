@@ -106,3 +106,44 @@ test('undecided when live bytes are counted from a late attach only', (t) => {
 test('undecided without history', (t) => {
   t.is(check(observation(), DEFAULT_THRESHOLDS).status, 'undecided');
 });
+
+test('"flat for" is how long live bytes have stayed level, not the length of the window that judges it', (t) => {
+  const since = (samples: number, burstAt: number | null) =>
+    observation((d) => {
+      d.allocator.live_bytes = 10 * MiB;
+      d.process.rss_bytes = 150 * MiB;
+      d.history = history(samples, (s) => (s === burstAt ? 130 * MiB : 10 * MiB));
+    });
+  const flatMessage = (o: ReturnType<typeof since>) => {
+    const result = check(o, DEFAULT_THRESHOLDS);
+    return result.status === 'found' ? result.findings[0]!.message : result.status;
+  };
+  t.regex(flatMessage(since(20, null)), /live bytes have been flat for 19 s\./);
+  t.regex(flatMessage(since(20, 3)), /live bytes have been flat for 15 s\./); // from the sample after the burst
+  t.regex(flatMessage(since(5, null)), /live bytes have been flat for 4 s\./);
+});
+
+test('the remedy rests on the allocator\'s numbers here, not on findings that may not have fired', (t) => {
+  const jemalloc = observation((d) => {
+    d.allocator.name = 'jemalloc';
+    d.allocator.live_bytes = 10 * MiB;
+    d.process.rss_bytes = 150 * MiB;
+    d.allocator.stats = { active_bytes: 40 * MiB, allocated_bytes: 10 * MiB };
+    d.history = history(5, () => 10 * MiB);
+  });
+  const result = check(jemalloc, DEFAULT_THRESHOLDS);
+  if (result.status !== 'found') return t.fail(result.status);
+  t.regex(result.findings[0]!.remedy, /purges jemalloc's dirty pages \(0 B now\); the 30\.0 MiB free inside slabs that still hold live blocks does not go back by purging/);
+  for (const allocator of ['jemalloc', 'mimalloc'] as const) {
+    const o = observation((d) => {
+      d.allocator.name = allocator;
+      d.allocator.version = allocator === 'mimalloc' ? '2.0.9' : '5.3.0';
+      d.allocator.live_bytes = 10 * MiB;
+      d.process.rss_bytes = 150 * MiB;
+      d.history = history(5, () => 10 * MiB);
+    });
+    const found = check(o, DEFAULT_THRESHOLDS);
+    if (found.status !== 'found') return t.fail(found.status);
+    t.notRegex(found.findings[0]!.remedy, /findings/, `${allocator}: ${found.findings[0]!.remedy}`);
+  }
+});

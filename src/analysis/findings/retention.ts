@@ -6,7 +6,7 @@
 import { formatBytes, formatDuration } from '../../format.js';
 import { remoteFreeReclaim } from '../../model/allocators.js';
 import type { Cause, Observation } from '../../model/snapshot.js';
-import { type CheckResult, found, OK, processSubject, type Thresholds, undecided } from '../detector.js';
+import { type CheckResult, found, OK, processSubject, threadLabel, type Thresholds, undecided } from '../detector.js';
 import { allocatorStat, describeMeasure, type HeapMeasure, measureHeap, measureSource } from '../measured.js';
 
 export const id = 'retention';
@@ -55,17 +55,32 @@ export function where(o: Observation): string {
   }
 }
 
+/** What would give it back, from the allocator's own numbers here (never pointing at a finding that may not have fired). */
 function remedy(o: Observation): string {
   const pid = String(o.pid);
   switch (o.allocator.name) {
     case 'glibc':
       return `Run 'leakscope reclaim ${pid}' (malloc_trim) to see how much comes back; MALLOC_ARENA_MAX=2 keeps it lower.`;
-    case 'jemalloc':
-      return `See the jemalloc findings for the part that can go back ('leakscope reclaim ${pid}' purges dirty pages; fragmentation inside slabs does not go back by purging).`;
-    case 'mimalloc':
-      return remoteFreeReclaim(o.allocator.name, o.allocator.version) === 'none'
-        ? 'Allocate and free on the same thread where you can; the memory is reused by the next allocations, so it is a cost, not growth.'
-        : 'Follow the sleeping-owner findings: the owner threads must run, or free on the allocating thread.';
+    case 'jemalloc': {
+      const frag = Math.max(0, num(o, 'active_bytes') - num(o, 'allocated_bytes'));
+      const dirty = o.allocator.arenas.reduce((s, x) => s + (x.dirty_bytes ?? 0), 0);
+      return (
+        `'leakscope reclaim ${pid}' purges jemalloc's dirty pages (${formatBytes(dirty)} now); ` +
+        (frag > 0
+          ? `the ${formatBytes(frag)} free inside slabs that still hold live blocks does not go back by purging: it is reused by allocations of the same sizes.`
+          : 'background threads (MALLOC_CONF=background_thread:true) purge them as they decay.')
+      );
+    }
+    case 'mimalloc': {
+      if (remoteFreeReclaim(o.allocator.name, o.allocator.version) === 'none')
+        return 'Allocate and free on the same thread where you can; the memory is reused by the next allocations, so it is a cost, not growth.';
+      const owner = [...o.threads]
+        .filter((t) => (t.heap?.unreclaimed_bytes ?? 0) > 0)
+        .sort((a, b) => (b.heap?.unreclaimed_bytes ?? 0) - (a.heap?.unreclaimed_bytes ?? 0))[0];
+      return owner
+        ? `${threadLabel(owner)} holds ${formatBytes(owner.heap!.unreclaimed_bytes!)} that other threads freed and only it can take back: it must run (any allocation does), or free on the allocating thread.`
+        : `Blocks other threads freed wait for their owner threads; 'leakscope reclaim ${pid}' (mi_collect) shows how much comes back.`;
+    }
     case 'tcmalloc':
       return 'Release memory with MallocExtension::ReleaseFreeMemory(), or lower TCMALLOC_RELEASE_RATE.';
     default:
@@ -86,14 +101,28 @@ export function message(o: Observation, m: HeapMeasure, flatMs: number | null): 
   );
 }
 
-/** How long live bytes have been flat, from the ledger's history; null without one. */
+/**
+ * Whether live bytes are flat now (the last few samples), and for how long
+ * they have been: the longest stretch at the end of the history that stays
+ * within the tolerance. Null without enough history.
+ */
 function flatFor(o: Observation): { flat: boolean; ms: number } | null {
-  const window = o.history.slice(-FLAT_WINDOW_SAMPLES).flatMap((h) => (h.live_bytes === null ? [] : [{ t: h.t_ms, v: h.live_bytes }]));
+  const points = o.history.flatMap((h) => (h.live_bytes === null ? [] : [{ t: h.t_ms, v: h.live_bytes }]));
+  const window = points.slice(-FLAT_WINDOW_SAMPLES);
   if (window.length < MIN_SAMPLES) return null;
+  const within = (min: number, max: number) => max - min <= Math.max(FLAT_TOLERANCE_BYTES, FLAT_TOLERANCE_FRACTION * max);
   const values = window.map((p) => p.v);
-  const max = Math.max(...values);
-  const flat = max - Math.min(...values) <= Math.max(FLAT_TOLERANCE_BYTES, FLAT_TOLERANCE_FRACTION * max);
-  return { flat, ms: (window.at(-1)?.t ?? 0) - (window[0]?.t ?? 0) };
+  if (!within(Math.min(...values), Math.max(...values))) return { flat: false, ms: 0 };
+  let min = Infinity;
+  let max = -Infinity;
+  let start = points.length - 1;
+  for (let i = points.length - 1; i >= 0; i--) {
+    min = Math.min(min, points[i]!.v);
+    max = Math.max(max, points[i]!.v);
+    if (!within(min, max)) break;
+    start = i;
+  }
+  return { flat: true, ms: points.at(-1)!.t - points[start]!.t };
 }
 
 export function check(o: Observation, _thresholds: Thresholds): CheckResult {
