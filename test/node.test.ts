@@ -304,7 +304,11 @@ test.serial('after the last client leaves and the linger ends, the hooks are out
   t.is(live(woken, truth.workers[0]?.sites.park, 'promise')?.live ?? 0, 0, "the worker's, parked while dormant, were never seen");
   await withWorkers(t, fixture.pid, [late]); // awake: the main bridge joins the one started while dormant
   await leak(client, 3);
-  const again = await snapshotOf(fixture.pid);
+  // Counted exactly (every promise captured, the init hook on all the time), as the three are few: this
+  // asserts that mode, and waits for the count rather than for a moment (a loaded machine answers later).
+  const again = await snapshotUntil(fixture.pid, (s) => (live(s, truth.sites.cart, 'promise')?.live ?? 0) >= 3, { timeoutMs: 15_000 });
+  t.is(again.node?.promises.sparsest_sample_interval ?? again.node?.promises.sample_interval, 1, 'every promise captured');
+  t.is(again.node?.promises.init_hook_interval ?? 1, 1, 'the init hook on all the time');
   t.is(live(again, truth.sites.cart, 'promise')?.live, 3);
   t.is(again.node?.state, 'recording');
   t.deepEqual(again.node?.workers.map((w) => w.state), ['recording', 'recording'], 'the workers woke with the main thread');

@@ -3,6 +3,7 @@
 // every failure becomes a one-line LeakscopeError.
 import net from 'node:net';
 import { LeakscopeError } from '../errors.js';
+import { faultStep } from './fault-step.js';
 
 export const PROTOCOL_VERSION = 1;
 const MAX_REPLY_BYTES = 256 * 1024 * 1024;
@@ -57,7 +58,9 @@ export class AgentClient {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
-        resolve(new AgentClient(socket, pid, timeoutMs));
+        const client = new AgentClient(socket, pid, timeoutMs);
+        faultStep('connected');
+        resolve(client);
       });
       socket.once('error', (error) => {
         clearTimeout(timer);
@@ -68,7 +71,9 @@ export class AgentClient {
 
   /** The agent's first line: who it is, or why it turned us away. */
   async hello(): Promise<HelloResult> {
-    return parseReply<HelloResult>(await this.greeting, null, this.pid);
+    const hello = parseReply<HelloResult>(await this.greeting, null, this.pid);
+    faultStep('greeted');
+    return hello;
   }
 
   async request<T>(op: AgentOp, params: RequestParams = {}): Promise<T> {
@@ -78,7 +83,10 @@ export class AgentClient {
     const id = this.nextId++;
     const reply = this.awaitLine(`'${op}'`);
     this.socket.write(`${JSON.stringify({ ...params, v: PROTOCOL_VERSION, id, op })}\n`);
-    return parseReply<T>(await reply, id, this.pid);
+    faultStep(`requested:${op}`);
+    const result = parseReply<T>(await reply, id, this.pid);
+    faultStep(`answered:${op}`);
+    return result;
   }
 
   private awaitLine(what: string): Promise<string> {

@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LeakscopeError } from '../errors.js';
+import { faultStep } from './fault-step.js';
 import { isNodeExecutable, nodeAgentFile } from '../paths.js';
 import { adoptExistingTasks, bridgeExpression, type EvaluateReply, evaluated, type InspectorSend } from '../node-agent/inject-steps.cjs';
 import { CdpSession } from './cdp-session.js';
@@ -87,6 +88,7 @@ export async function injectNodeBridge(pid: number, options: InjectOptions = {})
   const timeoutMs = options.timeoutMs ?? 10_000;
   const wasOpen = await findInspector(pid, DEFAULT_INSPECTOR_PORT);
   const inspector = wasOpen ?? (await openInspector(pid, timeoutMs));
+  faultStep('inspector-open');
   const session = await CdpSession.open(inspector.webSocketUrl, timeoutMs);
   const busy = `the event loop of pid ${pid} did not run leakscope's bridge within ${timeoutMs} ms (blocked in native code?)`;
   const send: InspectorSend = (method, params) => session.send(method, params, timeoutMs, busy);
@@ -100,6 +102,7 @@ export async function injectNodeBridge(pid: number, options: InjectOptions = {})
       'loading the leakscope bridge',
       fail,
     );
+    faultStep('bridge-loaded');
     if (attached?.error === 'no-loader') {
       cannotLoad = new LeakscopeError(
         `Node ${attached.version} has neither process.getBuiltinModule nor a CommonJS main module to load leakscope with (Node 20.16 or newer can be attached); start it with 'leakscope run'`,

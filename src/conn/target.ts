@@ -132,6 +132,7 @@ export async function hasExited(pid: number): Promise<boolean> {
  * fails because it did) the error says that it exited, `while` doing what.
  */
 export async function whileAlive<T>(pid: number, doing: string, work: Promise<T>): Promise<T> {
+  if (await hasExited(pid)) return work; // gone before: the work says so in its own words
   const exited = new LeakscopeError(`pid ${pid} exited while leakscope was ${doing}`);
   let timer: NodeJS.Timeout | undefined;
   let settled = false;

@@ -12,6 +12,7 @@
 #include <initializer_list>
 
 #include "agent.h"
+#include "clock.h"
 #include "ledger.h"
 #include "probes.h"
 #include "proc.h"
@@ -91,32 +92,66 @@ void Server::close_in_child() {
   if (listener >= 0) close(listener);
 }
 
+// Runs on the server thread. Replies go out without blocking: a client that
+// stops reading holds only its own reply (no further request of its is read
+// until that is out), and is let go once it has taken nothing for
+// kStallMs; meanwhile new clients are still answered (busy).
 void Server::serve() {
   while (true) {
     const int listener = listen_fd_.load();
     if (listener < 0) return;
-    pollfd fds[2] = {{listener, POLLIN, 0}, {client_fd_.load(), POLLIN, 0}};
-    const int n = poll(fds, fds[1].fd >= 0 ? 2 : 1, -1);
+    const int client = client_fd_.load();
+    const bool sending = client >= 0 && !outbox_.empty();
+    pollfd fds[2] = {{listener, POLLIN, 0}, {client, short(sending ? POLLOUT : POLLIN), 0}};
+    const int n = poll(fds, client >= 0 ? 2 : 1, sending ? 250 : -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       return;
     }
     // The client first: one that hung up is let go before a new one asks.
-    if (fds[1].fd >= 0 && fds[1].revents) read_client();
+    if (client >= 0 && fds[1].revents) {
+      if (!sending) read_client();
+      else if (!flush_client()) drop_client();
+      else if (outbox_.empty()) handle_pending();
+    }
+    if (client_fd_.load() >= 0 && !outbox_.empty() && (mono_ns() - outbox_progress_ns_) / 1000000 > kStallMs) drop_client();
     if (fds[0].revents & POLLIN) accept_client();
   }
 }
 
 bool Server::send_line(int fd, const std::string& line) {
+  // To a socket just accepted, one short line: its buffer takes it whole.
   std::string framed = line + "\n";
   size_t sent = 0;
   while (sent < framed.size()) {
     // MSG_NOSIGNAL: a client that went away must not SIGPIPE the target.
-    const ssize_t n = send(fd, framed.data() + sent, framed.size() - sent, MSG_NOSIGNAL);
+    const ssize_t n = send(fd, framed.data() + sent, framed.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     sent += size_t(n);
   }
+  return true;
+}
+
+bool Server::reply(const std::string& line) {
+  outbox_.append(line).push_back('\n');
+  outbox_progress_ns_ = mono_ns();
+  return flush_client();
+}
+
+bool Server::flush_client() {
+  const int fd = client_fd_.load();
+  while (outbox_sent_ < outbox_.size()) {
+    const ssize_t n = send(fd, outbox_.data() + outbox_sent_, outbox_.size() - outbox_sent_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // the rest when it reads
+    if (n <= 0) return false;
+    outbox_sent_ += size_t(n);
+    outbox_progress_ns_ = mono_ns();
+  }
+  outbox_.clear();
+  outbox_.shrink_to_fit();  // a large reply's buffer is not kept between replies
+  outbox_sent_ = 0;
   return true;
 }
 
@@ -178,8 +213,6 @@ std::string error_line(double id, const std::string& message) {
 void Server::accept_client() {
   const int fd = accept4(listen_fd_.load(), nullptr, nullptr, SOCK_CLOEXEC);
   if (fd < 0) return;
-  timeval timeout{5, 0};  // a client that stops reading cannot hold us
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
   ucred peer{};
   socklen_t length = sizeof peer;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
@@ -198,13 +231,15 @@ void Server::accept_client() {
   client_fd_.store(fd);
   client_pid_ = peer.pid;
   pending_.clear();
+  outbox_.clear();
+  outbox_sent_ = 0;
   // The agent speaks first, so a client learns it was admitted (or why
   // not) before it writes anything.
   JsonWriter greeting;
   greeting.begin_object().field("v", kProtocolVersion).key("id").null().field("ok", true).key("result");
   write_hello(greeting);
   greeting.end_object();
-  if (!send_line(fd, greeting.str())) {
+  if (!reply(greeting.str())) {
     drop_client();
     return;
   }
@@ -224,6 +259,9 @@ void Server::drop_client() {
   const int fd = client_fd_.exchange(-1);
   if (fd >= 0) close(fd);
   pending_.clear();
+  outbox_.clear();
+  outbox_.shrink_to_fit();
+  outbox_sent_ = 0;
   client_pid_ = 0;
   std::lock_guard<std::mutex> hold(extension_lock_);
   if (client_told_ && has_extension_ && extension_.client) extension_.client(extension_.context, false);
@@ -239,14 +277,19 @@ void Server::read_client() {
     return;
   }
   pending_.append(buf, size_t(n));
+  handle_pending();
+}
+
+// The requests read so far, one at a time, while the last reply is out.
+void Server::handle_pending() {
   size_t newline;
-  while (client_fd_.load() >= 0 && (newline = pending_.find('\n')) != std::string::npos) {
+  while (client_fd_.load() >= 0 && outbox_.empty() && (newline = pending_.find('\n')) != std::string::npos) {
     const std::string line = pending_.substr(0, newline);
     pending_.erase(0, newline + 1);
     handle_line(line);
   }
-  if (pending_.size() > kMaxRequestBytes) {
-    send_line(client_fd_.load(), error_line(NAN, "request longer than " + std::to_string(kMaxRequestBytes) + " bytes"));
+  if (client_fd_.load() >= 0 && pending_.size() > kMaxRequestBytes && pending_.find('\n') == std::string::npos) {
+    reply(error_line(NAN, "request longer than " + std::to_string(kMaxRequestBytes) + " bytes"));
     drop_client();
   }
 }
@@ -254,15 +297,14 @@ void Server::read_client() {
 void Server::handle_line(const std::string& line) {
   Request request;
   std::string error;
-  const int fd = client_fd_.load();
   if (!parse_request(line, &request, &error)) {
-    if (!send_line(fd, error_line(NAN, "malformed request: " + error))) drop_client();
+    if (!reply(error_line(NAN, "malformed request: " + error))) drop_client();
     return;
   }
   const double id = request.numbers.count("id") ? request.numbers["id"] : NAN;
   const double version = request.numbers.count("v") ? request.numbers["v"] : NAN;
   if (version != kProtocolVersion) {
-    if (!send_line(fd, error_line(id, "unsupported protocol version: this agent speaks v" + std::to_string(kProtocolVersion))))
+    if (!reply(error_line(id, "unsupported protocol version: this agent speaks v" + std::to_string(kProtocolVersion))))
       drop_client();
     return;
   }
@@ -277,7 +319,7 @@ void Server::handle_line(const std::string& line) {
     TaskQuery query;
     std::string problem;
     if (!task_query_from(request, &query, &problem)) {
-      if (!send_line(fd, error_line(id, problem))) drop_client();
+      if (!reply(error_line(id, problem))) drop_client();
       return;
     }
     out.field("ok", true).key("result");
@@ -292,11 +334,11 @@ void Server::handle_line(const std::string& line) {
     out.field("ok", true).key("result");
     write_reclaim(out);
   } else {
-    if (!send_line(fd, error_line(id, "unknown op '" + op + "' (expected hello, snapshot, tasks or reclaim)"))) drop_client();
+    if (!reply(error_line(id, "unknown op '" + op + "' (expected hello, snapshot, tasks or reclaim)"))) drop_client();
     return;
   }
   out.end_object();
-  if (!send_line(fd, out.str())) drop_client();
+  if (!reply(out.str())) drop_client();
 }
 
 void Server::write_hello(JsonWriter& out) {

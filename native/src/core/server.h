@@ -35,6 +35,8 @@ class Server {
 
   static constexpr int kProtocolVersion = 1;
   static constexpr size_t kMaxRequestBytes = 64 * 1024;
+  /** A client that takes none of its reply for this long is let go. */
+  static constexpr uint64_t kStallMs = 5000;
 
  private:
   void accept_client();
@@ -47,6 +49,9 @@ class Server {
   void write_tasks(JsonWriter& out, const TaskQuery& query);
   void write_reclaim(JsonWriter& out);
   bool send_line(int fd, const std::string& line);
+  bool reply(const std::string& line);
+  bool flush_client();
+  void handle_pending();
 
   const AgentConfig& config_;
   Sampler& sampler_;
@@ -58,6 +63,9 @@ class Server {
   int client_pid_ = 0;
   int owner_pid_ = 0;
   std::string pending_;
+  std::string outbox_;  // the client's reply, as far as it has not taken it
+  size_t outbox_sent_ = 0;
+  uint64_t outbox_progress_ns_ = 0;
   // Held while the server thread calls into the extension, so that removing
   // it waits for that call to return.
   std::mutex extension_lock_;

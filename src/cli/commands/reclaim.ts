@@ -1,7 +1,7 @@
 // leakscope reclaim: run the allocator's own give-back call inside the
 // target and measure RSS before and after.
 import { reclaim, withConnection } from '../../conn/attach.js';
-import { parsePid } from '../../conn/target.js';
+import { parsePid, whileAlive } from '../../conn/target.js';
 import { formatBytes } from '../../format.js';
 import type { ReclaimResult } from '../../model/agent-facts.js';
 
@@ -16,7 +16,7 @@ export function describeReclaim(pid: number, r: ReclaimResult): string {
 
 export async function reclaimCommand(pidText: string, options: { json: boolean }): Promise<number> {
   const pid = parsePid(pidText);
-  const result = await withConnection(pid, reclaim);
+  const result = await whileAlive(pid, 'running its reclaim', withConnection(pid, reclaim));
   process.stdout.write(options.json ? `${JSON.stringify({ pid, ...result }, null, 2)}\n` : `${describeReclaim(pid, result)}\n`);
   return 0;
 }

@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import { analyze } from '../../analysis/index.js';
 import type { Thresholds } from '../../analysis/detector.js';
 import { observe, type TaskQuery, withConnection } from '../../conn/attach.js';
-import { parsePid } from '../../conn/target.js';
+import { parsePid, whileAlive } from '../../conn/target.js';
 import { LeakscopeError } from '../../errors.js';
 import type { Snapshot } from '../../model/snapshot.js';
 import { renderReport } from '../report.js';
@@ -17,7 +17,7 @@ export interface SnapshotOptions {
 
 export async function takeSnapshot(pidText: string, thresholds: Thresholds, tasks: TaskQuery = {}): Promise<Snapshot> {
   const pid = parsePid(pidText);
-  const observation = await withConnection(pid, (c) => observe(c, { ...tasks, idleThresholdMs: thresholds.idleMs }));
+  const observation = await whileAlive(pid, 'taking its snapshot', withConnection(pid, (c) => observe(c, { ...tasks, idleThresholdMs: thresholds.idleMs })));
   return analyze(observation, thresholds);
 }
 
