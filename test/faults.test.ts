@@ -32,11 +32,17 @@ async function stoppedAt(t: ExecutionContext, args: readonly string[], step: str
     child.once('exit', (code) => r({ code, stdout, stderr: stderr.replace(/^leakscope: fault step .*\n/m, '') })),
   );
   const deadline = Date.now() + 20_000;
-  while (!stderr.includes(`fault step ${step}`)) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the CLI never reached ${step}: ${stderr}`);
+  // Said, and stopped: the line comes just before the stop, and a SIGCONT sent in between would be lost.
+  while (!stderr.includes(`fault step ${step}`) || stateOf(child.pid!) !== 'T') {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the CLI never stopped at ${step}: ${stderr}`);
     await new Promise((r) => setTimeout(r, 10));
   }
   return { child, stderr: () => stderr, exit: () => exited };
+}
+
+function stateOf(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
 }
 
 /** Waits until `pid` has exited (a zombie not yet reaped counts as exited). */
