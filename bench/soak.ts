@@ -137,7 +137,9 @@ const body = [
   `| watch process RSS (median) | ${mib(median(first.map((s) => s.watchRss)))} | ${mib(median(last.map((s) => s.watchRss)))} |`,
   '',
   `Snapshots recorded: ${snapshots} of about ${MINUTES * 60}. Short threads started and joined by the target: ${target.last().churned ?? 0}; forks: ${target.last().forks ?? 0}, failed: ${target.last().fork_failures ?? 0}. ` +
-    `Storms: ${storms.length}, each ${storms.map((s) => `${s.served} served (a slot the watch did not hold at that moment) / ${s.busy} busy / ${s.refused} refused`).join('; ') || 'none'}. The watch ended ${watchErr.trim() ? `with: ${watchErr.trim()}` : 'cleanly'}.`,
+    `Storms: ${storms.length}; in each, ${range(storms.map((x) => x.served))} served (the watch holds the agent's one client slot), ` +
+    `${range(storms.map((x) => x.busy))} told it is busy, and the rest (${range(storms.map((x) => x.refused))}) refused by the listen backlog. ` +
+    `The watch ended ${watchErr.trim() ? `with: ${watchErr.trim()}` : 'cleanly'}.`,
 ].join('\n');
 const page = existsSync(PAGE) ? readFileSync(PAGE, 'utf8') : '';
 const begin = '<!-- soak:begin -->';

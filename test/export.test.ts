@@ -4,10 +4,11 @@
 // back the verdicts and the amounts. Targets that exit or refuse do not stop
 // it serving the others.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createConnection } from 'node:net';
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { splitByTarget, fleetMetrics } from '../src/export/producer.js';
 import { parseListen, parseOtlpUrl } from '../src/cli/commands/export.js';
@@ -28,9 +29,12 @@ interface Exporter {
   stderr(): string;
 }
 
-async function startExporter(t: ExecutionContext, args: readonly string[]): Promise<Exporter> {
+async function startExporter(t: ExecutionContext, args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<Exporter> {
   const port = await freePort();
-  const child = spawn(process.execPath, [CLI, 'export', ...args, '--prometheus', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'export', ...args, '--prometheus', `127.0.0.1:${port}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += String(chunk)));
   t.teardown(() => void child.kill('SIGKILL'));
@@ -135,16 +139,20 @@ test('a target another client holds (busy): up 0 and a failure counted, the othe
 });
 
 test('--all finds every process with an agent, and new ones as they start', async (t) => {
-  const first = await startFixture<{ pid: number }>(t, 'growing_leak', ['--steady']);
-  const exporter = await startExporter(t, ['--all', '--interval', '500ms']);
+  // A socket directory of its own: --all holds every agent it finds, and must not take those of the tests running beside it.
+  const dir = mkdtempSync(join(tmpdir(), 'leakscope-all-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const env = { LEAKSCOPE_SOCKET_DIR: dir };
+  const first = await startFixture<{ pid: number }>(t, 'growing_leak', ['--steady'], { env });
+  const exporter = await startExporter(t, ['--all', '--interval', '500ms'], env);
   const scrape = async () => (await fetch(`http://127.0.0.1:${exporter.port}/metrics`)).text();
   const pidsOnUp = async () => [...(await scrape()).matchAll(/^leakscope_target_up\{[^}]*process_pid="(\d+)"/gm)].map((m) => Number(m[1]));
   const deadline = Date.now() + 20_000;
   while (!(await pidsOnUp()).includes(first.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-  t.true((await pidsOnUp()).includes(first.pid));
-  const second = await startFixture<{ pid: number }>(t, 'growing_leak', ['--steady']);
+  t.deepEqual(await pidsOnUp(), [first.pid]);
+  const second = await startFixture<{ pid: number }>(t, 'growing_leak', ['--steady'], { env });
   while (!(await pidsOnUp()).includes(second.pid) && Date.now() < deadline + 10_000) await new Promise((r) => setTimeout(r, 200));
-  t.true((await pidsOnUp()).includes(second.pid));
+  t.deepEqual((await pidsOnUp()).sort(), [first.pid, second.pid].sort());
   t.regex(exporter.stderr(), new RegExp(`pid ${second.pid}: watching`));
 });
 
@@ -153,8 +161,10 @@ test('bad input: no pids and no --all, nowhere to send, a bad address, a port ta
   oneLineError(t, await runCli(['export', String(process.pid)]), /say where to: --prometheus HOST:PORT, --otlp URL, or both/);
   oneLineError(t, await runCli(['export', '--all', '--prometheus', 'nine']), /--prometheus expects HOST:PORT/);
   oneLineError(t, await runCli(['export', '--all', '--otlp', 'ftp://x']), /--otlp expects an http or https URL/);
-  const taken = await startExporter(t, ['--all', '--interval', '1s']);
-  oneLineError(t, await runCli(['export', '--all', '--prometheus', `127.0.0.1:${taken.port}`]), /cannot serve \/metrics on 127\.0\.0\.1:\d+: EADDRINUSE/);
+  const empty = mkdtempSync(join(tmpdir(), 'leakscope-all-'));
+  t.teardown(() => rmSync(empty, { recursive: true, force: true }));
+  const taken = await startExporter(t, ['--all', '--interval', '1s'], { LEAKSCOPE_SOCKET_DIR: empty });
+  oneLineError(t, await runCli(['export', '--all', '--prometheus', `127.0.0.1:${taken.port}`], { env: { LEAKSCOPE_SOCKET_DIR: empty } }), /cannot serve \/metrics on 127\.0\.0\.1:\d+: EADDRINUSE/);
   // A pid that is not there is said, and the exporter serves on (nothing).
   const exporter = await startExporter(t, ['4194301', '--interval', '1s']);
   t.regex(exporter.stderr(), /pid 4194301: no such process; watching the others/);
