@@ -1,6 +1,7 @@
 // Reaching a pid: through its agent's socket when it has one, otherwise the
 // /proc view. Owns the decisions about stale sockets.
 import { promises as fs } from 'node:fs';
+import net from 'node:net';
 import { LeakscopeError } from '../errors.js';
 import { type AgentFacts, observationFromFacts, type ReclaimResult } from '../model/agent-facts.js';
 import type { Observation } from '../model/snapshot.js';
@@ -58,9 +59,25 @@ export async function sweepDeadSockets(directories: readonly string[]): Promise<
       if (!m || isAlive(Number(m[1]))) continue;
       const path = `${directory}/${name}`;
       const stat = await fs.lstat(path).catch(() => null);
-      if (stat?.isSocket() && (await fs.unlink(path).then(() => true, () => false))) removed++;
+      // The pid in the name is the agent's own: one in another pid namespace may be alive under
+      // another number here. Only a socket nobody listens on any more is removed.
+      if (stat?.isSocket() && (await nobodyListens(path)) && (await fs.unlink(path).then(() => true, () => false))) removed++;
     }
   return removed;
+}
+
+function nobodyListens(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection(path);
+    const done = (refused: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(refused);
+    };
+    const timer = setTimeout(() => done(false), 500);
+    socket.once('connect', () => done(false));
+    socket.once('error', (error: NodeJS.ErrnoException) => done(error.code === 'ECONNREFUSED'));
+  });
 }
 
 let attachDefaults: Pick<ConnectOptions, 'inject' | 'lingerMs'> = {};
