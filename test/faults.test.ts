@@ -11,7 +11,7 @@ import net from 'node:net';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import test, { type ExecutionContext } from 'ava';
-import { hasExited } from '../src/conn/target.js';
+import { hasExited, processState } from '../src/conn/target.js';
 import { CLI, FIXTURES, MiB, oneLineError, snapshotOf, startFixture, type Fixture } from './helpers/process.js';
 
 interface Stepped {
@@ -33,16 +33,11 @@ async function stoppedAt(t: ExecutionContext, args: readonly string[], step: str
   );
   const deadline = Date.now() + 20_000;
   // Said, and stopped: the line comes just before the stop, and a SIGCONT sent in between would be lost.
-  while (!stderr.includes(`fault step ${step}`) || stateOf(child.pid!) !== 'T') {
+  while (!stderr.includes(`fault step ${step}`) || (await processState(child.pid!)) !== 'T') {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the CLI never stopped at ${step}: ${stderr}`);
     await new Promise((r) => setTimeout(r, 10));
   }
   return { child, stderr: () => stderr, exit: () => exited };
-}
-
-function stateOf(pid: number): string {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
 }
 
 /** Waits until `pid` has exited (a zombie not yet reaped counts as exited). */

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import { allocatorLibraryPath, PACKAGE_ROOT } from '../src/paths.js';
 import type { Snapshot } from '../src/model/snapshot.js';
+import { processState } from '../src/conn/target.js';
 import { gotTarget } from './helpers/got.js';
 import { findingIds as ids, IDLE } from './helpers/owner.js';
 import { CLI, type Fixture, FIXTURES, isAlive, MiB, oneLineError, RUST_FIXTURES, runCli, safeKill, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
@@ -44,10 +45,6 @@ async function until<T>(probe: () => T | null | undefined, what: string, timeout
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-async function processState(pid: number): Promise<string> {
-  return /^State:\s+(\S)/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '?';
 }
 
 function thread(snapshot: Snapshot, tid: number) {

@@ -119,11 +119,17 @@ export function isAlive(pid: number): boolean {
 /** Gone, or a zombie waiting for its parent: either way it runs no more. */
 export async function hasExited(pid: number): Promise<boolean> {
   if (!isAlive(pid)) return true;
+  const state = await processState(pid);
+  return state === null || state === 'Z';
+}
+
+/** The state letter of /proc/PID/stat (R, S, D, T, t, Z, …); null when the process is gone. */
+export async function processState(pid: number): Promise<string | null> {
   try {
     const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   } catch {
-    return true;
+    return null;
   }
 }
 
