@@ -6,7 +6,7 @@ fn main() {
     let native = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let core = [
         "agent", "clock", "json", "ledger", "ownership", "probe_detect", "probe_glibc", "probe_jemalloc", "probe_mimalloc", "proc", "sampler",
-        "server", "strings", "tasks", "tasks_json",
+        "server", "stacks", "strings", "tasks", "tasks_json",
     ];
     let mut build = cc::Build::new();
     build

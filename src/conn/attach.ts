@@ -5,11 +5,13 @@ import net from 'node:net';
 import { LeakscopeError } from '../errors.js';
 import { type AgentFacts, observationFromFacts, type ReclaimResult } from '../model/agent-facts.js';
 import type { Observation } from '../model/snapshot.js';
+import { nativeStacks } from '../model/stacks.js';
 import { AgentClient, type HelloResult, type RequestParams } from './agent-client.js';
 import { readCgroupMemory } from './cgroup.js';
 import { AGENT_NOT_LOADED, allocatorFromMaps, procObservation, readProcessMemory } from './proc-view.js';
 import { InjectRefused, injectNativeAgent } from './native-inject.js';
 import { injectNodeBridge, isNodeProcess, waitForInspectorClosed } from './node-inject.js';
+import { Symbolizer } from './symbolize.js';
 import { identifyTarget, isAlive, processStartedAt, readProcFile, socketDirectory, targetSocketPaths, whileAlive } from './target.js';
 
 export type Connection =
@@ -161,6 +163,8 @@ export interface TaskQuery {
   readonly state?: TaskStateFilter;
   readonly filter?: string;
   readonly site?: string;
+  /** Allocation stacks to send: this many by live bytes and as many by growth (0: all; default 50). */
+  readonly stacks?: number;
 }
 
 export const TASK_SORTS = ['idle', 'age', 'polls', 'busy', 'allocated', 'live_bytes', 'id'] as const;
@@ -177,6 +181,7 @@ export function taskQueryParams(query: TaskQuery): RequestParams {
   if (query.state !== undefined) params.tasks_state = query.state;
   if (query.filter) params.tasks_filter = query.filter;
   if (query.site) params.tasks_site = query.site;
+  params.stacks_limit = query.stacks ?? 50;
   return params;
 }
 
@@ -185,7 +190,7 @@ export async function observe(connection: Connection, query: TaskQuery = {}): Pr
   const [observation, startedAt] = await Promise.all([
     connection.kind === 'proc'
       ? procObservation(connection.pid, connection.reason)
-      : connection.client.request<AgentFacts>('snapshot', taskQueryParams(query)).then(observationFromFacts),
+      : connection.client.request<AgentFacts>('snapshot', taskQueryParams(query)).then(withHeapStacks),
     processStartedAt(pid),
   ]);
   // Measured right after the agent answered: what the findings' amounts are
@@ -207,6 +212,19 @@ export async function observe(connection: Connection, query: TaskQuery = {}): Pr
     process: { ...observation.process, started_at: startedAt, ...(memory ? { memory } : {}), cgroup },
   };
 }
+
+/** The observation, with the agent's allocation stacks named (the CLI symbolizes; the agent sends addresses). */
+async function withHeapStacks(facts: AgentFacts): Promise<Observation> {
+  const observation = observationFromFacts(facts);
+  const raw = facts.stacks;
+  if (!raw || raw.unwinder === 'off') return observation;
+  const addresses = raw.entries.flatMap((e) => e.frames);
+  const named = await symbolizer.symbolize(facts.pid, raw.modules, addresses).catch(() => ({ frames: new Map(), modules: [], notes: ['the stacks could not be symbolized'] }));
+  return { ...observation, heap: nativeStacks(raw, named.frames, named.modules, named.notes, facts.sample_interval_bytes, facts.now_ms) };
+}
+
+/** One per CLI process: names are cached by build id across snapshots. */
+const symbolizer = new Symbolizer();
 
 /** An allocator the agent could not name (a Node process attached late) is named from the libraries the process maps. */
 async function allocatorNamed(pid: number, allocator: Observation['allocator']): Promise<Observation['allocator']> {

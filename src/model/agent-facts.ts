@@ -1,6 +1,7 @@
 // What the agent reports (docs/protocol.md), and how it becomes an
 // Observation. The agent reports facts in its allocator's own terms; the
 // shape users see is decided here.
+import type { AgentStackFacts } from './stacks.js';
 import { type RemoteFreeReclaim, remoteFreeReclaim } from './allocators.js';
 import { parseMallocInfo } from './malloc-info.js';
 import { type AgentNodeFacts, nodeFromFacts, nodeNotes, nodeThreadRoles } from './node-facts.js';
@@ -105,6 +106,8 @@ export interface AgentFacts {
   tasks?: AgentTaskFacts;
   /** Node targets: the bridge's part. */
   node?: AgentNodeFacts;
+  /** Allocation stacks of the samples (absent from agents before them). */
+  stacks?: AgentStackFacts;
 }
 
 export type AgentTaskSiteFacts = Omit<TaskSite, 'live_history'> & { live_history?: number[] };

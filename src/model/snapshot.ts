@@ -296,6 +296,8 @@ export interface Finding {
    */
   readonly measured?: { readonly bytes: number; readonly source: string };
   readonly modelled_bytes?: number | null;
+  /** The allocation stacks (`heap.stacks[].id`) the finding names, most of the growth first. */
+  readonly stacks?: readonly string[];
 }
 
 /** A detector that could not decide yet (too little history, no agent). */
@@ -394,6 +396,60 @@ export interface NodeWorker
   readonly script: string | null;
 }
 
+/** One frame of an allocation stack. */
+export interface StackFrame {
+  /** The return address the agent saw (hex); for JavaScript, empty. */
+  readonly address: string;
+  /** Demangled function name; null when the object has no symbol for it. */
+  readonly function: string | null;
+  readonly file: string | null;
+  readonly line: number | null;
+  /** The object (executable or shared library) or script it is in. */
+  readonly module: string | null;
+  /** Inlined into the frame that follows it (same address). */
+  readonly inlined?: boolean;
+}
+
+/** Where sampled blocks were allocated: one call stack and what its samples stand for. */
+export interface AllocationStack {
+  /** Stable within one agent: the stack's id in its table (`n<id>`), or for JavaScript the profile node's (`js<id>`). */
+  readonly id: string;
+  /** The code that allocated, for a person: "cache_insert (cache.c:88) ← handle_request (server.c:210)". */
+  readonly site: string;
+  /** Innermost first, without the allocator's own entry frames (malloc, operator new, __rust_alloc, leakscope's hooks). */
+  readonly frames: readonly StackFrame[];
+  readonly live_bytes: number;
+  readonly live_blocks: number;
+  /** Since the agent started (null for JavaScript: V8's sampling profile keeps live objects only). */
+  readonly allocated_bytes: number | null;
+  readonly allocated_blocks: number | null;
+  /** Live bytes at the agent's checkpoints (every 30 s, up to 16 minutes), oldest first, then now. */
+  readonly live_history: readonly { readonly t_ms: number; readonly live_bytes: number }[];
+}
+
+/** The object files the stacks' frames are in, and what names each could give. */
+export interface HeapModule {
+  readonly path: string;
+  readonly build_id: string | null;
+  readonly symbols: 'debug-info' | 'symbols' | 'exported-symbols' | 'none' | 'unreadable' | 'build-id-mismatch';
+}
+
+/** Allocation stacks (`heap.stacks`): native from the agent's samples, JavaScript from V8's sampling heap profiler. */
+export interface HeapStacks {
+  readonly source: 'native' | 'v8-sampling';
+  /** How native stacks were walked (dwarf | fp), or "v8" for JavaScript; "off" when none are taken. */
+  readonly unwinder: string;
+  /** Mean bytes between samples. */
+  readonly sample_bytes: number;
+  /** Distinct stacks the agent holds; `stacks` has the largest and the fastest-growing of them. */
+  readonly stacks_total: number;
+  /** Samples whose stack found no room in the agent's table (counted under no stack). */
+  readonly dropped: number;
+  readonly stacks: readonly AllocationStack[];
+  readonly modules: readonly HeapModule[];
+  readonly notes: readonly string[];
+}
+
 export interface Snapshot {
   readonly schema: typeof SNAPSHOT_SCHEMA;
   readonly pid: number;
@@ -405,6 +461,8 @@ export interface Snapshot {
   readonly threads: readonly ThreadInfo[];
   readonly tasks: Tasks;
   readonly history: readonly HistorySample[];
+  /** Where the heap was allocated: present when the agent sampled stacks. */
+  readonly heap?: HeapStacks;
   /** Present for Node.js targets. */
   readonly node?: NodeRuntime;
   readonly findings: readonly Finding[];

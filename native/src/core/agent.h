@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "probes.h"
+#include "stacks.h"
 
 namespace leakscope {
 
@@ -20,6 +21,7 @@ struct AgentConfig {
   std::string sample_store = "table";  // where a sampled block's owner is kept: table | headers (preload/sample_header.h)
   std::string socket_dir;            // LEAKSCOPE_SOCKET_DIR or /tmp/leakscope-<uid>
   bool follow_children = false;      // LEAKSCOPE_FOLLOW_CHILDREN=1
+  Unwinder unwinder = Unwinder::kDwarf;  // LEAKSCOPE_STACKS: dwarf | fp | off
   uint32_t history_seconds = 900;    // LEAKSCOPE_HISTORY_SECONDS
   uint32_t max_tasks = 1u << 20;     // LEAKSCOPE_MAX_TASKS: live and retained tasks at most
   uint64_t task_retain_ms = 60000;   // LEAKSCOPE_TASK_RETAIN_MS: completed tasks stay this long

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "ownership.h"
+#include "stacks.h"
 #include "tasks.h"
 
 namespace leakscope {
@@ -72,7 +73,7 @@ uint64_t blocks_represented(float& carry, const OwnerRecord& owner, size_t usabl
 
 OwnerRecord next_sample(ThreadState& ts, size_t requested, size_t usable) {
   ts.bytes_until_sample = next_sample_distance(ts);
-  return OwnerRecord{ts.slot_index, ts.generation, sample_weight(requested, usable), ts.task_tag};
+  return OwnerRecord{ts.slot_index, ts.generation, sample_weight(requested, usable), ts.task_tag, g_stacks.capture()};
 }
 
 void restart_countdown(ThreadState& ts) { ts.bytes_until_sample = next_sample_distance(ts); }
@@ -90,6 +91,7 @@ void count_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable) {
   }
   ts.slot->sampled_live_bytes.fetch_add(int64_t(owner.weight_bytes), std::memory_order_relaxed);
   if (owner.task_tag != 0) g_tasks.sample_taken(owner.task_tag, owner.weight_bytes);
+  g_stacks.sampled(owner.stack_id, owner.weight_bytes, usable);
 }
 
 void take_sample(ThreadState& ts, void* block, size_t requested, size_t usable) {
@@ -109,6 +111,7 @@ void settle_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable) {
     detail::bump(ts.slot->free_bytes, owner.weight_bytes);
   }
   if (owner.task_tag != 0) g_tasks.sample_freed(owner.task_tag, owner.weight_bytes);
+  g_stacks.freed(owner.stack_id, owner.weight_bytes, usable);
   ThreadSlot& slot = g_ledger.slots[owner.slot_index];
   const bool owner_alive = slot.generation.load(std::memory_order_relaxed) == owner.generation &&
                            slot.state.load(std::memory_order_relaxed) >= kSlotLive;
@@ -136,6 +139,7 @@ void ledger_init(uint64_t sample_interval, LedgerScope scope, bool counts_sample
 
 void ledger_restart_since(uint64_t now_ms) {
   g_ownership.clear();
+  g_stacks.restart_live();
   const uint32_t used = std::min(g_ledger.high_water.load(), kMaxThreadSlots);
   for (uint32_t i = 0; i < used; ++i) {
     ThreadSlot& slot = g_ledger.slots[i];

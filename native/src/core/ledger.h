@@ -61,6 +61,9 @@ struct ThreadState {
   // carried over to its next one (blocks_represented).
   float alloc_blocks_carry;
   float free_blocks_carry;
+  // Near the top of the thread's stack, where the agent saw the thread
+  // start (0 unknown): bounds the frame-pointer walk (stacks.h).
+  uintptr_t stack_hi;
   uint8_t busy;      // inside a hook already: forward without accounting
   uint8_t internal;  // one of the agent's own threads: never accounted
 };

@@ -11,7 +11,7 @@ uint64_t OwnershipTable::pack(const OwnerRecord& r) {
 }
 
 OwnerRecord OwnershipTable::unpack(uint64_t v) {
-  return OwnerRecord{uint32_t(v & 0xFFF), uint32_t((v >> 12) & 0xFFF), v >> 24, 0};
+  return OwnerRecord{uint32_t(v & 0xFFF), uint32_t((v >> 12) & 0xFFF), v >> 24, 0, 0};
 }
 
 namespace {
@@ -44,6 +44,7 @@ bool OwnershipTable::insert(uintptr_t block, const OwnerRecord& owner) {
     // the allocation that owns `block` has returned to the program.
     if (e.key.compare_exchange_strong(seen, block, std::memory_order_acq_rel)) {
       e.task_tag.store(owner.task_tag, std::memory_order_relaxed);
+      e.stack_id.store(owner.stack_id, std::memory_order_relaxed);
       e.value.store(pack(owner), std::memory_order_release);
       return true;
     }
@@ -67,6 +68,7 @@ bool OwnershipTable::take(uintptr_t block, OwnerRecord* owner) {
     // the address out again before the free that follows this call.
     *owner = unpack(e.value.load(std::memory_order_acquire));
     owner->task_tag = e.task_tag.load(std::memory_order_relaxed);
+    owner->stack_id = e.stack_id.load(std::memory_order_relaxed);
     e.key.store(kTombstone, std::memory_order_release);
     count_down_to_zero(counter);
     return true;

@@ -15,6 +15,7 @@ struct OwnerRecord {
   uint32_t generation;
   uint64_t weight_bytes;
   uint64_t task_tag;  // the task polled when it was allocated (tasks.h), 0 none
+  uint32_t stack_id;  // where it was allocated (stacks.h), 0 unknown
 };
 
 class OwnershipTable {
@@ -40,6 +41,7 @@ class OwnershipTable {
     std::atomic<uintptr_t> key;
     std::atomic<uint64_t> value;
     std::atomic<uint64_t> task_tag;
+    std::atomic<uint32_t> stack_id;
   };
   static constexpr uintptr_t kEmpty = 0;
   static constexpr uintptr_t kTombstone = 1;

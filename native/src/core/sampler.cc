@@ -1,5 +1,6 @@
 #include "sampler.h"
 
+
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include "agent.h"
 #include "ledger.h"
 #include "proc.h"
+#include "stacks.h"
 #include "tasks.h"
 
 namespace leakscope {
@@ -88,6 +90,7 @@ void Sampler::tick() {
   refresh_threads(now);
   calibrate_poll_clock();
   g_tasks.sweep();
+  g_stacks.checkpoint(now);
   const LedgerTotals totals = ledger_totals();
   const bool counting = g_ledger.scope.load(std::memory_order_relaxed) != kLedgerOff;
   HistorySample sample{now, self_rss_bytes(), counting ? live_bytes(totals) : kUnknownLive, 0,

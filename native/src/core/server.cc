@@ -1,5 +1,6 @@
 #include "server.h"
 
+
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -16,6 +17,7 @@
 #include "ledger.h"
 #include "probes.h"
 #include "proc.h"
+#include "stacks.h"
 #include "sampler.h"
 #include "tasks.h"
 
@@ -184,7 +186,8 @@ bool task_query_from(const Request& request, TaskQuery* query, std::string* prob
       !number("tasks_offset", &query->offset, uint64_t(1) << 32) ||
       !number("tasks_limit", &query->limit, 100000) ||
       !number("sites_limit", &query->sites_limit, 100000) ||
-      !number("site_history_limit", &query->site_history_limit, 1024))
+      !number("site_history_limit", &query->site_history_limit, 1024) ||
+      !number("stacks_limit", &query->stacks_limit, kStackCapacity))
     return false;
   text("tasks_sort", &query->sort);
   text("tasks_state", &query->state);
@@ -396,6 +399,11 @@ void Server::write_snapshot(JsonWriter& out, const TaskQuery& query) {
   sampler_.write_history(out);
   out.key("tasks");
   write_tasks(out, query);
+  {
+    std::lock_guard<std::mutex> hold(sampler_.mutex);  // the checkpoints are the sampler's
+    out.key("stacks");
+    g_stacks.write_json(out, query.stacks_limit);
+  }
   {
     std::lock_guard<std::mutex> hold(extension_lock_);
     if (has_extension_ && extension_.write) {

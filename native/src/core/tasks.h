@@ -120,6 +120,7 @@ struct TaskQuery {
   uint64_t limit = 100;
   uint64_t sites_limit = 200;
   uint64_t site_history_limit = 50;  // sites whose live-count history is sent
+  uint64_t stacks_limit = 100;       // allocation stacks sent, by live bytes and as many by growth; 0 all
   std::string sort = "idle";         // idle | age | polls | busy | allocated | live_bytes | id
   std::string state = "live";        // live | all | idle | running | scheduled | completed
   std::string filter;                // substring of kind, name or site (ASCII case-insensitive)

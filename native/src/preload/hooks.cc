@@ -344,6 +344,7 @@ struct StartRequest {
 void* thread_trampoline(void* raw) {
   StartRequest request = *static_cast<StartRequest*>(raw);
   ThreadState& ts = t_state;
+  ts.stack_hi = uintptr_t(__builtin_frame_address(0));
   ts.busy = 1;
   real.free(raw);
   if (g_accounting.load(std::memory_order_relaxed)) {

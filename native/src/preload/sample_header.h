@@ -30,12 +30,13 @@ namespace leakscope {
 
 struct SampleHeader {
   uint64_t task_tag;
-  uint64_t weight_bytes;
+  uint64_t weight_and_stack;  // weight (40 bits) | stack id << 40
   uint32_t owner;   // slot index | generation << 16
   uint32_t offset;  // bytes from the allocator's block to the program's
   uint64_t marker;  // where glibc keeps a chunk's size
 
   static constexpr size_t kBytes = 32;
+  static constexpr uint64_t kWeightMask = (uint64_t(1) << 40) - 1;
   static constexpr size_t kMaxAlignment = size_t(1) << 20;
 
   // How far into the allocator's block the program's starts, for a call
@@ -50,7 +51,8 @@ struct SampleHeader {
   static bool may_be_marker(size_t word_before) { return (word_before & 8) != 0; }
 
   OwnerRecord owner_record() const {
-    return OwnerRecord{owner & 0xFFFF, owner >> 16, weight_bytes, task_tag};
+    return OwnerRecord{owner & 0xFFFF, owner >> 16, weight_and_stack & kWeightMask, task_tag,
+                       uint32_t(weight_and_stack >> 40)};
   }
 };
 static_assert(sizeof(SampleHeader) == SampleHeader::kBytes, "the header fills the 32 bytes before a block");
@@ -83,7 +85,8 @@ class SampleMarkers {
     void* block = static_cast<char*>(raw) + offset;
     SampleHeader* header = static_cast<SampleHeader*>(block) - 1;
     header->task_tag = owner.task_tag;
-    header->weight_bytes = owner.weight_bytes;
+    const uint64_t weight = owner.weight_bytes > SampleHeader::kWeightMask ? SampleHeader::kWeightMask : owner.weight_bytes;
+    header->weight_and_stack = weight | uint64_t(owner.stack_id) << 40;
     header->owner = (owner.slot_index & 0xFFFF) | (owner.generation << 16);
     header->offset = uint32_t(offset);
     header->marker = marker_for(block);

@@ -1,0 +1,154 @@
+// Allocation stacks: from the agent's raw stacks (return addresses and
+// counts, native/src/core/stacks.cc) and their names, the snapshot's
+// `heap.stacks`; and which stacks a growth came from.
+import type { AllocationStack, HeapModule, HeapStacks, StackFrame } from './snapshot.js';
+
+/** The agent's `stacks` part of a snapshot. */
+export interface AgentStackFacts {
+  readonly unwinder: string;
+  readonly max_depth: number;
+  readonly capacity: number;
+  readonly used: number;
+  readonly dropped: number;
+  readonly checkpoint_ms: readonly number[];
+  readonly entries: readonly {
+    readonly id: number;
+    readonly alloc_blocks: number;
+    readonly alloc_bytes: number;
+    readonly live_blocks: number;
+    readonly live_bytes: number;
+    readonly live_at: readonly number[];
+    readonly frames: readonly string[];
+  }[];
+  readonly modules: readonly { path: string; load_bias: string; build_id: string; segments: { start: string; end: string; file_offset: number }[] }[];
+}
+
+/**
+ * The allocator's own entry frames, which begin every native stack: the
+ * malloc family, C++ operator new, Rust's allocation shims and leakscope's
+ * hooks. A stack is shown from the first frame after them.
+ */
+const ALLOCATOR_ENTRY =
+  /^(?:malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc|__libc_(?:malloc|calloc|realloc|memalign)|operator new(?:\[\])?\b.*|__rust_(?:alloc|alloc_zeroed|realloc)|__rdl_\w+|__rg_\w+|_?leakscope\w*|leakscope::.*|<leakscope::.*|alloc::alloc::\w+|<[^>]*as core::alloc::global::GlobalAlloc>::\w+.*|core::alloc::global::GlobalAlloc::\w+.*)$/;
+
+/** Library code that allocates on a caller's behalf: a stack's site is named past it (the frames stay). */
+const LIBRARY_FRAME =
+  /^(?:std::|__gnu_cxx::|__cxxabiv1::|<std::|alloc::|<alloc::|core::|<core::|hashbrown::|<hashbrown::|__libc_|_IO_|__GI_|__strdup|strdup|strndup|g_malloc|g_slice)/;
+
+function isAgentModule(path: string | null): boolean {
+  return path !== null && /\/libleakscope[^/]*\.so$|\/leakscope\.node$/.test(path);
+}
+
+/** Drops the allocator's entry frames from the top of a stack (never all of it). */
+export function withoutAllocatorFrames(frames: readonly StackFrame[]): StackFrame[] {
+  const leading = (f: StackFrame) => isAgentModule(f.module) || (f.function !== null && ALLOCATOR_ENTRY.test(f.function));
+  let start = 0;
+  while (start < frames.length - 1 && leading(frames[start]!)) start++;
+  return frames.slice(start);
+}
+
+function basename(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+/** "fn (file:line)", or the address in its object when there is no name. */
+export function frameLabel(f: StackFrame): string {
+  if (f.function === null) return f.module ? `${f.address || '?'} in ${basename(f.module)}` : f.address || '?';
+  const name = f.function.length > 80 ? `${f.function.slice(0, 77)}...` : f.function;
+  return f.file ? `${name} (${basename(f.file)}${f.line ? `:${f.line}` : ''})` : name;
+}
+
+function isLibraryFrame(f: StackFrame): boolean {
+  if (f.function !== null && LIBRARY_FRAME.test(f.function)) return true;
+  // A system library's frames (libc, libstdc++), unless nothing else has a name.
+  return f.module !== null && /^\/(?:usr\/)?lib(?:64|32)?\//.test(f.module) && !/\/node_modules\//.test(f.module);
+}
+
+/** The code that allocated, for a person: the first frame past library plumbing, and its caller. */
+export function siteOf(frames: readonly StackFrame[]): string {
+  if (frames.length === 0) return '(no stack)';
+  const at = Math.max(0, frames.findIndex((f) => f.function !== null && !isLibraryFrame(f)));
+  const own = frameLabel(frames[at]!);
+  const caller = frames.slice(at + 1).find((f) => !f.inlined || f.function !== null);
+  return caller ? `${own} ← ${frameLabel(caller)}` : own;
+}
+
+/** A native stack's frames, named: each address may stand for several (inlined) frames. */
+export function namedFrames(addresses: readonly string[], names: ReadonlyMap<string, readonly StackFrame[]>): StackFrame[] {
+  return addresses.flatMap((a) => names.get(a) ?? [{ address: a, function: null, file: null, line: null, module: null }]);
+}
+
+export function nativeStacks(
+  facts: AgentStackFacts,
+  names: ReadonlyMap<string, readonly StackFrame[]>,
+  modules: readonly HeapModule[],
+  notes: readonly string[],
+  sampleBytes: number,
+  nowMs: number,
+): HeapStacks {
+  const stacks: AllocationStack[] = facts.entries.map((e) => {
+    const frames = withoutAllocatorFrames(namedFrames(e.frames, names));
+    return {
+      id: `n${e.id}`,
+      site: siteOf(frames),
+      frames,
+      live_bytes: e.live_bytes,
+      live_blocks: Math.round(e.live_blocks),
+      allocated_bytes: e.alloc_bytes,
+      allocated_blocks: Math.round(e.alloc_blocks),
+      live_history: [
+        ...facts.checkpoint_ms.map((t, k) => ({ t_ms: t, live_bytes: e.live_at[k] ?? 0 })),
+        { t_ms: nowMs, live_bytes: e.live_bytes },
+      ],
+    };
+  });
+  stacks.sort((a, b) => b.live_bytes - a.live_bytes);
+  const allNotes = [...notes];
+  if (facts.dropped > 0)
+    allNotes.push(`${facts.dropped} samples found no room in the agent's stack table (${facts.capacity} stacks): they count under no stack`);
+  return {
+    source: 'native',
+    unwinder: facts.unwinder,
+    sample_bytes: sampleBytes,
+    stacks_total: facts.used,
+    dropped: facts.dropped,
+    stacks,
+    modules,
+    notes: allNotes,
+  };
+}
+
+/** Live bytes a stack had at `t_ms`, from its history (the newest point at or before it; its first point when none). */
+function liveAt(stack: AllocationStack, tMs: number): number {
+  let value = stack.live_history[0]?.live_bytes ?? 0;
+  for (const p of stack.live_history) if (p.t_ms <= tMs) value = p.live_bytes;
+  return value;
+}
+
+export interface StackGrowth {
+  readonly stack: AllocationStack;
+  /** Live bytes added since the window began. */
+  readonly added: number;
+  /** Its share of the growth of all stacks that grew (0..1). */
+  readonly share: number;
+}
+
+/**
+ * The stacks whose live bytes rose since `sinceMs`, most first: each with
+ * what it added and its share of what all growing stacks added. The
+ * agent's checkpoints are 30 s apart, so the window starts at the newest
+ * checkpoint at or before `sinceMs`.
+ */
+export function growthByStack(heap: HeapStacks, sinceMs: number): StackGrowth[] {
+  const grown = heap.stacks
+    .map((stack) => ({ stack, added: stack.live_bytes - liveAt(stack, sinceMs) }))
+    .filter((g) => g.added > 0)
+    .sort((a, b) => b.added - a.added);
+  const total = grown.reduce((sum, g) => sum + g.added, 0);
+  return grown.map((g) => ({ ...g, share: total > 0 ? g.added / total : 0 }));
+}
+
+/** Live bytes added per stack between two snapshots' stacks, matched by where they allocate (their named frames). */
+export function stackKey(stack: AllocationStack): string {
+  return stack.frames.map((f) => (f.function ? `${f.function}@${f.file ?? ''}:${f.line ?? ''}` : f.address)).join('|');
+}
