@@ -12,6 +12,7 @@ import { checkCommand, EXIT_UNCHECKED, parseFailOn } from './commands/check.js';
 import { demoCommand } from './commands/demo.js';
 import { diffCommand } from './commands/diff.js';
 import { exportCommand } from './commands/export.js';
+import { profileCommand } from './commands/profile.js';
 import { reclaimCommand } from './commands/reclaim.js';
 import { parseAllocator, parseCountMode, parseSampleInterval, runCommand } from './commands/run.js';
 import { snapshotCommand } from './commands/snapshot.js';
@@ -214,6 +215,13 @@ export function buildProgram(): Command {
     // A usage error is a check that could not be made, too.
     .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_UNCHECKED))
     .action((target: string, options) => exitWith(() => checkCommand(target, { ...options, thresholds: thresholdsFrom(options) })));
+
+  withInjectOptions(program
+    .command('profile'))
+    .description('write where the live heap was allocated as a pprof heap profile (gzipped profile.proto) for go tool pprof or Pyroscope')
+    .argument('<pid>', 'process id')
+    .requiredOption('--out <file>', 'the profile to write, e.g. heap.pb.gz')
+    .action((pid: string, options) => exitWith(() => profileCommand(pid, { out: options.out as string })));
 
   withInjectOptions(program
     .command('reclaim'))

@@ -150,7 +150,13 @@ export class Symbolizer {
     if (!tool && wanted.size > 0) notes.push('addr2line (GNU binutils) is not installed: stacks show addresses only; install binutils for names');
     for (const [module, list] of wanted) {
       const source = await this.source(pid, module);
-      used.push({ path: module.path, build_id: module.build_id || null, symbols: source.status });
+      const text = module.segments[0];
+      used.push({
+        path: module.path,
+        build_id: module.build_id || null,
+        symbols: source.status,
+        ...(text ? { start: text.start, end: text.end, file_offset: text.file_offset } : {}),
+      });
       const key = `${module.build_id || module.path}`;
       const missing = list.filter((a) => !this.names.has(`${key}@${a.elf}`));
       if (missing.length > 0 && source.file && tool) await this.resolve(source.file, key, module.path, missing.map((a) => a.elf));

@@ -432,6 +432,10 @@ export interface HeapModule {
   readonly path: string;
   readonly build_id: string | null;
   readonly symbols: 'debug-info' | 'symbols' | 'exported-symbols' | 'none' | 'unreadable' | 'build-id-mismatch';
+  /** Its executable segment in the process: where it was loaded (hex) and from which file offset. */
+  readonly start?: string;
+  readonly end?: string;
+  readonly file_offset?: number;
 }
 
 /** Allocation stacks (`heap.stacks`): native from the agent's samples, JavaScript from V8's sampling heap profiler. */

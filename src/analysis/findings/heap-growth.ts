@@ -6,6 +6,7 @@
 import { formatBytes, formatDuration } from '../../format.js';
 import type { Cause, Observation, ThreadInfo } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, threadLabel, undecided } from '../detector.js';
+import { growthByStack, type StackGrowth } from '../../model/stacks.js';
 import { limitSentence } from '../limit.js';
 import { type Growth, type GrowthRule, judgeGrowth, pendingReason } from '../growth.js';
 
@@ -37,6 +38,24 @@ export const REMEDY =
   "Find what keeps the new blocks: compare snapshots taken minutes apart ('leakscope snapshot <pid> --json'), " +
   'see which threads’ live bytes grow, and bound or release that data.';
 
+/** Where the agent sampled stacks: the code the growth was allocated by, and what to do about it. */
+export function stacksSentence(growth: readonly StackGrowth[]): string {
+  const [top, next] = growth;
+  if (!top) return '';
+  const percent = (g: StackGrowth) => `${Math.round(g.share * 100)}%`;
+  const second = next && top.share < 0.8 ? `, and ${percent(next)} from ${next.stack.site}` : '';
+  return ` ${percent(top)} of the growth comes from ${top.stack.site}${second}.`;
+}
+
+export function remedyFor(growth: readonly StackGrowth[]): string {
+  const top = growth[0];
+  if (!top) return REMEDY;
+  return (
+    `Look at what ${top.stack.site.split(' ← ')[0]} allocates and who keeps it: bound or release that data. ` +
+    "'leakscope profile <pid> --out heap.pb.gz' writes the stacks for 'go tool pprof'; two profiles minutes apart compare with -diff_base."
+  );
+}
+
 export function check(o: Observation, _thresholds: Thresholds): CheckResult {
   if (o.allocator.live_bytes === null) return undecided('needs the agent: live bytes come from its ledger');
   const points = o.history.flatMap((h) => (h.live_bytes === null ? [] : [{ t_ms: h.t_ms, value: h.live_bytes }]));
@@ -46,16 +65,20 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
   const topThread = [...o.threads]
     .filter((t) => t.heap && !t.agent_thread)
     .sort((a, b) => (b.heap?.live_bytes ?? 0) - (a.heap?.live_bytes ?? 0))[0];
+  const nowMs = o.history[o.history.length - 1]?.t_ms ?? Date.parse(o.taken_at);
+  const byStack = o.heap ? growthByStack(o.heap, nowMs - g.windowMs) : [];
+  const named = byStack.filter((s, k) => k === 0 || s.share >= 0.05).slice(0, 3);
   return found([
     {
       id,
       severity: 'error',
       summary: summary(g),
-      message: message(g, topThread) + limitSentence(o.process, g.ratePerS),
+      message: message(g, topThread) + stacksSentence(byStack) + limitSentence(o.process, g.ratePerS),
       subject: processSubject(o),
       value: Math.round(g.ratePerS),
       unit: 'bytes_per_s',
-      remedy: REMEDY,
+      remedy: remedyFor(byStack),
+      ...(named.length ? { stacks: named.map((s) => s.stack.id) } : {}),
     },
   ]);
 }

@@ -21,7 +21,7 @@ export async function takeSnapshot(pidText: string, thresholds: Thresholds, task
   return analyze(observation, thresholds);
 }
 
-export async function writeFileOrFail(path: string, text: string): Promise<void> {
+export async function writeFileOrFail(path: string, text: string | Uint8Array): Promise<void> {
   try {
     await fs.writeFile(path, text);
   } catch (error) {
