@@ -29,22 +29,30 @@ export interface AgentStackFacts {
  * hooks. A stack is shown from the first frame after them.
  */
 const ALLOCATOR_ENTRY =
-  /^(?:malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc|__libc_(?:malloc|calloc|realloc|memalign)|operator new(?:\[\])?\b.*|__rust_(?:alloc|alloc_zeroed|realloc)|__rdl_\w+|__rg_\w+|_?leakscope\w*|leakscope::.*|<leakscope::.*|alloc::alloc::\w+|<[^>]*as core::alloc::global::GlobalAlloc>::\w+.*|core::alloc::global::GlobalAlloc::\w+.*)$/;
+  /^(?:malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc|__libc_(?:malloc|calloc|realloc|memalign)|operator new(?:\[\])?\b.*|(?:__rustc::)?__rust_(?:alloc|alloc_zeroed|realloc)|(?:__rustc::)?__rdl_\w+|(?:__rustc::)?__rg_\w+|_?leakscope\w*|.*\bleakscope::.*|alloc::alloc::\w+|<[^>]*as core::alloc::global::GlobalAlloc>::\w+.*|core::alloc::global::GlobalAlloc::\w+.*)$/;
 
 /** Library code that allocates on a caller's behalf: a stack's site is named past it (the frames stay). */
 const LIBRARY_FRAME =
-  /^(?:std::|__gnu_cxx::|__cxxabiv1::|<std::|alloc::|<alloc::|core::|<core::|hashbrown::|<hashbrown::|__libc_|_IO_|__GI_|__strdup|strdup|strndup|g_malloc|g_slice)/;
+  /^(?:[\w:]+[&*]*\s)?(?:std::|__gnu_cxx::|__cxxabiv1::|<std::|alloc::|<alloc::|core::|<core::|hashbrown::|<hashbrown::|__libc_|_IO_|__GI_|__strdup|strdup|strndup|g_malloc|g_slice)/;
 
 function isAgentModule(path: string | null): boolean {
   return path !== null && /\/libleakscope[^/]*\.so$|\/leakscope\.node$/.test(path);
 }
 
-/** Drops the allocator's entry frames from the top of a stack (never all of it). */
+/** How deep into a stack the allocator's entry frames may reach (the agent's own, where it is linked into the program, come first). */
+const ENTRY_DEPTH = 24;
+
+/**
+ * Drops the allocator's entry frames from the top of a stack (never all of
+ * it): everything down to the last entry frame near the top. Where the agent
+ * is linked into the program (the Rust crate), its own frames are not
+ * skipped by the agent and lead the stack too; they end at the crate's entry.
+ */
 export function withoutAllocatorFrames(frames: readonly StackFrame[]): StackFrame[] {
-  const leading = (f: StackFrame) => isAgentModule(f.module) || (f.function !== null && ALLOCATOR_ENTRY.test(f.function));
-  let start = 0;
-  while (start < frames.length - 1 && leading(frames[start]!)) start++;
-  return frames.slice(start);
+  const entry = (f: StackFrame) => isAgentModule(f.module) || (f.function !== null && ALLOCATOR_ENTRY.test(f.function));
+  let last = -1;
+  for (let i = 0; i < Math.min(frames.length - 1, ENTRY_DEPTH); i++) if (entry(frames[i]!)) last = i;
+  return frames.slice(last + 1);
 }
 
 function basename(path: string): string {
@@ -55,11 +63,14 @@ function basename(path: string): string {
 export function frameLabel(f: StackFrame): string {
   if (f.function === null) return f.module ? `${f.address || '?'} in ${basename(f.module)}` : f.address || '?';
   const name = f.function.length > 80 ? `${f.function.slice(0, 77)}...` : f.function;
-  return f.file ? `${name} (${basename(f.file)}${f.line ? `:${f.line}` : ''})` : name;
+  // A file without a line is a compilation unit's name, not a place.
+  return f.file && f.line ? `${name} (${basename(f.file)}:${f.line})` : name;
 }
 
 function isLibraryFrame(f: StackFrame): boolean {
   if (f.function !== null && LIBRARY_FRAME.test(f.function)) return true;
+  // Headers of the C and C++ libraries, Rust's standard library and crates' sources.
+  if (f.file !== null && /^\/usr\/include\/|\/rustc\/[0-9a-f]+\/library\/|\/\.cargo\/registry\//.test(f.file)) return true;
   // A system library's frames (libc, libstdc++), unless nothing else has a name.
   return f.module !== null && /^\/(?:usr\/)?lib(?:64|32)?\//.test(f.module) && !/\/node_modules\//.test(f.module);
 }
@@ -69,7 +80,9 @@ export function siteOf(frames: readonly StackFrame[]): string {
   if (frames.length === 0) return '(no stack)';
   const at = Math.max(0, frames.findIndex((f) => f.function !== null && !isLibraryFrame(f)));
   const own = frameLabel(frames[at]!);
-  const caller = frames.slice(at + 1).find((f) => !f.inlined || f.function !== null);
+  const callers = frames.slice(at + 1).filter((f) => f.function !== null);
+  // Its caller in the program; a library's (a thread's start, an invoke) says nothing.
+  const caller = isLibraryFrame(frames[at]!) ? callers[0] : callers.find((f) => !isLibraryFrame(f));
   return caller ? `${own} ← ${frameLabel(caller)}` : own;
 }
 

@@ -1,0 +1,140 @@
+// Allocation stacks end to end: programs with known allocation sites, run
+// under the agent, named right by heap.stacks, by heap-growth and by
+// `go tool pprof` on the profile `leakscope profile` writes.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import test from 'ava';
+import type { AllocationStack, Snapshot } from '../src/model/snapshot.js';
+import { RUST_FIXTURES, runCli, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
+import { schemaErrors } from './helpers/schema.js';
+
+const run = promisify(execFile);
+
+interface SitesTruth {
+  pid: number;
+  leak_function: string;
+  leak_caller: string;
+  leak_file: string;
+  leak_line: number;
+  leak_bytes_per_s: number;
+}
+
+function goBinary(): string {
+  for (const candidate of ['/usr/local/go/bin/go', '/usr/lib/go/bin/go'])
+    if (existsSync(candidate)) return candidate;
+  return 'go';
+}
+
+async function pprofTop(file: string, extra: readonly string[] = []): Promise<string[]> {
+  const { stdout } = await run(goBinary(), ['tool', 'pprof', '-top', ...extra, file], {
+    env: { ...process.env, HOME: tmpdir(), GOFLAGS: '-mod=mod', GOTOOLCHAIN: 'local' },
+  });
+  // The rows after the header "flat flat% sum% cum cum%".
+  const lines = stdout.split('\n');
+  const header = lines.findIndex((l) => /^\s*flat\s+flat%/.test(l));
+  return lines.slice(header + 1).filter((l) => l.trim() !== '');
+}
+
+function topLive(s: Snapshot): AllocationStack {
+  const stack = s.heap?.stacks[0];
+  if (!stack) throw new Error('no heap.stacks');
+  return stack;
+}
+
+test('a C program leaking from one function among several that churn: heap.stacks, heap-growth and pprof name it', async (t) => {
+  const fixture = await startFixture<SitesTruth>(t, 'alloc_sites');
+  const truth = fixture.truth;
+  const s = await snapshotUntil(fixture.pid, (x) => x.findings.some((f) => f.id === 'heap-growth'), { timeoutMs: 90_000 });
+  t.is(schemaErrors(s), null);
+  t.is(s.heap?.source, 'native');
+  t.is(s.heap?.unwinder, 'dwarf');
+  const leak = topLive(s);
+  const own = leak.frames[0]!;
+  t.is(own.function, truth.leak_function, JSON.stringify(leak.frames.slice(0, 3)));
+  t.true(own.file?.endsWith(truth.leak_file), own.file ?? 'no file');
+  t.is(own.line, truth.leak_line);
+  t.is(leak.frames[1]?.function, truth.leak_caller);
+  t.is(leak.site, `${truth.leak_function} (${truth.leak_file}:${truth.leak_line}) ← ${truth.leak_caller} (${truth.leak_file}:${leak.frames[1]!.line})`);
+  // The churning sites allocated more than the leak but hold little.
+  const churners = s.heap!.stacks.filter((x) => /parse_header|build_response/.test(x.site));
+  t.true(churners.length >= 2, s.heap!.stacks.map((x) => x.site).join('\n'));
+  t.true(churners.every((c) => c.live_bytes < leak.live_bytes / 10));
+  t.true(churners.some((c) => (c.allocated_bytes ?? 0) > (leak.allocated_bytes ?? 0)));
+  // Live bytes of the leaking stack: the bytes it kept, within sampling error.
+  const kept = leak.live_history.length ? leak.live_bytes : 0;
+  const elapsedS = (Date.parse(s.taken_at) - (s.history[0]?.t_ms ?? 0)) / 1000;
+  t.true(kept > 0.5 * truth.leak_bytes_per_s * Math.min(elapsedS, 30), `live ${kept} after ${elapsedS} s`);
+  const growth = s.findings.find((f) => f.id === 'heap-growth')!;
+  t.deepEqual(growth.stacks?.[0], leak.id);
+  t.regex(growth.message, new RegExp(`(9\\d|100)% of the growth comes from ${truth.leak_function} \\(${truth.leak_file}:${truth.leak_line}\\) ← ${truth.leak_caller}`));
+  t.regex(growth.remedy, /leakscope profile/);
+
+  const dir = await mkdtemp(join(tmpdir(), 'leakscope-pprof-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const first = join(dir, 'a.pb.gz');
+  const profiled = await runCli(['profile', String(fixture.pid), '--out', first]);
+  t.is(profiled.code, 0, profiled.stderr);
+  t.regex(profiled.stdout, new RegExp(`most in use: ${truth.leak_function}`));
+  const top = await pprofTop(first);
+  t.regex(top[0] ?? '', new RegExp(`\\s${truth.leak_function}$`), top.join('\n'));
+  // By allocated bytes the churning response builder leads.
+  const allocated = await pprofTop(first, ['-sample_index=alloc_space']);
+  t.regex(allocated[0] ?? '', /\sbuild_response$/, allocated.join('\n'));
+  // Two profiles apart: the difference is the leak alone.
+  await new Promise((r) => setTimeout(r, 4000));
+  const second = join(dir, 'b.pb.gz');
+  t.is((await runCli(['profile', String(fixture.pid), '--out', second])).code, 0);
+  const diff = await pprofTop(second, [`-diff_base=${first}`]);
+  t.regex(diff[0] ?? '', new RegExp(`^\\s*[\\d.]+[kM]B .*\\s${truth.leak_function}$`), diff.join('\n'));
+});
+
+test('a leak that starts 20 s after start-up: named by heap-growth once it grows', async (t) => {
+  const fixture = await startFixture<SitesTruth>(t, 'alloc_sites', ['--leak-after', '20']);
+  const before = await snapshotOf(fixture.pid);
+  t.false(before.findings.some((f) => f.id === 'heap-growth'));
+  const s = await snapshotUntil(fixture.pid, (x) => x.findings.some((f) => f.id === 'heap-growth'), { timeoutMs: 120_000 });
+  const growth = s.findings.find((f) => f.id === 'heap-growth');
+  t.truthy(growth, s.pending_checks.map((p) => p.reason).join('; '));
+  const named = s.heap!.stacks.find((x) => x.id === growth!.stacks?.[0]);
+  t.is(named?.frames[0]?.function, fixture.truth.leak_function);
+});
+
+test('a C++ program: demangled names, the leaking function named past the standard library', async (t) => {
+  const fixture = await startFixture<{ pid: number; leak_bytes_per_s: number }>(t, 'cpp_cache');
+  const s = await snapshotUntil(fixture.pid, (x) => (x.heap?.stacks[0]?.live_bytes ?? 0) > 4 * 1024 * 1024, { timeoutMs: 30_000 });
+  const leak = topLive(s);
+  t.regex(leak.site, /^fill \(cpp_cache\.cc:\d+\)/);
+  t.true(leak.frames.some((f) => f.function?.startsWith('std::vector<char, std::allocator<char> >::vector(')), leak.frames.map((f) => f.function).join('\n'));
+  const mangled = s.heap!.stacks.flatMap((x) => x.frames).filter((f) => f.function?.startsWith('_Z'));
+  t.deepEqual(mangled, []);
+  // The workers' churn allocated far more and holds next to nothing.
+  const churn = s.heap!.stacks.filter((x) => x.site.startsWith('churn '));
+  t.true(churn.length > 0);
+  t.true(churn.every((c) => (c.allocated_bytes ?? 0) > leak.live_bytes && c.live_bytes < leak.live_bytes / 10));
+});
+
+test('a Rust service through the crate: the leaking function, past the allocator shims and the agent', async (t) => {
+  const fixture = await startFixture<{ pid: number; leak_function: string; leak_bytes_per_s: number }>(t, 'stack_leak', [], {
+    dir: RUST_FIXTURES,
+    withoutAgent: true,
+  });
+  const s = await snapshotUntil(fixture.pid, (x) => (x.heap?.stacks[0]?.live_bytes ?? 0) > 4 * 1024 * 1024, { timeoutMs: 30_000 });
+  t.is(s.agent.mode, 'crate');
+  const leak = topLive(s);
+  t.is(leak.frames[0]?.function, `stack_leak::${fixture.truth.leak_function}`, leak.frames.map((f) => f.function).join('\n'));
+  t.is(leak.site, `stack_leak::${fixture.truth.leak_function} ← stack_leak::handle`);
+  t.false(s.heap!.stacks.some((x) => /leakscope|alloc_slow|__rust_alloc/.test(x.frames[0]?.function ?? '')));
+});
+
+test('LEAKSCOPE_STACKS=off: no stacks, and profile says why', async (t) => {
+  const fixture = await startFixture<SitesTruth>(t, 'alloc_sites', [], { env: { LEAKSCOPE_STACKS: 'off' } });
+  const s = await snapshotOf(fixture.pid);
+  t.is(s.heap, undefined);
+  const result = await runCli(['profile', String(fixture.pid), '--out', join(tmpdir(), `never-${fixture.pid}.pb.gz`)]);
+  t.is(result.code, 1);
+  t.regex(result.stderr, /^leakscope: pid \d+ has no allocation stacks: its agent takes no stacks \(LEAKSCOPE_STACKS=off/);
+});
