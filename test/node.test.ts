@@ -455,6 +455,13 @@ test.serial('a global array that keeps every request: v8-heap-growth names the J
   const truth = await leaky.client.json<{ kept: number; record_bytes: number }>('/truth');
   // The rate is at most what the service keeps a second: 8 KiB a request, at 200 a second at most.
   t.true(finding!.value <= 1.3 * 200 * truth.record_bytes, `${finding!.value} B/s`);
+  // Where: V8's sampling heap profile names the middleware's function, past Buffer's own frames.
+  t.is(grown.heap?.source, 'v8-sampling');
+  const named = grown.heap?.stacks.find((x) => x.id === finding!.stacks?.[0]);
+  t.regex(named?.site ?? '', /^remember \(global_array\.mjs:\d+\) ← /, JSON.stringify(grown.heap?.stacks.slice(0, 3).map((x) => x.site)));
+  t.regex(finding!.message, /\d+% of the growth comes from remember \(global_array\.mjs:\d+\)/);
+  const keptBySite = grown.heap!.stacks.filter((x) => x.site.startsWith('remember ')).reduce((sum, x) => sum + x.live_bytes, 0);
+  t.true(keptBySite > 0.5 * (grown.heap!.stacks.reduce((sum, x) => sum + x.live_bytes, 0)), `remember holds ${keptBySite}`);
 
   t.true(decided(steady), JSON.stringify(steady.pending_checks));
   t.deepEqual(steady.findings.filter((f) => f.severity !== 'info').map((f) => f.id), []);

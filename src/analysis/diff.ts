@@ -1,6 +1,7 @@
 // What grew between two snapshots of one process: spawn sites, threads,
 // arenas, and the findings that appeared or went away. Pure.
 import type { Finding, Snapshot, TaskSite, ThreadInfo } from '../model/snapshot.js';
+import { stackKey } from '../model/stacks.js';
 import { threadName } from '../model/thread-order.js';
 
 export interface Change {
@@ -56,6 +57,8 @@ export interface SnapshotDiff {
   /** Threads in both snapshots whose heap changed, most grown first. */
   readonly grown_threads: readonly ThreadDiff[];
   readonly arenas: readonly ArenaDiff[];
+  /** Allocation stacks whose live bytes changed, most grown first (matched by their named frames). */
+  readonly stacks: readonly StackDiff[];
   readonly new_findings: readonly Finding[];
   readonly resolved_findings: readonly Finding[];
 }
@@ -147,6 +150,32 @@ function diffArenas(a: Snapshot, b: Snapshot): ArenaDiff[] {
   return diffs.sort((m, n) => n.mapped_bytes.delta - m.mapped_bytes.delta || m.index - n.index);
 }
 
+export interface StackDiff {
+  readonly site: string;
+  /** The stack's id in the later snapshot (or the earlier one, if it is gone). */
+  readonly id: string;
+  readonly live_bytes: Change;
+  /** Bytes allocated between the two (null for JavaScript, whose profile keeps live objects only). */
+  readonly allocated_bytes: number | null;
+}
+
+/** Live bytes per allocation stack, from one snapshot to the other. */
+export function diffStacks(a: Snapshot, b: Snapshot): StackDiff[] {
+  const before = new Map((a.heap?.stacks ?? []).map((s) => [stackKey(s), s]));
+  const after = new Map((b.heap?.stacks ?? []).map((s) => [stackKey(s), s]));
+  const keys = new Set([...before.keys(), ...after.keys()]);
+  const diffs: StackDiff[] = [];
+  for (const key of keys) {
+    const x = before.get(key);
+    const y = after.get(key);
+    const live = change(x?.live_bytes ?? 0, y?.live_bytes ?? 0);
+    if (live.delta === 0) continue;
+    const allocated = x?.allocated_bytes != null || y?.allocated_bytes != null ? (y?.allocated_bytes ?? 0) - (x?.allocated_bytes ?? 0) : null;
+    diffs.push({ site: (y ?? x)!.site, id: (y ?? x)!.id, live_bytes: live, allocated_bytes: allocated });
+  }
+  return diffs.sort((p, q) => q.live_bytes.delta - p.live_bytes.delta);
+}
+
 export function diffSnapshots(a: Snapshot, b: Snapshot): SnapshotDiff {
   const beforeFindings = new Set(a.findings.map(findingKey));
   const afterFindings = new Set(b.findings.map(findingKey));
@@ -164,6 +193,7 @@ export function diffSnapshots(a: Snapshot, b: Snapshot): SnapshotDiff {
     sites: diffSites(a, b),
     ...diffThreads(a, b),
     arenas: diffArenas(a, b),
+    stacks: diffStacks(a, b),
     new_findings: b.findings.filter((f) => !beforeFindings.has(findingKey(f))),
     resolved_findings: a.findings.filter((f) => !afterFindings.has(findingKey(f))),
   };

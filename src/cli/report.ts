@@ -68,6 +68,23 @@ function workerRows(s: Snapshot): string[] {
   return ['', `Worker threads: ${workers.length} (their promises and timers are in the sites above)`, header, ...rows];
 }
 
+const MAX_STACK_ROWS = 5;
+
+/** The stacks holding the most live heap, and the code each names. */
+function stackRows(s: Snapshot): string[] {
+  const heap = s.heap;
+  if (!heap || heap.stacks.length === 0) return [];
+  const shown = heap.stacks.filter((x) => x.live_bytes > 0).slice(0, MAX_STACK_ROWS);
+  if (shown.length === 0) return [];
+  const source = heap.source === 'native' ? `sampled every ~${formatBytes(heap.sample_bytes)}` : "V8's sampling heap profiler";
+  return [
+    '',
+    `Allocation stacks by live bytes (${source}; leakscope profile <pid> --out heap.pb.gz for all):`,
+    ...shown.map((x) => `  ${padColumn(formatBytes(x.live_bytes), 11)} ${x.site}`),
+    ...heap.notes.map((n) => `  note: ${n}`),
+  ];
+}
+
 export function renderReport(s: Snapshot): string {
   const lines: string[] = [];
   const alloc = s.allocator;
@@ -98,6 +115,7 @@ export function renderReport(s: Snapshot): string {
   if (s.pending_checks.length > 0)
     lines.push('', `Not decided yet: ${s.pending_checks.map((p) => `${p.id} (${p.reason})`).join('; ')}`);
   lines.push(...siteRows(s));
+  lines.push(...stackRows(s));
   lines.push(...workerRows(s));
   lines.push('', 'Threads:', ...threadRows(s.threads));
   return `${lines.join('\n')}\n`;

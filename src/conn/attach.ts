@@ -5,7 +5,7 @@ import net from 'node:net';
 import { LeakscopeError } from '../errors.js';
 import { type AgentFacts, observationFromFacts, type ReclaimResult } from '../model/agent-facts.js';
 import type { Observation } from '../model/snapshot.js';
-import { nativeStacks } from '../model/stacks.js';
+import { jsStacks, nativeStacks } from '../model/stacks.js';
 import { AgentClient, type HelloResult, type RequestParams } from './agent-client.js';
 import { readCgroupMemory } from './cgroup.js';
 import { AGENT_NOT_LOADED, allocatorFromMaps, procObservation, readProcessMemory } from './proc-view.js';
@@ -216,6 +216,9 @@ export async function observe(connection: Connection, query: TaskQuery = {}): Pr
 /** The observation, with the agent's allocation stacks named (the CLI symbolizes; the agent sends addresses). */
 async function withHeapStacks(facts: AgentFacts): Promise<Observation> {
   const observation = observationFromFacts(facts);
+  // A Node process: where its JavaScript heap was allocated.
+  const js = facts.node?.bridge?.heap_profile;
+  if (js) return { ...observation, heap: jsStacks(js, facts.now_ms) };
   const raw = facts.stacks;
   if (!raw || raw.unwinder === 'off') return observation;
   const addresses = raw.entries.flatMap((e) => e.frames);

@@ -15,7 +15,16 @@ type BridgeFacts = Omit<NodeRuntime, 'version' | 'recording_since' | 'responsive
   event_loop: { answer_delay_ms: number; utilization: number };
   /** A worker's bridge only. */
   script?: string | null;
+  /** The main thread's sampling heap profile (src/node-agent/heap-profile.cts); null before it started. */
+  heap_profile?: JsHeapProfileFacts | null;
 };
+
+export interface JsHeapProfileFacts {
+  sample_bytes: number;
+  checkpoint_ms: number[];
+  stacks: { id: number; live_bytes: number; live_blocks: number; live_at: number[]; frames: { function: string; url: string; line: number; column: number }[] }[];
+  error?: string;
+}
 
 /** One loop's answer, as runtime_bridge.cc wraps it. */
 interface LoopAnswer {

@@ -404,6 +404,8 @@ export interface StackFrame {
   readonly function: string | null;
   readonly file: string | null;
   readonly line: number | null;
+  /** JavaScript: the column, 1-based. */
+  readonly column?: number;
   /** The object (executable or shared library) or script it is in. */
   readonly module: string | null;
   /** Inlined into the frame that follows it (same address). */

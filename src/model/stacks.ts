@@ -1,6 +1,7 @@
 // Allocation stacks: from the agent's raw stacks (return addresses and
 // counts, native/src/core/stacks.cc) and their names, the snapshot's
 // `heap.stacks`; and which stacks a growth came from.
+import type { JsHeapProfileFacts } from './node-facts.js';
 import type { AllocationStack, HeapModule, HeapStacks, StackFrame } from './snapshot.js';
 
 /** The agent's `stacks` part of a snapshot. */
@@ -70,7 +71,7 @@ export function frameLabel(f: StackFrame): string {
 function isLibraryFrame(f: StackFrame): boolean {
   if (f.function !== null && LIBRARY_FRAME.test(f.function)) return true;
   // Headers of the C and C++ libraries, Rust's standard library and crates' sources.
-  if (f.file !== null && /^\/usr\/include\/|\/rustc\/[0-9a-f]+\/library\/|\/\.cargo\/registry\//.test(f.file)) return true;
+  if (f.file !== null && /^node:|\/node_modules\/|^\/usr\/include\/|\/rustc\/[0-9a-f]+\/library\/|\/\.cargo\/registry\//.test(f.file)) return true;
   // A system library's frames (libc, libstdc++), unless nothing else has a name.
   return f.module !== null && /^\/(?:usr\/)?lib(?:64|32)?\//.test(f.module) && !/\/node_modules\//.test(f.module);
 }
@@ -128,6 +129,44 @@ export function nativeStacks(
     stacks,
     modules,
     notes: allNotes,
+  };
+}
+
+/** V8's sampling heap profile as allocation stacks: JavaScript functions with file:line, live bytes only. */
+export function jsStacks(facts: JsHeapProfileFacts, nowMs: number): HeapStacks {
+  const stacks: AllocationStack[] = facts.stacks.map((s) => {
+    const frames: StackFrame[] = s.frames.map((f) => ({
+      address: '',
+      function: f.function || '(anonymous)',
+      file: f.url || null,
+      line: f.url && f.line > 0 ? f.line : null,
+      column: f.column,
+      module: f.url || null,
+    }));
+    return {
+      id: `js${s.id}`,
+      site: siteOf(frames),
+      frames,
+      live_bytes: s.live_bytes,
+      live_blocks: s.live_blocks,
+      allocated_bytes: null,
+      allocated_blocks: null,
+      live_history: [...facts.checkpoint_ms.map((t, k) => ({ t_ms: t, live_bytes: s.live_at[k] ?? 0 })), { t_ms: nowMs, live_bytes: s.live_bytes }],
+    };
+  });
+  stacks.sort((a, b) => b.live_bytes - a.live_bytes);
+  return {
+    source: 'v8-sampling',
+    unwinder: 'v8',
+    sample_bytes: facts.sample_bytes,
+    stacks_total: stacks.length,
+    dropped: 0,
+    stacks,
+    modules: [],
+    notes: [
+      "JavaScript stacks from V8's sampling heap profiler: live objects only (no allocated totals), sampled every ~64 KiB",
+      ...(facts.error ? [`the sampling heap profiler reported: ${facts.error}`] : []),
+    ],
   };
 }
 

@@ -13,6 +13,7 @@ import { loadNativeAgent, type NativeAgent, packageVersion } from './native.cjs'
 import { GaugePublisher } from './meter.cjs';
 import { SpanTracker } from './otel.cjs';
 import { DENSER_WINDOW_MS } from './capture-budget.cjs';
+import { JsHeapProfile } from './heap-profile.cjs';
 import { PromiseTracker } from './promises.cjs';
 import { ThreadRoles } from './threads.cjs';
 import { TimerTracker } from './timers.cjs';
@@ -94,6 +95,7 @@ class Bridge {
   private lingerTimer: NodeJS.Timeout | null = null;
   private samplingTimer: NodeJS.Timeout | null = null;
   private readonly heapHistory = new HeapHistory();
+  private readonly heapProfile = new JsHeapProfile();
   private recordingSinceMs = Date.now();
   private lastUtilization: EventLoopUtilization | undefined;
   private clients = 0;
@@ -196,12 +198,16 @@ class Bridge {
   private record(): void {
     this.promises.start();
     if (!this.samplingTimer) {
-      this.samplingTimer = realSetInterval(() => this.promises.tick(), DENSER_WINDOW_MS);
+      this.samplingTimer = realSetInterval(() => {
+        this.promises.tick();
+        this.heapProfile.tick();
+      }, DENSER_WINDOW_MS);
       this.samplingTimer.unref();
       ownTimers.add(this.samplingTimer);
     }
     this.timers.start();
     this.heapHistory.start();
+    if (!this.role.worker) this.heapProfile.start();
     this.lookForOtel();
     this.workers?.start();
     this.hookHeap();
@@ -218,6 +224,7 @@ class Bridge {
     this.samplingTimer = null;
     this.timers.stop();
     this.heapHistory.stop();
+    this.heapProfile.stop();
     this.spans.stop();
     this.gauges?.stop();
     this.workers?.stop();
@@ -286,6 +293,7 @@ class Bridge {
         detached_contexts: heap.number_of_detached_contexts,
       },
       ...this.heapHistory.facts(),
+      ...(this.state !== 'dormant' ? { heap_profile: this.heapProfile.facts() } : {}),
     });
   }
 }

@@ -6,10 +6,11 @@
 // (growth.ts). Names the heap space that grew most.
 import { formatBytes, formatDuration } from '../../format.js';
 import type { Cause, Observation } from '../../model/snapshot.js';
+import { growthByStack } from '../../model/stacks.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, undecided } from '../detector.js';
 import { limitSentence } from '../limit.js';
 import { type Growth, type GrowthRule, judgeGrowth, median, pendingReason } from '../growth.js';
-import { RULE as HEAP_RULE } from './heap-growth.js';
+import { RULE as HEAP_RULE, remedyFor, stacksSentence } from './heap-growth.js';
 
 export const id = 'v8-heap-growth';
 export const cause: Cause = 'live-data-growing';
@@ -66,16 +67,20 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
   if (g.status === 'pending') return undecided(pendingReason(g));
   if (g.status === 'flat') return OK;
   const space = grownSpace(o, g);
+  const nowMs = history[history.length - 1]?.t_ms ?? Date.parse(o.taken_at);
+  const byStack = o.heap?.source === 'v8-sampling' ? growthByStack(o.heap, nowMs - g.windowMs) : [];
+  const named = byStack.filter((s, k) => k === 0 || s.share >= 0.05).slice(0, 3);
   return found([
     {
       id,
       severity: 'error',
       summary: summary(g, space),
-      message: message(g, space) + limitSentence(o.process, g.ratePerS),
+      message: message(g, space) + stacksSentence(byStack) + limitSentence(o.process, g.ratePerS),
       subject: processSubject(o),
       value: Math.round(g.ratePerS),
       unit: 'bytes_per_s',
-      remedy: REMEDY,
+      remedy: byStack.length ? remedyFor(byStack) : REMEDY,
+      ...(named.length ? { stacks: named.map((s) => s.stack.id) } : {}),
     },
   ]);
 }

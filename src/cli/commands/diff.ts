@@ -1,7 +1,7 @@
 // leakscope diff: what grew between two recorded snapshots. Each argument is
 // a snapshot file or a watch recording (which stands for its last
 // snapshot); one recording alone compares its first and last snapshots.
-import { type ArenaDiff, type Change, diffSnapshots, type SiteDiff, type SnapshotDiff, type ThreadDiff } from '../../analysis/diff.js';
+import { type ArenaDiff, type Change, diffSnapshots, type SiteDiff, type SnapshotDiff, type StackDiff, type ThreadDiff } from '../../analysis/diff.js';
 import { formatBytes, formatCount, formatDuration, padColumn } from '../../format.js';
 import { LeakscopeError } from '../../errors.js';
 import { readRecording } from '../../model/recording.js';
@@ -63,6 +63,19 @@ function arenaLines(arenas: readonly ArenaDiff[]): string[] {
   ];
 }
 
+function stackLines(stacks: readonly StackDiff[]): string[] {
+  const grown = stacks.filter((x) => x.live_bytes.delta > 0).slice(0, MAX_ROWS);
+  if (grown.length === 0) return [];
+  const total = stacks.reduce((sum, x) => sum + Math.max(0, x.live_bytes.delta), 0);
+  return [
+    '',
+    'Allocation stacks whose live bytes grew:',
+    ...grown.map(
+      (x) => `  ${padColumn(signed(x.live_bytes.delta, formatBytes), 12)} ${padColumn(`${Math.round((x.live_bytes.delta / total) * 100)}%`, 5)} ${x.site}`,
+    ),
+  ];
+}
+
 export function renderDiff(d: SnapshotDiff): string {
   const lines = [
     `pid ${d.pid}: ${formatDuration(d.elapsed_ms)} between snapshots (${d.from_taken_at} → ${d.to_taken_at})`,
@@ -72,7 +85,7 @@ export function renderDiff(d: SnapshotDiff): string {
     `rss ${bytesChange(d.rss_bytes)}   live ${d.live_bytes ? signed(d.live_bytes.delta, formatBytes) : 'unknown'}` +
       `   threads ${signed(d.threads.delta)}   live tasks ${signed(d.tasks_live.delta)}`,
   );
-  lines.push(...siteLines(d.sites), ...threadLines(d), ...arenaLines(d.arenas));
+  lines.push(...siteLines(d.sites), ...stackLines(d.stacks), ...threadLines(d), ...arenaLines(d.arenas));
   if (d.new_findings.length > 0) lines.push('', 'New findings:', ...d.new_findings.map((f) => `  ${f.severity.toUpperCase()} ${f.id}: ${f.summary}`));
   if (d.resolved_findings.length > 0)
     lines.push('', 'Gone since:', ...d.resolved_findings.map((f) => `  ${f.severity.toUpperCase()} ${f.id}: ${f.summary}`));
