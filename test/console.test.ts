@@ -120,3 +120,27 @@ test('attach: a dead pid, a pid we may not inspect, no terminal', async (t) => {
   oneLineError(t, await runCli(['view', '/nonexistent.jsonl']), /no such file: \/nonexistent\.jsonl/);
   t.true(fixture.alive());
 });
+
+test('the Heap view lists allocation stacks; Enter opens the callers; from a finding, Enter goes to its stacks', async (t) => {
+  const fixture = await startFixture<{ pid: number; leak_function: string; leak_caller: string; leak_line: number }>(t, 'alloc_sites');
+  const { pid, truth } = fixture;
+  const term = await Terminal.start(t, [process.execPath, CLI, 'attach', String(pid)], { size: { columns: 120, rows: 40 }, env: { CI: 'true' } });
+  await term.until(new RegExp(`pid ${pid} · agent preload`));
+  await term.keys(['4']);
+  let screen = await term.until(/Allocation stacks \(sampled every ~64\.0 KiB, dwarf unwinding/);
+  screen = await term.until(new RegExp(`^\\S+ \\S+\\s+\\+\\S+ \\S+\\s+${truth.leak_function} \\(alloc_sites\\.c:${truth.leak_line}\\) ← ${truth.leak_caller}`, 'm'));
+  await term.keys(['Enter']);
+  screen = await term.until(new RegExp(`^  ← ${truth.leak_caller} \\(alloc_sites\\.c:\\d+\\)$`, 'm'));
+  t.regex(screen, /^ {4}← main \(alloc_sites\.c:\d+\)$/m);
+  await term.keys(['Escape']);
+  await term.until((s) => !/^ {2}← /m.test(s));
+  // Once heap-growth is found, Enter on it lands on the leaking stack, open.
+  await term.keys(['1']);
+  await term.until(/ERROR\s+heap-growth/, 90_000);
+  await term.keys(['Enter']);
+  screen = await term.until(new RegExp(`^  ← ${truth.leak_caller} \\(alloc_sites\\.c:\\d+\\)$`, 'm'));
+  t.regex(screen, /Allocation stacks/);
+  await term.keys(['q']);
+  t.is(await term.untilExited(), 0);
+  t.true(fixture.alive());
+});

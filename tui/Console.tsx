@@ -66,7 +66,7 @@ function Body({ state, width, height }: { readonly state: ConsoleState; readonly
     case 'threads':
       return <ThreadsView snapshot={s} earlier={earlierFrame(state)} cursor={state.threadsCursor} width={width} height={height} />;
     case 'heap':
-      return <HeapView snapshot={s} reclaim={state.reclaim} width={width} height={height} />;
+      return <HeapView snapshot={s} reclaim={state.reclaim} cursor={state.heapCursor} open={state.heapOpen} width={width} height={height} />;
   }
 }
 

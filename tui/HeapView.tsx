@@ -1,17 +1,25 @@
 // Heap: what the allocator holds beside live data. Bars per arena (glibc,
 // jemalloc) or per thread heap (mimalloc): live, fragmented (jemalloc: free
 // inside slabs that hold live blocks), retained, dirty; `r` runs the
-// allocator's reclaim and shows the RSS it gave back.
+// allocator's reclaim and shows the RSS it gave back. Below them, where the
+// live heap was allocated: the top allocation stacks, and Enter opens the
+// selected one's callers.
 import { Box, Text } from 'ink';
 import { Clip } from './Clip.js';
 import { formatBytes, formatDuration } from '../src/format.js';
-import type { Snapshot } from '../src/model/snapshot.js';
-import type { ReclaimState } from './state.js';
+import type { AllocationStack, Snapshot } from '../src/model/snapshot.js';
+import { frameLabel } from '../src/model/stacks.js';
 import { orderThreads } from '../src/model/thread-order.js';
+import { fitColumns, tableHeader, tableRow } from './columns.js';
+import { ListRows } from './ListRows.js';
+import type { ReclaimState } from './state.js';
 
 export interface HeapViewProps {
   readonly snapshot: Snapshot;
   readonly reclaim: ReclaimState;
+  /** The allocation stack under the cursor, and the one whose callers are open. */
+  readonly cursor: number;
+  readonly open: string | null;
   readonly width: number;
   readonly height: number;
 }
@@ -108,7 +116,65 @@ function ReclaimLine({ reclaim }: { readonly reclaim: ReclaimState }) {
   }
 }
 
-export function HeapView({ snapshot: s, reclaim, width, height }: HeapViewProps) {
+/** Live bytes a stack added since its oldest checkpoint (up to 16 minutes ago). */
+function grown(stack: AllocationStack): number {
+  return stack.live_bytes - (stack.live_history[0]?.live_bytes ?? stack.live_bytes);
+}
+
+function Stacks({ snapshot: s, cursor, open, width, height }: Pick<HeapViewProps, 'snapshot' | 'cursor' | 'open' | 'width' | 'height'>) {
+  const heap = s.heap;
+  if (!heap) return null;
+  const columns = fitColumns(
+    [
+      { title: 'live', width: 10 },
+      { title: 'grown', width: 12 },
+      { title: 'allocated at', width: 20, flex: true },
+    ],
+    width,
+  );
+  const opened = heap.stacks.find((x) => x.id === open);
+  const frames = opened ? opened.frames.filter((f) => !f.inlined || f.function !== null) : [];
+  const frameRows = opened ? Math.min(frames.length, Math.max(2, Math.floor(height / 2))) : 0;
+  const listRows = Math.max(2, height - 3 - (opened ? frameRows + 1 : 0));
+  const source = heap.source === 'native' ? `sampled every ~${formatBytes(heap.sample_bytes)}, ${heap.unwinder} unwinding` : "V8's sampling heap profiler";
+  return (
+    <Box flexDirection="column" marginTop={1}>
+      <Text wrap="truncate">
+        <Text bold>Allocation stacks</Text> <Text dimColor>({source}; Enter: callers)</Text>
+      </Text>
+      <ListRows
+        header={tableHeader(columns)}
+        rowAt={(i) => {
+          const x = heap.stacks[i];
+          if (!x) return null;
+          const g = grown(x);
+          return tableRow([formatBytes(x.live_bytes), g > 0 ? `+${formatBytes(g)}` : '', x.site], columns);
+        }}
+        total={heap.stacks.length}
+        cursor={cursor}
+        rows={listRows}
+        width={width}
+        noun="stacks"
+        empty="No allocation stacks yet: none of the samples taken so far is live."
+      />
+      {opened ? (
+        <Box flexDirection="column">
+          {frames.slice(0, frameRows).map((f, i) => (
+            <Text key={`${i}`} wrap="truncate">
+              {' '.repeat(Math.min(i, 12) * 2)}
+              {i === 0 ? '' : '← '}
+              {frameLabel(f)}
+              {f.inlined ? <Text dimColor> (inlined)</Text> : null}
+            </Text>
+          ))}
+          {frames.length > frameRows ? <Text dimColor>… {frames.length - frameRows} more callers</Text> : null}
+        </Box>
+      ) : null}
+    </Box>
+  );
+}
+
+export function HeapView({ snapshot: s, reclaim, cursor, open, width, height }: HeapViewProps) {
   const a = s.allocator;
   const live = a.live_bytes;
   const { what, rows } = barRows(s);
@@ -116,7 +182,9 @@ export function HeapView({ snapshot: s, reclaim, width, height }: HeapViewProps)
   const longestNote = Math.max(0, ...rows.map((r) => r.note.length));
   const room = Math.max(10, Math.min(Math.floor(width * 0.4), width - 14 - longestNote));
   const scale = Math.max(1, ...rows.map((r) => r.live + r.fragmented + r.retained + r.dirty));
-  const shown = Math.max(1, height - 7);
+  // With allocation stacks below, the bars take at most a third of the view.
+  const stackRoom = s.heap ? Math.max(6, Math.floor((height * 2) / 3)) : 0;
+  const shown = Math.max(1, height - 7 - stackRoom);
   const stats = Object.entries(a.stats)
     .slice(0, 6)
     .map(([name, value]) => `${name} ${typeof value === 'number' && /bytes/.test(name) ? formatBytes(value) : String(value)}`)
@@ -147,9 +215,8 @@ export function HeapView({ snapshot: s, reclaim, width, height }: HeapViewProps)
         <Bar key={row.label} row={row} scale={scale} room={room} />
       ))}
       {rows.length > shown ? <Text dimColor>… and {rows.length - shown} more {what}</Text> : null}
-      <Box marginTop={1}>
-        <ReclaimLine reclaim={reclaim} />
-      </Box>
+      <ReclaimLine reclaim={reclaim} />
+      <Stacks snapshot={s} cursor={cursor} open={open} width={width} height={stackRoom} />
     </Clip>
   );
 }

@@ -91,6 +91,7 @@ export function commandFor(input: string, key: Key, state: ConsoleState, pageRow
       return act({ type: 'notice', text: 'reclaim needs the leakscope agent in the process (start it with leakscope run)' });
     return act({ type: 'show-view', view: 'heap' }, { type: 'reclaim', reclaim: { state: 'confirm' } });
   }
+  if (key.return && (state.view === 'heap' || state.view === 'findings')) return act({ type: 'open' });
   if (state.view === 'tasks') {
     if (input === '/') return act({ type: 'filter-start' });
     if (input === 'g') return act({ type: 'toggle-group' });

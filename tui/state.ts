@@ -66,6 +66,9 @@ export interface ConsoleState {
   readonly answered: TaskQuery | null;
   readonly findingsCursor: number;
   readonly threadsCursor: number;
+  /** Heap view: the allocation stack under the cursor, and the one whose callers are open (its id). */
+  readonly heapCursor: number;
+  readonly heapOpen: string | null;
 }
 
 export type Action =
@@ -107,6 +110,8 @@ export function initialState(source: 'live' | 'replay'): ConsoleState {
     answered: null,
     findingsCursor: 0,
     threadsCursor: 0,
+    heapCursor: 0,
+    heapOpen: null,
   };
 }
 
@@ -176,7 +181,7 @@ function listLength(state: ConsoleState): number {
     case 'tasks':
       return state.tasks.grouped ? visibleSites(s, state.tasks.filter).length : taskRows(state).total;
     case 'heap':
-      return 0;
+      return s.heap?.stacks.length ?? 0;
   }
 }
 
@@ -201,7 +206,7 @@ function moveCursor(state: ConsoleState, to: (current: number, length: number) =
         ? { ...state, tasks: { ...state.tasks, siteCursor: at(state.tasks.siteCursor) } }
         : { ...state, tasks: { ...state.tasks, cursor: at(state.tasks.cursor) } };
     case 'heap':
-      return state;
+      return { ...state, heapCursor: at(state.heapCursor) };
   }
 }
 
@@ -266,7 +271,18 @@ function withSnapshot(state: ConsoleState, snapshot: Snapshot): ConsoleState {
 
 function openSelected(state: ConsoleState): ConsoleState {
   const s = displayed(state);
-  if (state.view !== 'tasks' || !s) return state;
+  if (!s) return state;
+  if (state.view === 'findings') {
+    // A finding that names allocation stacks: to the first of them, callers open.
+    const id = s.findings[state.findingsCursor]?.stacks?.[0];
+    const at = id ? (s.heap?.stacks.findIndex((x) => x.id === id) ?? -1) : -1;
+    return at < 0 ? state : { ...state, view: 'heap', heapCursor: at, heapOpen: id! };
+  }
+  if (state.view === 'heap') {
+    const stack = s.heap?.stacks[state.heapCursor];
+    return stack ? { ...state, heapOpen: state.heapOpen === stack.id ? null : stack.id } : state;
+  }
+  if (state.view !== 'tasks') return state;
   const tasks = state.tasks;
   if (tasks.grouped) {
     const site = visibleSites(s, tasks.filter)[tasks.siteCursor];
@@ -280,6 +296,7 @@ function openSelected(state: ConsoleState): ConsoleState {
 function goBack(state: ConsoleState): ConsoleState {
   if (state.help) return { ...state, help: false };
   if (state.reclaim.state === 'confirm') return { ...state, reclaim: { state: 'idle' } };
+  if (state.view === 'heap' && state.heapOpen) return { ...state, heapOpen: null };
   if (state.view !== 'tasks') return state;
   const tasks = state.tasks;
   if (tasks.detail) return { ...state, tasks: { ...tasks, detail: null } };

@@ -211,3 +211,35 @@ test('keys that arrive in one chunk are read one by one', (t) => {
   t.is(after.tasks.filter, 'heap', 'after /, the rest is filter text');
   t.deepEqual(commandsFor('2q', NO_KEY, state, ROWS).intents, [{ type: 'quit' }]);
 });
+
+test('Heap: the cursor moves over the allocation stacks, Enter opens and closes one; Enter on a finding goes to its stack', (t) => {
+  const frame = (fn: string) => ({ address: '0x1', function: fn, file: 'a.c', line: 1, module: '/a' });
+  const stack = (id: string, live: number) => ({
+    id,
+    site: id,
+    frames: [frame(id), frame('main')],
+    live_bytes: live,
+    live_blocks: 1,
+    allocated_bytes: live,
+    allocated_blocks: 1,
+    live_history: [],
+  });
+  const snapshot: Snapshot = {
+    ...analyze(observation()),
+    heap: { source: 'native', unwinder: 'dwarf', sample_bytes: 65536, stacks_total: 3, dropped: 0, stacks: [stack('a', 3), stack('b', 2), stack('c', 1)], modules: [], notes: [] },
+  };
+  const withFinding: Snapshot = {
+    ...snapshot,
+    findings: [{ id: 'heap-growth', severity: 'error', summary: '', message: '', subject: { kind: 'process', id: '1', label: '' }, value: 1, unit: 'bytes_per_s', remedy: '', stacks: ['c'] }],
+  };
+  let state = keys(live(snapshot), '4', 'j', 'j', 'j');
+  t.is(state.heapCursor, 2, 'the cursor stops at the last stack');
+  state = keys(state, { return: true });
+  t.is(state.heapOpen, 'c');
+  t.is(keys(state, { return: true }).heapOpen, null, 'Enter closes it again');
+  t.is(keys(state, { escape: true }).heapOpen, null, 'so does Esc');
+  state = keys(reduce(initialState('live'), { type: 'snapshot', snapshot: withFinding }), { return: true });
+  t.is(state.view, 'heap');
+  t.is(state.heapCursor, 2);
+  t.is(state.heapOpen, 'c');
+});
