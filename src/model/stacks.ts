@@ -7,6 +7,8 @@ import type { AllocationStack, HeapModule, HeapStacks, StackFrame } from './snap
 /** The agent's `stacks` part of a snapshot. */
 export interface AgentStackFacts {
   readonly unwinder: string;
+  /** Mean bytes between stacks (a stack is taken for some of the ownership samples). */
+  readonly interval_bytes?: number;
   readonly max_depth: number;
   readonly capacity: number;
   readonly used: number;
@@ -123,7 +125,7 @@ export function nativeStacks(
   return {
     source: 'native',
     unwinder: facts.unwinder,
-    sample_bytes: sampleBytes,
+    sample_bytes: facts.interval_bytes ?? sampleBytes,
     stacks_total: facts.used,
     dropped: facts.dropped,
     stacks,

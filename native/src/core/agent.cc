@@ -124,6 +124,7 @@ AgentConfig config_from_env() {
   if (const char* dir = getenv("LEAKSCOPE_SOCKET_DIR")) config.socket_dir = dir;
   config.follow_children = env_number("LEAKSCOPE_FOLLOW_CHILDREN", 0) != 0;
   config.unwinder = unwinder_from_env();
+  config.stack_interval = env_number("LEAKSCOPE_STACK_INTERVAL", config.stack_interval);
   config.history_seconds = uint32_t(env_number("LEAKSCOPE_HISTORY_SECONDS", config.history_seconds));
   config.max_tasks = uint32_t(std::min<uint64_t>(env_number("LEAKSCOPE_MAX_TASKS", config.max_tasks), 1u << 24));
   config.task_retain_ms = env_number("LEAKSCOPE_TASK_RETAIN_MS", config.task_retain_ms);
@@ -160,7 +161,7 @@ void agent_start(const AgentConfig& config, std::unique_ptr<AllocatorProbe> prob
   if (!g_tasks.init(config.max_tasks, config.task_retain_ms, config.task_retain_max))
     fprintf(stderr, "leakscope: no room for the task table; tasks are not tracked\n");
   if (!probe) probe = detect_allocator(g_forwarded_malloc);
-  g_stacks.init(config.unwinder);
+  g_stacks.init(config.unwinder, config.stack_interval);
   g_agent = new Agent{config, std::move(probe), nullptr, nullptr};
   g_agent->sampler = std::make_unique<Sampler>(*g_agent->probe, config.history_seconds);
   g_agent->server = std::make_unique<Server>(g_agent->config, *g_agent->sampler, *g_agent->probe, wall_ms());

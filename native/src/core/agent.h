@@ -22,6 +22,7 @@ struct AgentConfig {
   std::string socket_dir;            // LEAKSCOPE_SOCKET_DIR or /tmp/leakscope-<uid>
   bool follow_children = false;      // LEAKSCOPE_FOLLOW_CHILDREN=1
   Unwinder unwinder = Unwinder::kDwarf;  // LEAKSCOPE_STACKS: dwarf | fp | off
+  uint64_t stack_interval = kDefaultStackInterval;  // LEAKSCOPE_STACK_INTERVAL: mean bytes between stacks
   uint32_t history_seconds = 900;    // LEAKSCOPE_HISTORY_SECONDS
   uint32_t max_tasks = 1u << 20;     // LEAKSCOPE_MAX_TASKS: live and retained tasks at most
   uint64_t task_retain_ms = 60000;   // LEAKSCOPE_TASK_RETAIN_MS: completed tasks stay this long

@@ -73,7 +73,9 @@ uint64_t blocks_represented(float& carry, const OwnerRecord& owner, size_t usabl
 
 OwnerRecord next_sample(ThreadState& ts, size_t requested, size_t usable) {
   ts.bytes_until_sample = next_sample_distance(ts);
-  return OwnerRecord{ts.slot_index, ts.generation, sample_weight(requested, usable), ts.task_tag, g_stacks.capture()};
+  const uint64_t weight = sample_weight(requested, usable);
+  const uint32_t stack = g_stacks.wants(weight, next_random(ts)) ? g_stacks.capture() : 0;
+  return OwnerRecord{ts.slot_index, ts.generation, weight, ts.task_tag, stack};
 }
 
 void restart_countdown(ThreadState& ts) { ts.bytes_until_sample = next_sample_distance(ts); }

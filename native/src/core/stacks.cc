@@ -108,7 +108,8 @@ Unwinder unwinder_from_env() {
   return Unwinder::kOff;
 }
 
-void StackTable::init(Unwinder unwinder) {
+void StackTable::init(Unwinder unwinder, uint64_t interval_bytes) {
+  interval_ = interval_bytes == 0 ? 1 : interval_bytes;
   TextSpan span{uintptr_t(reinterpret_cast<void*>(&unwinder_from_env))};
   dl_iterate_phdr(find_text_span, &span);
   if (!span.main_program) {
@@ -278,6 +279,7 @@ void StackTable::write_json(JsonWriter& out, uint64_t limit) {
   }
   out.begin_object()
       .field("unwinder", names[uint32_t(unwinder_)])
+      .field("interval_bytes", interval_)
       .field("max_depth", uint64_t(kMaxStackDepth))
       .field("capacity", uint64_t(kStackCapacity - 1))
       .field("used", uint64_t(used_.load()))

@@ -55,16 +55,29 @@ class StackTable {
   // frames no stack starts with (nothing to skip where the agent is linked
   // into the program, as in the Rust crate: the CLI drops those frames by
   // name).
-  void init(Unwinder unwinder);
+  void init(Unwinder unwinder, uint64_t interval_bytes);
   Unwinder unwinder() const { return unwinder_; }
+
+  // Sample path: whether this sample, standing for `weight` bytes, gets a
+  // stack. Stacks are a second, sparser sampling over the samples: with
+  // probability min(1, weight / interval), so that a stack stands for
+  // `interval` bytes on average (512 KiB by default, jemalloc's
+  // lg_prof_sample default; capturing one costs microseconds, the ownership
+  // sample beneath it nanoseconds). `random`: 64 random bits.
+  bool wants(uint64_t weight, uint64_t random) const {
+    if (unwinder_ == Unwinder::kOff) return false;
+    if (weight >= interval_) return true;
+    return double(random >> 11) * (1.0 / 9007199254740992.0) * double(interval_) < double(weight);
+  }
 
   // Sample path, on the allocating thread with its hooks guarded: the id of
   // the caller's stack, 0 when stacks are off or the table is full.
   uint32_t capture();
   // Sample path: a sample of `weight` bytes standing for a block of
   // `usable` bytes, taken (on capture's id) or freed.
-  void sampled(uint32_t id, uint64_t weight, size_t usable) {
+  void sampled(uint32_t id, uint64_t sample_weight, size_t usable) {
     if (id == 0 || id >= kStackCapacity) return;
+    const uint64_t weight = stack_weight(sample_weight);
     StackEntry& e = entries_[id];
     const uint64_t blocks = blocks_milli(weight, usable);
     e.alloc_blocks_milli.fetch_add(blocks, std::memory_order_relaxed);
@@ -72,8 +85,9 @@ class StackTable {
     e.live_blocks_milli.fetch_add(int64_t(blocks), std::memory_order_relaxed);
     e.live_bytes.fetch_add(int64_t(weight), std::memory_order_relaxed);
   }
-  void freed(uint32_t id, uint64_t weight, size_t usable) {
+  void freed(uint32_t id, uint64_t sample_weight, size_t usable) {
     if (id == 0 || id >= kStackCapacity) return;
+    const uint64_t weight = stack_weight(sample_weight);
     StackEntry& e = entries_[id];
     e.live_blocks_milli.fetch_sub(int64_t(blocks_milli(weight, usable)), std::memory_order_relaxed);
     e.live_bytes.fetch_sub(int64_t(weight), std::memory_order_relaxed);
@@ -93,6 +107,8 @@ class StackTable {
   void write_json(JsonWriter& out, uint64_t limit);
 
  private:
+  // The bytes a sample with a stack stands for: its weight / P(stack).
+  uint64_t stack_weight(uint64_t sample_weight) const { return sample_weight > interval_ ? sample_weight : interval_; }
   static uint64_t blocks_milli(uint64_t weight, size_t usable) {
     return usable == 0 || weight <= usable ? 1000 : weight * 1000 / usable;
   }
@@ -101,6 +117,7 @@ class StackTable {
   // No initializers: the table is zero in .bss, never constructed, so that
   // a hook may use it before the program's constructors ran.
   Unwinder unwinder_;
+  uint64_t interval_;
   uintptr_t own_lo_, own_hi_;  // the agent's text, when it is its own object
   std::atomic<uint32_t> used_;
   std::atomic<uint64_t> dropped_;
@@ -116,5 +133,7 @@ extern StackTable g_stacks;
 
 // "dwarf" | "fp" | "off" from LEAKSCOPE_STACKS; DWARF when unset.
 Unwinder unwinder_from_env();
+// Mean bytes between stacks (LEAKSCOPE_STACK_INTERVAL; 512 KiB).
+constexpr uint64_t kDefaultStackInterval = 512 * 1024;
 
 }  // namespace leakscope
