@@ -127,7 +127,7 @@ test('the Heap view lists allocation stacks; Enter opens the callers; from a fin
   const term = await Terminal.start(t, [process.execPath, CLI, 'attach', String(pid)], { size: { columns: 120, rows: 40 }, env: { CI: 'true' } });
   await term.until(new RegExp(`pid ${pid} · agent preload`));
   await term.keys(['4']);
-  let screen = await term.until(/Allocation stacks \(sampled every ~64\.0 KiB, dwarf unwinding/);
+  let screen = await term.until(/Allocation stacks \(sampled every ~512\.0 KiB, dwarf unwinding/);
   screen = await term.until(new RegExp(`^\\S+ \\S+\\s+\\+\\S+ \\S+\\s+${truth.leak_function} \\(alloc_sites\\.c:${truth.leak_line}\\) ← ${truth.leak_caller}`, 'm'));
   await term.keys(['Enter']);
   screen = await term.until(new RegExp(`^  ← ${truth.leak_caller} \\(alloc_sites\\.c:\\d+\\)$`, 'm'));

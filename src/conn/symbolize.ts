@@ -12,16 +12,10 @@ import { existsSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { HeapModule, StackFrame } from '../model/snapshot.js';
+import type { ModuleFacts } from '../model/stacks.js';
 
 const run = promisify(execFile);
 
-/** A loaded object as the agent reports it (native/src/core/stacks.cc). */
-export interface ModuleFacts {
-  readonly path: string;
-  readonly load_bias: string;
-  readonly build_id: string;
-  readonly segments: readonly { readonly start: string; readonly end: string; readonly file_offset: number }[];
-}
 
 /** What an ELF file's section headers say: enough to tell what names it can give. */
 export interface ElfSummary {

@@ -23,7 +23,15 @@ export interface AgentStackFacts {
     readonly live_at: readonly number[];
     readonly frames: readonly string[];
   }[];
-  readonly modules: readonly { path: string; load_bias: string; build_id: string; segments: { start: string; end: string; file_offset: number }[] }[];
+  readonly modules: readonly ModuleFacts[];
+}
+
+/** A loaded object as the agent reports it (native/src/core/stacks.cc). */
+export interface ModuleFacts {
+  readonly path: string;
+  readonly load_bias: string;
+  readonly build_id: string;
+  readonly segments: readonly { readonly start: string; readonly end: string; readonly file_offset: number }[];
 }
 
 /**
