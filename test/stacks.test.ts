@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import type { AllocationStack, Snapshot } from '../src/model/snapshot.js';
-import { RUST_FIXTURES, runCli, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
+import type { EventLoopTruth } from './helpers/event-loop.js';
+import { FIXTURES, RUST_FIXTURES, runCli, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
 import { schemaErrors } from './helpers/schema.js';
 
 const run = promisify(execFile);
@@ -142,4 +143,70 @@ test('LEAKSCOPE_STACKS=off: no stacks, and profile says why', async (t) => {
   const result = await runCli(['profile', String(fixture.pid), '--out', join(tmpdir(), `never-${fixture.pid}.pb.gz`)]);
   t.is(result.code, 1);
   t.regex(result.stderr, /^leakscope: pid \d+ has no allocation stacks: its agent takes no stacks \(LEAKSCOPE_STACKS=off/);
+});
+
+test('a stripped binary, and one replaced on disk since it started: addresses, and a note that says why', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'leakscope-symbols-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await run('cp', [join(FIXTURES, 'alloc_sites'), join(dir, 'stripped_sites')]);
+  await run('strip', [join(dir, 'stripped_sites')]);
+  await run('cp', [join(FIXTURES, 'alloc_sites'), join(dir, 'replaced_sites')]);
+  const stripped = await startFixture<SitesTruth>(t, 'stripped_sites', [], { dir });
+  const replaced = await startFixture<SitesTruth>(t, 'replaced_sites', [], { dir });
+  // Another program where the second one's file was: a new build deployed under a running process.
+  await run('cp', [join(FIXTURES, 'cpp_cache'), join(dir, 'replaced_sites.new')]);
+  await run('mv', [join(dir, 'replaced_sites.new'), join(dir, 'replaced_sites')]);
+  const hasLeak = (x: Snapshot) => (x.heap?.stacks[0]?.live_bytes ?? 0) > 1024 * 1024;
+
+  const s = await snapshotUntil(stripped.pid, hasLeak);
+  const module = s.heap!.modules.find((m) => m.path.endsWith('/stripped_sites'));
+  t.is(module?.symbols, 'exported-symbols');
+  t.true(s.heap!.notes.some((n) => /stripped_sites is stripped: only its exported functions have names/.test(n)), s.heap!.notes.join('\n'));
+  const top = topLive(s);
+  t.is(top.frames[0]?.function, null);
+  t.regex(top.site, /^0x[0-9a-f]+ in stripped_sites/);
+
+  const r = await snapshotUntil(replaced.pid, hasLeak);
+  t.is(r.heap!.modules.find((m) => m.path.endsWith('/replaced_sites'))?.symbols, 'build-id-mismatch');
+  t.true(r.heap!.notes.some((n) => /replaced_sites on disk is not the file the process loaded \(its build id differs\)/.test(n)), r.heap!.notes.join('\n'));
+  t.false(r.heap!.stacks.some((x) => x.frames.some((f) => f.module?.endsWith('/replaced_sites') && f.function !== null)), 'no names from the wrong file');
+});
+
+test('diff of two snapshots: the stack whose live bytes grew, first', async (t) => {
+  const fixture = await startFixture<SitesTruth>(t, 'alloc_sites');
+  const dir = await mkdtemp(join(tmpdir(), 'leakscope-diff-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const a = join(dir, 'a.json');
+  const b = join(dir, 'b.json');
+  t.is((await runCli(['snapshot', String(fixture.pid), '--out', a])).code, 0);
+  await new Promise((r) => setTimeout(r, 8000));
+  t.is((await runCli(['snapshot', String(fixture.pid), '--out', b])).code, 0);
+  const text = await runCli(['diff', a, b]);
+  t.is(text.code, 0, text.stderr);
+  const lines = text.stdout.split('\n');
+  const at = lines.indexOf('Allocation stacks whose live bytes grew:');
+  t.true(at >= 0, text.stdout);
+  t.regex(lines[at + 1] ?? '', new RegExp(`^\\s+\\+[\\d.]+ MiB\\s+\\d+%\\s+${fixture.truth.leak_function} \\(alloc_sites\\.c:${fixture.truth.leak_line}\\) ← ${fixture.truth.leak_caller}`));
+  const json = JSON.parse((await runCli(['diff', a, b, '--json'])).stdout) as { stacks: { site: string; live_bytes: { delta: number } }[] };
+  t.regex(json.stacks[0]?.site ?? '', new RegExp(`^${fixture.truth.leak_function} `));
+  // About 8 s of a leak of leak_bytes_per_s, within what 512 KiB samples resolve.
+  const delta = json.stacks[0]!.live_bytes.delta;
+  t.true(delta > 0.4 * 8 * fixture.truth.leak_bytes_per_s && delta < 2 * 9 * fixture.truth.leak_bytes_per_s, `${delta}`);
+});
+
+test("a task site's memory by stack: the leaking site's live bytes come from its poll function, exactly when every block is sampled", async (t) => {
+  // Every block a sample, and every sample a stack: the figures are exact.
+  const fixture = await startFixture<EventLoopTruth>(t, 'event_loop', ['--connections', '12', '--interval-ms', '50'], {
+    sampleInterval: 'exact',
+    env: { LEAKSCOPE_STACK_INTERVAL: '1' },
+  });
+  const truth = fixture.truth;
+  const s = await snapshotOf(fixture.pid, ['--idle-threshold', '1s']);
+  t.is(schemaErrors(s), null);
+  const leak = s.tasks.sites.find((x) => x.site === truth.sites.leak);
+  t.is(leak?.live_bytes, truth.leak_live_bytes);
+  const stacks = leak?.stacks ?? [];
+  t.is(stacks.reduce((sum, x) => sum + x.live_bytes, 0), truth.leak_live_bytes, JSON.stringify(stacks));
+  t.regex(stacks[0]?.site ?? '', /^heartbeat_poll \(event_loop\.c:\d+\)/);
+  t.true(s.heap!.stacks.some((x) => x.id === stacks[0]!.id), 'the site names a stack the snapshot lists');
 });

@@ -223,7 +223,10 @@ async function withHeapStacks(facts: AgentFacts): Promise<Observation> {
   if (!raw || raw.unwinder === 'off') return observation;
   const addresses = raw.entries.flatMap((e) => e.frames);
   const named = await symbolizer.symbolize(facts.pid, raw.modules, addresses).catch(() => ({ frames: new Map(), modules: [], notes: ['the stacks could not be symbolized'] }));
-  return { ...observation, heap: nativeStacks(raw, named.frames, named.modules, named.notes, facts.sample_interval_bytes, facts.now_ms) };
+  const heap = nativeStacks(raw, named.frames, named.modules, named.notes, facts.sample_interval_bytes, facts.now_ms);
+  const siteOf = new Map(heap.stacks.map((x) => [x.id, x.site]));
+  const sites = observation.tasks.sites.map((s) => (s.stacks ? { ...s, stacks: s.stacks.map((x) => ({ ...x, site: siteOf.get(x.id) ?? null })) } : s));
+  return { ...observation, heap, tasks: { ...observation.tasks, sites } };
 }
 
 /** One per CLI process: names are cached by build id across snapshots. */

@@ -164,6 +164,8 @@ export class Symbolizer {
     }
     for (const m of used) {
       if (m.symbols === 'none') notes.push(`${m.path} has no symbols (stripped): its frames are addresses only`);
+      if (m.symbols === 'exported-symbols')
+        notes.push(`${m.path} is stripped: only its exported functions have names, the rest are addresses (install its debug symbols, or build it with -g)`);
       if (m.symbols === 'build-id-mismatch')
         notes.push(`${m.path} on disk is not the file the process loaded (its build id differs): its frames are addresses only`);
       if (m.symbols === 'unreadable') notes.push(`${m.path} could not be read: its frames are addresses only`);

@@ -110,7 +110,11 @@ export interface AgentFacts {
   stacks?: AgentStackFacts;
 }
 
-export type AgentTaskSiteFacts = Omit<TaskSite, 'live_history'> & { live_history?: number[] };
+export type AgentTaskSiteFacts = Omit<TaskSite, 'live_history' | 'stacks'> & {
+  live_history?: number[];
+  /** The agent's stack ids (absent from agents before stacks). */
+  stacks?: { stack: number; live_bytes: number }[];
+};
 
 export type AgentTaskFacts =
   | { enabled: false }
@@ -239,7 +243,12 @@ export function tasksFromFacts(facts: AgentTaskFacts | undefined): Tasks {
     ...(facts.last_poll_ms_ago !== undefined ? { last_poll_ms_ago: facts.last_poll_ms_ago } : {}),
     wakers_tracked_kinds: [...facts.wakers_tracked_kinds],
     sites_total: facts.sites_total,
-    sites: facts.sites.map((s) => ({ ...s, live_history: s.live_history ?? null })),
+    // A site's stacks are named once the snapshot's stacks are (attach.ts): here, ids alone.
+    sites: facts.sites.map(({ stacks, ...s }) => ({
+      ...s,
+      live_history: s.live_history ?? null,
+      ...(stacks ? { stacks: stacks.map((x) => ({ id: `n${x.stack}`, site: null, live_bytes: x.live_bytes })) } : {}),
+    })),
     items_total: facts.items_total,
     items_offset: facts.items_offset,
     items: facts.items,

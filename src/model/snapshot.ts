@@ -212,6 +212,8 @@ export interface TaskSite {
   readonly poll_histogram: readonly number[];
   /** Live tasks at each `history[]` sample, aligned with it; null when not recorded. */
   readonly live_history: readonly number[] | null;
+  /** The site's live bytes by allocation stack (`heap.stacks[].id`), the largest 5; absent without stacks. */
+  readonly stacks?: readonly { readonly id: string; readonly site: string | null; readonly live_bytes: number }[];
 }
 
 export type TaskState = 'running' | 'scheduled' | 'idle' | 'completed';

@@ -94,6 +94,7 @@ void count_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable) {
   ts.slot->sampled_live_bytes.fetch_add(int64_t(owner.weight_bytes), std::memory_order_relaxed);
   if (owner.task_tag != 0) g_tasks.sample_taken(owner.task_tag, owner.weight_bytes);
   g_stacks.sampled(owner.stack_id, owner.weight_bytes, usable);
+  if (owner.task_tag != 0 && owner.stack_id != 0) g_stacks.site_sampled(TaskRegistry::site_of(owner.task_tag), owner.stack_id, owner.weight_bytes);
 }
 
 void take_sample(ThreadState& ts, void* block, size_t requested, size_t usable) {
@@ -114,6 +115,7 @@ void settle_sample(ThreadState& ts, const OwnerRecord& owner, size_t usable) {
   }
   if (owner.task_tag != 0) g_tasks.sample_freed(owner.task_tag, owner.weight_bytes);
   g_stacks.freed(owner.stack_id, owner.weight_bytes, usable);
+  if (owner.task_tag != 0 && owner.stack_id != 0) g_stacks.site_freed(TaskRegistry::site_of(owner.task_tag), owner.stack_id, owner.weight_bytes);
   ThreadSlot& slot = g_ledger.slots[owner.slot_index];
   const bool owner_alive = slot.generation.load(std::memory_order_relaxed) == owner.generation &&
                            slot.state.load(std::memory_order_relaxed) >= kSlotLive;

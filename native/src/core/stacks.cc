@@ -159,7 +159,46 @@ uint32_t StackTable::intern(const uintptr_t* frames, uint32_t depth) {
   return 0;
 }
 
+std::atomic<int64_t>* StackTable::site_live(uint32_t site, uint32_t id, bool claim) {
+  if (id == 0 || id >= kStackCapacity) return nullptr;
+  const uint64_t key = (uint64_t(site) + 1) << 32 | id;
+  uint32_t index = uint32_t((key * 0x9E3779B97F4A7C15ull) >> 52) & (kSitePairs - 1);
+  for (uint32_t probe = 0; probe < 32; ++probe, index = (index + 1) & (kSitePairs - 1)) {
+    SitePair& p = site_pairs_[index];
+    uint64_t seen = p.key.load(std::memory_order_acquire);
+    if (seen == key) return &p.live_bytes;
+    if (seen != 0) continue;
+    if (!claim) return nullptr;
+    if (p.key.compare_exchange_strong(seen, key, std::memory_order_acq_rel) || seen == key) return &p.live_bytes;
+  }
+  return nullptr;
+}
+
+void StackTable::site_sampled(uint32_t site, uint32_t id, uint64_t sample_weight) {
+  if (std::atomic<int64_t>* live = site_live(site, id, true))
+    live->fetch_add(int64_t(stack_weight(sample_weight)), std::memory_order_relaxed);
+  else if (id != 0)
+    site_dropped_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void StackTable::site_freed(uint32_t site, uint32_t id, uint64_t sample_weight) {
+  if (std::atomic<int64_t>* live = site_live(site, id, false))
+    live->fetch_sub(int64_t(stack_weight(sample_weight)), std::memory_order_relaxed);
+}
+
+void StackTable::site_stacks(uint32_t site, size_t limit, std::vector<std::pair<uint32_t, int64_t>>* out) const {
+  out->clear();
+  for (const SitePair& p : site_pairs_) {
+    const uint64_t key = p.key.load(std::memory_order_acquire);
+    const int64_t live = p.live_bytes.load(std::memory_order_relaxed);
+    if (key != 0 && (key >> 32) == uint64_t(site) + 1 && live > 0) out->emplace_back(uint32_t(key & 0xFFFFFFFF), live);
+  }
+  std::sort(out->begin(), out->end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  if (out->size() > limit) out->resize(limit);
+}
+
 void StackTable::restart_live() {
+  for (SitePair& p : site_pairs_) p.live_bytes.store(0, std::memory_order_relaxed);
   for (StackEntry& e : entries_) {
     if (e.state.load(std::memory_order_relaxed) != 2) continue;
     e.live_blocks_milli.store(0, std::memory_order_relaxed);
@@ -276,6 +315,13 @@ void StackTable::write_json(JsonWriter& out, uint64_t limit) {
                         [&](uint32_t a, uint32_t b) { return grown(a) > grown(b); });
     }
     ids.resize(limit * 2);
+    // And every stack a spawn site's memory is broken down by (tasks.sites[].stacks).
+    for (const SitePair& p : site_pairs_) {
+      const uint64_t key = p.key.load(std::memory_order_acquire);
+      const uint32_t id = uint32_t(key & 0xFFFFFFFF);
+      if (key != 0 && p.live_bytes.load(std::memory_order_relaxed) > 0 && std::find(ids.begin(), ids.end(), id) == ids.end())
+        ids.push_back(id);
+    }
   }
   out.begin_object()
       .field("unwinder", names[uint32_t(unwinder_)])
@@ -283,7 +329,8 @@ void StackTable::write_json(JsonWriter& out, uint64_t limit) {
       .field("max_depth", uint64_t(kMaxStackDepth))
       .field("capacity", uint64_t(kStackCapacity - 1))
       .field("used", uint64_t(used_.load()))
-      .field("dropped", dropped_.load());
+      .field("dropped", dropped_.load())
+      .field("site_pairs_dropped", site_dropped_.load());
   out.key("checkpoint_ms").begin_array();
   for (uint32_t k = oldest; k < taken; ++k) out.value(checkpoint_ms_[k % kCheckpoints]);
   out.end_array();

@@ -11,6 +11,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "json.h"
 
@@ -92,6 +94,14 @@ class StackTable {
     e.live_blocks_milli.fetch_sub(int64_t(blocks_milli(weight, usable)), std::memory_order_relaxed);
     e.live_bytes.fetch_sub(int64_t(weight), std::memory_order_relaxed);
   }
+  // Sample path: a sample with a stack allocated while a task of spawn
+  // site `site` was polled (tasks.h), taken or freed: a site's memory by
+  // stack. A pair that finds no room is counted in `site_dropped`.
+  void site_sampled(uint32_t site, uint32_t id, uint64_t sample_weight);
+  void site_freed(uint32_t site, uint32_t id, uint64_t sample_weight);
+  // Server thread: a spawn site's stacks by live bytes, `limit` at most.
+  void site_stacks(uint32_t site, size_t limit, std::vector<std::pair<uint32_t, int64_t>>* out) const;
+
   // Hooks put in late start again (ledger_restart_since): live counts go
   // back to zero with the ownership table they mirror.
   void restart_live();
@@ -116,8 +126,17 @@ class StackTable {
 
   // No initializers: the table is zero in .bss, never constructed, so that
   // a hook may use it before the program's constructors ran.
+  struct SitePair {
+    std::atomic<uint64_t> key;  // (site + 1) << 32 | stack id; 0 empty
+    std::atomic<int64_t> live_bytes;
+  };
+  static constexpr uint32_t kSitePairs = 4096;
+  std::atomic<int64_t>* site_live(uint32_t site, uint32_t id, bool claim);
+
   Unwinder unwinder_;
   uint64_t interval_;
+  std::atomic<uint64_t> site_dropped_;
+  SitePair site_pairs_[kSitePairs];
   uintptr_t own_lo_, own_hi_;  // the agent's text, when it is its own object
   std::atomic<uint32_t> used_;
   std::atomic<uint64_t> dropped_;

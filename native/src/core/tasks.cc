@@ -377,6 +377,8 @@ void TaskRegistry::complete(uint64_t id) {
   } while (!head.compare_exchange_weak(seen, index + 1, std::memory_order_release, std::memory_order_relaxed));
 }
 
+uint32_t TaskRegistry::site_of(uint64_t tag) { return tag_site(tag); }
+
 void TaskRegistry::sample_taken(uint64_t tag, uint64_t weight) {
   const uint32_t index = tag_index(tag);
   if (records_ == nullptr || index >= capacity_) return;

@@ -164,6 +164,8 @@ class TaskRegistry {
   // Sample path of the ledger (any thread): a sampled block allocated while
   // the task `tag` was polled, and its free.
   void sample_taken(uint64_t tag, uint64_t weight);
+  // The spawn site of a sample tag's task.
+  static uint32_t site_of(uint64_t tag);
   void sample_freed(uint64_t tag, uint64_t weight);
 
   // Runs on the sampler thread: forgets completed tasks past retention, and

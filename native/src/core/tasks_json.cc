@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstdint>
 
+#include "stacks.h"
 #include "tasks.h"
 
 namespace leakscope {
@@ -263,6 +264,7 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
   out.field("sites_total", uint64_t(order.size()));
   out.key("sites").begin_array();
   std::vector<uint32_t> history;
+  std::vector<std::pair<uint32_t, int64_t>> site_stacks;
   for (size_t k = 0; k < order.size() && k < query.sites_limit; ++k) {
     const uint32_t site = order[k];
     const SiteAggregate& a = sites[site];
@@ -298,6 +300,11 @@ void TaskRegistry::write(JsonWriter& out, const TaskQuery& query, const SiteHist
     out
         .field("allocated_bytes", a.allocated_bytes + s.done_allocated_bytes)
         .field("live_bytes", std::max<int64_t>(0, s.live_bytes));
+    // Its live bytes by allocation stack (stacks.h): the agent's stack ids.
+    g_stacks.site_stacks(site, 5, &site_stacks);
+    out.key("stacks").begin_array();
+    for (const auto& [id, live] : site_stacks) out.begin_object().field("stack", uint64_t(id)).field("live_bytes", live).end_object();
+    out.end_array();
     out.key("poll_histogram").begin_array();
     for (uint64_t bucket : s.poll_histogram) out.value(bucket);
     out.end_array();
