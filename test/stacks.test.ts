@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
+import { Symbolizer } from '../src/conn/symbolize.js';
 import type { AllocationStack, Snapshot } from '../src/model/snapshot.js';
 import type { EventLoopTruth } from './helpers/event-loop.js';
 import { FIXTURES, RUST_FIXTURES, runCli, snapshotOf, snapshotUntil, startFixture } from './helpers/process.js';
@@ -145,7 +146,7 @@ test('LEAKSCOPE_STACKS=off: no stacks, and profile says why', async (t) => {
   t.regex(result.stderr, /^leakscope: pid \d+ has no allocation stacks: its agent takes no stacks \(LEAKSCOPE_STACKS=off/);
 });
 
-test('a stripped binary, and one replaced on disk since it started: addresses, and a note that says why', async (t) => {
+test('a stripped binary, and one replaced on disk since it started: addresses or the running file, and a note that says which', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'leakscope-symbols-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await run('cp', [join(FIXTURES, 'alloc_sites'), join(dir, 'stripped_sites')]);
@@ -166,10 +167,14 @@ test('a stripped binary, and one replaced on disk since it started: addresses, a
   t.is(top.frames[0]?.function, null);
   t.regex(top.site, /^0x[0-9a-f]+ in stripped_sites/);
 
+  // The file at its path is another program now; the names come from the one it runs.
   const r = await snapshotUntil(replaced.pid, hasLeak);
-  t.is(r.heap!.modules.find((m) => m.path.endsWith('/replaced_sites'))?.symbols, 'build-id-mismatch');
-  t.true(r.heap!.notes.some((n) => /replaced_sites on disk is not the file the process loaded \(its build id differs\)/.test(n)), r.heap!.notes.join('\n'));
-  t.false(r.heap!.stacks.some((x) => x.frames.some((f) => f.module?.endsWith('/replaced_sites') && f.function !== null)), 'no names from the wrong file');
+  t.is(r.heap!.modules.find((m) => m.path.endsWith('/replaced_sites (deleted)'))?.symbols, 'debug-info');
+  t.true(
+    r.heap!.notes.some((n) => new RegExp(`replaced_sites was replaced on disk since the process started: its names come from the file the process runs \\(/proc/${replaced.pid}/exe\\)`).test(n)),
+    r.heap!.notes.join('\n'),
+  );
+  t.is(topLive(r).frames[0]?.function, replaced.truth.leak_function);
 });
 
 test('diff of two snapshots: the stack whose live bytes grew, first', async (t) => {
@@ -209,4 +214,14 @@ test("a task site's memory by stack: the leaking site's live bytes come from its
   t.is(stacks.reduce((sum, x) => sum + x.live_bytes, 0), truth.leak_live_bytes, JSON.stringify(stacks));
   t.regex(stacks[0]?.site ?? '', /^heartbeat_poll \(event_loop\.c:\d+\)/);
   t.true(s.heap!.stacks.some((x) => x.id === stacks[0]!.id), 'the site names a stack the snapshot lists');
+});
+
+test('a library whose file on disk has another build id than the one loaded: no names from the wrong file, and a note', async (t) => {
+  // As the agent would describe a module loaded from this path, built differently (another build id).
+  const path = join(FIXTURES, 'alloc_sites');
+  const module = { path, load_bias: '0x7f0000000000', build_id: '00112233445566778899aabbccddeeff00112233', segments: [{ start: '0x7f0000001000', end: '0x7f0000002000', file_offset: 4096 }] };
+  const named = await new Symbolizer().symbolize(process.pid, [module], ['0x7f0000001234']);
+  t.is(named.modules[0]?.symbols, 'build-id-mismatch');
+  t.true(named.notes.some((n) => n === `${path} on disk is not the file the process loaded (its build id differs): its frames are addresses only`), named.notes.join('\n'));
+  t.deepEqual(named.frames.get('0x7f0000001234')?.map((f) => f.function), [null]);
 });

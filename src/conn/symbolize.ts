@@ -97,7 +97,12 @@ function place(address: number, modules: readonly ModuleFacts[]): Placed | null 
 interface Source {
   readonly status: HeapModule['symbols'];
   readonly file: string | null;
+  /** Said once for the module in the snapshot's notes. */
+  readonly note?: string;
 }
+
+/** The kernel's name for a mapped file removed or replaced since it was mapped. */
+const DELETED = ' (deleted)';
 
 let addr2lineMissing: boolean | null = null;
 
@@ -145,6 +150,7 @@ export class Symbolizer {
     for (const [module, list] of wanted) {
       const source = await this.source(pid, module);
       const text = module.segments[0];
+      if (source.note) notes.push(source.note);
       used.push({
         path: module.path,
         build_id: module.build_id || null,
@@ -232,19 +238,31 @@ export function parseAddr2line(stdout: string): { function: string | null; file:
   return groups;
 }
 
-async function findSource(pid: number, module: ModuleFacts): Promise<Source> {
-  const debugFile =
-    module.build_id.length > 2 ? `/usr/lib/debug/.build-id/${module.build_id.slice(0, 2)}/${module.build_id.slice(2)}.debug` : null;
-  const inTarget = `/proc/${pid}/root${module.path}`;
-  const file = existsSync(inTarget) ? inTarget : module.path;
-  const elf = await readElfSummary(file);
-  if (elf && module.build_id && elf.buildId && elf.buildId !== module.build_id) {
-    if (debugFile && existsSync(debugFile)) return { status: 'debug-info', file: debugFile };
-    return { status: 'build-id-mismatch', file: null };
-  }
-  if (!elf) return { status: 'unreadable', file: null };
+/** What a file can give, when it is the one the process loaded. */
+function sourceOf(elf: ElfSummary, file: string, debugFile: string | null): Source {
   if (!elf.hasDebugInfo && debugFile && existsSync(debugFile)) return { status: 'debug-info', file: debugFile };
   if (elf.hasDebugInfo) return { status: 'debug-info', file };
   if (elf.hasSymtab || elf.hasDynsym) return { status: elf.hasSymtab ? 'symbols' : 'exported-symbols', file };
   return { status: 'none', file: null };
+}
+
+async function findSource(pid: number, module: ModuleFacts): Promise<Source> {
+  const debugFile =
+    module.build_id.length > 2 ? `/usr/lib/debug/.build-id/${module.build_id.slice(0, 2)}/${module.build_id.slice(2)}.debug` : null;
+  const path = module.path.endsWith(DELETED) ? module.path.slice(0, -DELETED.length) : module.path;
+  const inTarget = `/proc/${pid}/root${path}`;
+  const file = existsSync(inTarget) ? inTarget : path;
+  const elf = await readElfSummary(file);
+  if (elf && (!module.build_id || !elf.buildId || elf.buildId === module.build_id) && !module.path.endsWith(DELETED))
+    return sourceOf(elf, file, debugFile);
+  // Replaced or removed since the process loaded it. The executable the
+  // process runs stays readable through /proc/<pid>/exe.
+  const exe = `/proc/${pid}/exe`;
+  const running = module.build_id ? await readElfSummary(exe) : null;
+  if (running && running.buildId === module.build_id) {
+    const source = sourceOf(running, exe, debugFile);
+    return { ...source, note: `${path} was replaced on disk since the process started: its names come from the file the process runs (${exe})` };
+  }
+  if (debugFile && existsSync(debugFile)) return { status: 'debug-info', file: debugFile };
+  return elf ? { status: 'build-id-mismatch', file: null } : { status: 'unreadable', file: null };
 }
