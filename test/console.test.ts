@@ -128,17 +128,19 @@ test('the Heap view lists allocation stacks; Enter opens the callers; from a fin
   await term.until(new RegExp(`pid ${pid} · agent preload`));
   await term.keys(['4']);
   let screen = await term.until(/Allocation stacks \(sampled every ~512\.0 KiB, dwarf unwinding/);
-  screen = await term.until(new RegExp(`^\\S+ \\S+\\s+\\+\\S+ \\S+\\s+${truth.leak_function} \\(alloc_sites\\.c:${truth.leak_line}\\) ← ${truth.leak_caller}`, 'm'));
+  // The allocating function first, the largest; closed.
+  screen = await term.until(new RegExp(`^\\S+ \\S+\\s+\\+\\S+ \\S+\\s+▸ ${truth.leak_function} \\(alloc_sites\\.c:${truth.leak_line}\\)$`, 'm'));
   await term.keys(['Enter']);
-  screen = await term.until(new RegExp(`^  ← ${truth.leak_caller} \\(alloc_sites\\.c:\\d+\\)$`, 'm'));
-  t.regex(screen, /^ {4}← main \(alloc_sites\.c:\d+\)$/m);
+  screen = await term.until(new RegExp(`^\\S+ \\S+\\s+\\+\\S+ \\S+\\s+ {2}▸ ← ${truth.leak_caller} \\(alloc_sites\\.c:\\d+\\)$`, 'm'));
+  t.regex(screen, new RegExp(`▾ ${truth.leak_function} \\(`));
   await term.keys(['Escape']);
-  await term.until((s) => !/^ {2}← /m.test(s));
-  // Once heap-growth is found, Enter on it lands on the leaking stack, open.
+  await term.until((s) => !/▾/.test(s));
+  // Once heap-growth is found, Enter on it lands on the leaking stack, its callers open.
   await term.keys(['1']);
   await term.until(/ERROR\s+heap-growth/, 90_000);
   await term.keys(['Enter']);
-  screen = await term.until(new RegExp(`^  ← ${truth.leak_caller} \\(alloc_sites\\.c:\\d+\\)$`, 'm'));
+  screen = await term.until(new RegExp(`^\\S+ \\S+\\s+\\+\\S+ \\S+\\s+ {4}▾ ← main \\(alloc_sites\\.c:\\d+\\)$|^\\S+ \\S+\\s+\\+\\S+ \\S+\\s+ {4}▸? ?← main`, 'm'));
+  t.regex(screen, new RegExp(`^\\S+ \\S+\\s+\\+\\S+ \\S+\\s+ {2}▾ ← ${truth.leak_caller} \\(alloc_sites\\.c:\\d+\\)$`, 'm'));
   t.regex(screen, /Allocation stacks/);
   await term.keys(['q']);
   t.is(await term.untilExited(), 0);

@@ -10,7 +10,7 @@ import { HeapView } from './HeapView.js';
 import { HelpView } from './HelpView.js';
 import type { ConsoleInbox } from './inbox.js';
 import { commandsFor, type Intent } from './keys.js';
-import { type ConsoleState, displayed, earlierFrame, initialState, listRows, reduce, taskQueryOf, viewRows } from './state.js';
+import { type ConsoleState, displayed, earlierFrame, heapRows, initialState, listRows, reduce, taskQueryOf, viewRows } from './state.js';
 import { TabBar } from './TabBar.js';
 import { TasksView } from './TasksView.js';
 import { ThreadsView } from './ThreadsView.js';
@@ -66,7 +66,7 @@ function Body({ state, width, height }: { readonly state: ConsoleState; readonly
     case 'threads':
       return <ThreadsView snapshot={s} earlier={earlierFrame(state)} cursor={state.threadsCursor} width={width} height={height} />;
     case 'heap':
-      return <HeapView snapshot={s} reclaim={state.reclaim} cursor={state.heapCursor} open={state.heapOpen} width={width} height={height} />;
+      return <HeapView snapshot={s} reclaim={state.reclaim} cursor={state.heapCursor} rows={heapRows(state)} width={width} height={height} />;
   }
 }
 

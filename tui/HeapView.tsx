@@ -2,14 +2,14 @@
 // jemalloc) or per thread heap (mimalloc): live, fragmented (jemalloc: free
 // inside slabs that hold live blocks), retained, dirty; `r` runs the
 // allocator's reclaim and shows the RSS it gave back. Below them, where the
-// live heap was allocated: the top allocation stacks, and Enter opens the
-// selected one's callers.
+// live heap was allocated: a caller tree of the allocation stacks, from the
+// code that allocated up through its callers; Enter opens a row.
 import { Box, Text } from 'ink';
 import { Clip } from './Clip.js';
 import { formatBytes, formatDuration } from '../src/format.js';
-import type { AllocationStack, Snapshot } from '../src/model/snapshot.js';
-import { frameLabel } from '../src/model/stacks.js';
+import type { Snapshot } from '../src/model/snapshot.js';
 import { orderThreads } from '../src/model/thread-order.js';
+import type { TreeRow } from './caller-tree.js';
 import { fitColumns, tableHeader, tableRow } from './columns.js';
 import { ListRows } from './ListRows.js';
 import type { ReclaimState } from './state.js';
@@ -17,9 +17,9 @@ import type { ReclaimState } from './state.js';
 export interface HeapViewProps {
   readonly snapshot: Snapshot;
   readonly reclaim: ReclaimState;
-  /** The allocation stack under the cursor, and the one whose callers are open. */
+  /** The caller tree's rows as shown (tui/caller-tree.ts), and the one under the cursor. */
   readonly cursor: number;
-  readonly open: string | null;
+  readonly rows: readonly TreeRow[];
   readonly width: number;
   readonly height: number;
 }
@@ -116,65 +116,44 @@ function ReclaimLine({ reclaim }: { readonly reclaim: ReclaimState }) {
   }
 }
 
-/** Live bytes a stack added since its oldest checkpoint (up to 16 minutes ago). */
-function grown(stack: AllocationStack): number {
-  return stack.live_bytes - (stack.live_history[0]?.live_bytes ?? stack.live_bytes);
-}
-
-function Stacks({ snapshot: s, cursor, open, width, height }: Pick<HeapViewProps, 'snapshot' | 'cursor' | 'open' | 'width' | 'height'>) {
+function Stacks({ snapshot: s, cursor, rows, width, height }: Pick<HeapViewProps, 'snapshot' | 'cursor' | 'rows' | 'width' | 'height'>) {
   const heap = s.heap;
   if (!heap) return null;
   const columns = fitColumns(
     [
       { title: 'live', width: 10 },
       { title: 'grown', width: 12 },
-      { title: 'allocated at', width: 20, flex: true },
+      { title: 'allocated at ← called from', width: 20, flex: true },
     ],
     width,
   );
-  const opened = heap.stacks.find((x) => x.id === open);
-  const frames = opened ? opened.frames.filter((f) => !f.inlined || f.function !== null) : [];
-  const frameRows = opened ? Math.min(frames.length, Math.max(2, Math.floor(height / 2))) : 0;
-  const listRows = Math.max(2, height - 3 - (opened ? frameRows + 1 : 0));
   const source = heap.source === 'native' ? `sampled every ~${formatBytes(heap.sample_bytes)}, ${heap.unwinder} unwinding` : "V8's sampling heap profiler";
   return (
     <Box flexDirection="column" marginTop={1}>
       <Text wrap="truncate">
-        <Text bold>Allocation stacks</Text> <Text dimColor>({source}; Enter: callers)</Text>
+        <Text bold>Allocation stacks</Text> <Text dimColor>({source}; Enter opens a row's callers, Esc closes all)</Text>
       </Text>
       <ListRows
         header={tableHeader(columns)}
         rowAt={(i) => {
-          const x = heap.stacks[i];
-          if (!x) return null;
-          const g = grown(x);
-          return tableRow([formatBytes(x.live_bytes), g > 0 ? `+${formatBytes(g)}` : '', x.site], columns);
+          const row = rows[i];
+          if (!row) return null;
+          const marker = row.hasCallers ? (row.open ? '▾ ' : '▸ ') : '  ';
+          const label = `${'  '.repeat(Math.min(row.depth, 12))}${marker}${row.depth > 0 ? '← ' : ''}${row.label}`;
+          return tableRow([formatBytes(row.live_bytes), row.grown > 0 ? `+${formatBytes(row.grown)}` : '', label], columns);
         }}
-        total={heap.stacks.length}
+        total={rows.length}
         cursor={cursor}
-        rows={listRows}
+        rows={Math.max(2, height - 3)}
         width={width}
-        noun="stacks"
+        noun="rows"
         empty="No allocation stacks yet: none of the samples taken so far is live."
       />
-      {opened ? (
-        <Box flexDirection="column">
-          {frames.slice(0, frameRows).map((f, i) => (
-            <Text key={`${i}`} wrap="truncate">
-              {' '.repeat(Math.min(i, 12) * 2)}
-              {i === 0 ? '' : '← '}
-              {frameLabel(f)}
-              {f.inlined ? <Text dimColor> (inlined)</Text> : null}
-            </Text>
-          ))}
-          {frames.length > frameRows ? <Text dimColor>… {frames.length - frameRows} more callers</Text> : null}
-        </Box>
-      ) : null}
     </Box>
   );
 }
 
-export function HeapView({ snapshot: s, reclaim, cursor, open, width, height }: HeapViewProps) {
+export function HeapView({ snapshot: s, reclaim, cursor, rows: treeRows, width, height }: HeapViewProps) {
   const a = s.allocator;
   const live = a.live_bytes;
   const { what, rows } = barRows(s);
@@ -216,7 +195,7 @@ export function HeapView({ snapshot: s, reclaim, cursor, open, width, height }: 
       ))}
       {rows.length > shown ? <Text dimColor>… and {rows.length - shown} more {what}</Text> : null}
       <ReclaimLine reclaim={reclaim} />
-      <Stacks snapshot={s} cursor={cursor} open={open} width={width} height={stackRoom} />
+      <Stacks snapshot={s} cursor={cursor} rows={treeRows} width={width} height={stackRoom} />
     </Clip>
   );
 }

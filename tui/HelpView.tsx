@@ -13,7 +13,7 @@ const KEYS: readonly (readonly [string, string])[] = [
   ['/', 'Tasks: filter by name, spawn site or kind (Enter keeps it, Esc drops it)'],
   ['g', 'Tasks: group by spawn site; Enter on a site lists its tasks'],
   ['o', 'Tasks: next order (idle, age, polls, busy, allocated, live bytes, id)'],
-  ['Enter', "Tasks: a task's details and its site's poll times; Heap: open or close a stack's callers; Findings: to the stacks a finding names"],
+  ['Enter', "Tasks: a task's details and its site's poll times; Heap: open or close a row's callers in the allocation tree; Findings: to the stacks a finding names"],
   ['Esc', 'back: close details, leave a site, clear the filter'],
   ['r', "reclaim: run the allocator's trim/purge/collect and show the RSS it gave back"],
   ['space', 'pause or resume refreshing'],

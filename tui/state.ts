@@ -4,6 +4,7 @@ import type { TaskQuery, TaskSort } from '../src/conn/attach.js';
 import type { FeedStatus } from '../src/conn/live-feed.js';
 import type { ReclaimResult } from '../src/model/agent-facts.js';
 import type { Snapshot, TaskItem } from '../src/model/snapshot.js';
+import { callerChain, callerTree, pathsOf, type TreeRow } from './caller-tree.js';
 
 export const VIEWS = ['findings', 'tasks', 'threads', 'heap'] as const;
 export type ViewName = (typeof VIEWS)[number];
@@ -66,9 +67,9 @@ export interface ConsoleState {
   readonly answered: TaskQuery | null;
   readonly findingsCursor: number;
   readonly threadsCursor: number;
-  /** Heap view: the allocation stack under the cursor, and the one whose callers are open (its id). */
+  /** Heap view: the row of the caller tree under the cursor, and the rows whose callers are open (their paths). */
   readonly heapCursor: number;
-  readonly heapOpen: string | null;
+  readonly heapOpen: readonly string[];
 }
 
 export type Action =
@@ -111,7 +112,7 @@ export function initialState(source: 'live' | 'replay'): ConsoleState {
     findingsCursor: 0,
     threadsCursor: 0,
     heapCursor: 0,
-    heapOpen: null,
+    heapOpen: [],
   };
 }
 
@@ -181,7 +182,7 @@ function listLength(state: ConsoleState): number {
     case 'tasks':
       return state.tasks.grouped ? visibleSites(s, state.tasks.filter).length : taskRows(state).total;
     case 'heap':
-      return s.heap?.stacks.length ?? 0;
+      return heapRows(state).length;
   }
 }
 
@@ -269,18 +270,28 @@ function withSnapshot(state: ConsoleState, snapshot: Snapshot): ConsoleState {
   return moveCursor(next, (current) => current);
 }
 
+/** The Heap view's caller tree as shown: its rows with the open ones' callers. */
+export function heapRows(state: ConsoleState): TreeRow[] {
+  return callerTree(displayed(state)?.heap, new Set(state.heapOpen));
+}
+
 function openSelected(state: ConsoleState): ConsoleState {
   const s = displayed(state);
   if (!s) return state;
   if (state.view === 'findings') {
-    // A finding that names allocation stacks: to the first of them, callers open.
+    // A finding that names allocation stacks: to the first of them, its callers open.
     const id = s.findings[state.findingsCursor]?.stacks?.[0];
-    const at = id ? (s.heap?.stacks.findIndex((x) => x.id === id) ?? -1) : -1;
-    return at < 0 ? state : { ...state, view: 'heap', heapCursor: at, heapOpen: id! };
+    const stack = id ? s.heap?.stacks.find((x) => x.id === id) : undefined;
+    if (!stack) return state;
+    const heapOpen = [...new Set([...state.heapOpen, ...pathsOf(stack)])];
+    const root = callerChain(stack)[0];
+    const at = callerTree(s.heap, new Set(heapOpen)).findIndex((row) => row.depth === 0 && row.label === root);
+    return { ...state, view: 'heap', heapOpen, heapCursor: Math.max(0, at) };
   }
   if (state.view === 'heap') {
-    const stack = s.heap?.stacks[state.heapCursor];
-    return stack ? { ...state, heapOpen: state.heapOpen === stack.id ? null : stack.id } : state;
+    const row = heapRows(state)[state.heapCursor];
+    if (!row?.hasCallers) return state;
+    return { ...state, heapOpen: row.open ? state.heapOpen.filter((p) => p !== row.path) : [...state.heapOpen, row.path] };
   }
   if (state.view !== 'tasks') return state;
   const tasks = state.tasks;
@@ -296,7 +307,7 @@ function openSelected(state: ConsoleState): ConsoleState {
 function goBack(state: ConsoleState): ConsoleState {
   if (state.help) return { ...state, help: false };
   if (state.reclaim.state === 'confirm') return { ...state, reclaim: { state: 'idle' } };
-  if (state.view === 'heap' && state.heapOpen) return { ...state, heapOpen: null };
+  if (state.view === 'heap' && state.heapOpen.length > 0) return { ...state, heapOpen: [], heapCursor: 0 };
   if (state.view !== 'tasks') return state;
   const tasks = state.tasks;
   if (tasks.detail) return { ...state, tasks: { ...tasks, detail: null } };

@@ -86,10 +86,15 @@ function isLibraryFrame(f: StackFrame): boolean {
   return f.module !== null && /^\/(?:usr\/)?lib(?:64|32)?\//.test(f.module) && !/\/node_modules\//.test(f.module);
 }
 
+/** Where a stack's own code is: the first named frame past library plumbing (the first frame when none is). */
+export function siteFrameIndex(frames: readonly StackFrame[]): number {
+  return Math.max(0, frames.findIndex((f) => f.function !== null && !isLibraryFrame(f)));
+}
+
 /** The code that allocated, for a person: the first frame past library plumbing, and its caller. */
 export function siteOf(frames: readonly StackFrame[]): string {
   if (frames.length === 0) return '(no stack)';
-  const at = Math.max(0, frames.findIndex((f) => f.function !== null && !isLibraryFrame(f)));
+  const at = siteFrameIndex(frames);
   const own = frameLabel(frames[at]!);
   const callers = frames.slice(at + 1).filter((f) => f.function !== null);
   // Its caller in the program; a library's (a thread's start, an invoke) says nothing.

@@ -5,7 +5,7 @@ import type { Key } from 'ink';
 import { analyze } from '../../src/analysis/index.js';
 import type { Snapshot } from '../../src/model/snapshot.js';
 import { commandFor, commandsFor } from '../../tui/keys.js';
-import { type Action, type ConsoleState, initialState, listRows, reduce, taskAtCursor, taskQueryOf, taskRows, TASK_PAGE_SLACK } from '../../tui/state.js';
+import { type Action, type ConsoleState, heapRows, initialState, listRows, reduce, taskAtCursor, taskQueryOf, taskRows, TASK_PAGE_SLACK } from '../../tui/state.js';
 import { observation, site, taskItem, tasks } from '../helpers/observation.js';
 
 const NO_KEY: Key = {
@@ -233,13 +233,47 @@ test('Heap: the cursor moves over the allocation stacks, Enter opens and closes 
     findings: [{ id: 'heap-growth', severity: 'error', summary: '', message: '', subject: { kind: 'process', id: '1', label: '' }, value: 1, unit: 'bytes_per_s', remedy: '', stacks: ['c'] }],
   };
   let state = keys(live(snapshot), '4', 'j', 'j', 'j');
-  t.is(state.heapCursor, 2, 'the cursor stops at the last stack');
+  t.is(state.heapCursor, 2, 'the cursor stops at the last allocating function');
+  t.deepEqual(heapRows(state).map((r) => r.label), ['a (a.c:1)', 'b (a.c:1)', 'c (a.c:1)']);
   state = keys(state, { return: true });
-  t.is(state.heapOpen, 'c');
-  t.is(keys(state, { return: true }).heapOpen, null, 'Enter closes it again');
-  t.is(keys(state, { escape: true }).heapOpen, null, 'so does Esc');
+  t.deepEqual(state.heapOpen, ['c (a.c:1)']);
+  t.deepEqual(heapRows(state).map((r) => `${r.depth} ${r.label}`), ['0 a (a.c:1)', '0 b (a.c:1)', '0 c (a.c:1)', '1 main (a.c:1)']);
+  t.deepEqual(keys(state, { return: true }).heapOpen, [], 'Enter closes it again');
+  t.deepEqual(keys(state, 'k', { escape: true }).heapOpen, [], 'Esc closes all');
   state = keys(reduce(initialState('live'), { type: 'snapshot', snapshot: withFinding }), { return: true });
   t.is(state.view, 'heap');
   t.is(state.heapCursor, 2);
-  t.is(state.heapOpen, 'c');
+  t.deepEqual(state.heapOpen, ['c (a.c:1)']);
+});
+
+test('Heap: stacks that share callers merge into one tree, sized by the stacks beneath', (t) => {
+  const frame = (fn: string) => ({ address: '0x1', function: fn, file: 'a.c', line: 1, module: '/a' });
+  const stack = (id: string, live: number, ...fns: string[]) => ({
+    id,
+    site: id,
+    frames: fns.map(frame),
+    live_bytes: live,
+    live_blocks: 1,
+    allocated_bytes: live,
+    allocated_blocks: 1,
+    live_history: [{ t_ms: 0, live_bytes: 0 }],
+  });
+  const snapshot: Snapshot = {
+    ...analyze(observation()),
+    heap: {
+      source: 'native',
+      unwinder: 'dwarf',
+      sample_bytes: 65536,
+      stacks_total: 3,
+      dropped: 0,
+      stacks: [stack('x', 5, 'insert', 'handle', 'main'), stack('y', 3, 'insert', 'reload', 'main'), stack('z', 1, 'parse', 'handle', 'main')],
+      modules: [],
+      notes: [],
+    },
+  };
+  const state = keys(live(snapshot), '4', { return: true });
+  t.deepEqual(
+    heapRows(state).map((r) => `${r.depth} ${r.label} ${r.live_bytes} +${r.grown}${r.hasCallers ? (r.open ? ' open' : ' closed') : ''}`),
+    ['0 insert (a.c:1) 8 +8 open', '1 handle (a.c:1) 5 +5 closed', '1 reload (a.c:1) 3 +3 closed', '0 parse (a.c:1) 1 +1 closed'],
+  );
 });
