@@ -41,6 +41,8 @@ async function pprofTop(file: string, extra: readonly string[] = []): Promise<st
   return lines.slice(header + 1).filter((l) => l.trim() !== '');
 }
 
+const growthFound = (s: Snapshot) => s.findings.some((f) => f.id === 'heap-growth');
+
 function topLive(s: Snapshot): AllocationStack {
   const stack = s.heap?.stacks[0];
   if (!stack) throw new Error('no heap.stacks');
@@ -50,7 +52,7 @@ function topLive(s: Snapshot): AllocationStack {
 test('a C program leaking from one function among several that churn: heap.stacks, heap-growth and pprof name it', async (t) => {
   const fixture = await startFixture<SitesTruth>(t, 'alloc_sites');
   const truth = fixture.truth;
-  const s = await snapshotUntil(fixture.pid, (x) => x.findings.some((f) => f.id === 'heap-growth'), { timeoutMs: 90_000 });
+  const s = await snapshotUntil(fixture.pid, growthFound, { timeoutMs: 90_000 });
   t.is(schemaErrors(s), null);
   t.is(s.heap?.source, 'native');
   t.is(s.heap?.unwinder, 'dwarf');
@@ -99,19 +101,22 @@ test('a leak that starts 20 s after start-up: named by heap-growth once it grows
   const fixture = await startFixture<SitesTruth>(t, 'alloc_sites', ['--leak-after', '20']);
   const before = await snapshotOf(fixture.pid);
   t.false(before.findings.some((f) => f.id === 'heap-growth'));
-  const s = await snapshotUntil(fixture.pid, (x) => x.findings.some((f) => f.id === 'heap-growth'), { timeoutMs: 120_000 });
+  const s = await snapshotUntil(fixture.pid, growthFound, { timeoutMs: 120_000 });
   const growth = s.findings.find((f) => f.id === 'heap-growth');
   t.truthy(growth, s.pending_checks.map((p) => p.reason).join('; '));
   const named = s.heap!.stacks.find((x) => x.id === growth!.stacks?.[0]);
   t.is(named?.frames[0]?.function, fixture.truth.leak_function);
 });
 
-test('a C++ program: demangled names, the leaking function named past the standard library', async (t) => {
+test('a C++ program attached by pid: demangled names, the leaking function named past the standard library, by heap-growth too', async (t) => {
   const fixture = await startFixture<{ pid: number; leak_bytes_per_s: number }>(t, 'cpp_cache');
   // A stack stands for ~512 KiB: enough of the leak that the churn's few live samples cannot reach a tenth of it.
-  const s = await snapshotUntil(fixture.pid, (x) => (x.heap?.stacks[0]?.live_bytes ?? 0) > 12 * 1024 * 1024, { timeoutMs: 60_000 });
+  const s = await snapshotUntil(fixture.pid, (x) => growthFound(x) && (x.heap?.stacks[0]?.live_bytes ?? 0) > 12 * 1024 * 1024, { timeoutMs: 120_000 });
   const leak = topLive(s);
   t.regex(leak.site, /^fill \(cpp_cache\.cc:\d+\)/);
+  const growth = s.findings.find((f) => f.id === 'heap-growth');
+  t.is(growth?.stacks?.[0], leak.id, s.pending_checks.map((p) => p.reason).join('; '));
+  t.regex(growth?.message ?? '', /\d+% of the growth comes from fill \(cpp_cache\.cc:\d+\)/);
   t.true(leak.frames.some((f) => f.function?.startsWith('std::vector<char, std::allocator<char> >::vector(')), leak.frames.map((f) => f.function).join('\n'));
   const mangled = s.heap!.stacks.flatMap((x) => x.frames).filter((f) => f.function?.startsWith('_Z'));
   t.deepEqual(mangled, []);
@@ -124,16 +129,19 @@ test('a C++ program: demangled names, the leaking function named past the standa
   t.true(churnLive < leak.live_bytes / 10, detail);
 });
 
-test('a Rust service through the crate: the leaking function, past the allocator shims and the agent', async (t) => {
+test('a Rust service through the crate: the leaking function, past the allocator shims and the agent, by heap-growth too', async (t) => {
   const fixture = await startFixture<{ pid: number; leak_function: string; leak_bytes_per_s: number }>(t, 'stack_leak', [], {
     dir: RUST_FIXTURES,
     withoutAgent: true,
   });
-  const s = await snapshotUntil(fixture.pid, (x) => (x.heap?.stacks[0]?.live_bytes ?? 0) > 4 * 1024 * 1024, { timeoutMs: 30_000 });
+  const s = await snapshotUntil(fixture.pid, growthFound, { timeoutMs: 120_000 });
   t.is(s.agent.mode, 'crate');
   const leak = topLive(s);
   t.is(leak.frames[0]?.function, `stack_leak::${fixture.truth.leak_function}`, leak.frames.map((f) => f.function).join('\n'));
   t.is(leak.site, `stack_leak::${fixture.truth.leak_function} ← stack_leak::handle`);
+  const growth = s.findings.find((f) => f.id === 'heap-growth');
+  t.is(growth?.stacks?.[0], leak.id, s.pending_checks.map((p) => p.reason).join('; '));
+  t.regex(growth?.message ?? '', new RegExp(`\\d+% of the growth comes from stack_leak::${fixture.truth.leak_function} ← stack_leak::handle`));
   t.false(s.heap!.stacks.some((x) => /leakscope|alloc_slow|__rust_alloc/.test(x.frames[0]?.function ?? '')));
 });
 
