@@ -6,6 +6,7 @@
 // states in INFO memory, and its reclaim against redis's own MEMORY PURGE on
 // a twin instance.
 import { execFile, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import type { Snapshot } from '../src/model/snapshot.js';
@@ -31,6 +32,15 @@ async function memoryInfo(port: number): Promise<Record<string, number>> {
 
 /** A redis-server, under leakscope run or started plainly, filled with KEYS keys, 80% of them deleted. */
 async function fragmentedRedis(t: ExecutionContext, port: number, how: 'run' | 'plain' = 'run'): Promise<{ pid: number }> {
+  const { pid } = await startRedis(t, port, how);
+  await cli(port, 'DEBUG', 'POPULATE', String(KEYS), 'key', '64');
+  await cli(port, 'EVAL', `for i=0,${KEYS - 1} do if i % 5 ~= 0 then redis.call('DEL', 'key:' .. i) end end`, '0');
+  t.is(Number((await cli(port, 'DBSIZE')).trim()), KEYS / 5);
+  return { pid };
+}
+
+/** A redis-server under leakscope run or started plainly, answering PING. */
+async function startRedis(t: ExecutionContext, port: number, how: 'run' | 'plain'): Promise<{ pid: number }> {
   const server = ['redis-server', '--port', String(port), '--save', '', '--appendonly', 'no', '--enable-debug-command', 'yes', '--loglevel', 'warning'];
   const child =
     how === 'run'
@@ -60,10 +70,20 @@ async function fragmentedRedis(t: ExecutionContext, port: number, how: 'run' | '
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  await cli(port, 'DEBUG', 'POPULATE', String(KEYS), 'key', '64');
-  await cli(port, 'EVAL', `for i=0,${KEYS - 1} do if i % 5 ~= 0 then redis.call('DEL', 'key:' .. i) end end`, '0');
-  t.is(Number((await cli(port, 'DBSIZE')).trim()), KEYS / 5);
   return { pid };
+}
+
+/** The kernel's names of a process's threads, sorted. */
+function threadNames(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/task`)
+    .map((tid) => readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim())
+    .sort();
+}
+
+/** What redis's jemalloc says of its arenas in use and its background threads (MEMORY MALLOC-STATS). */
+async function jemallocState(port: number): Promise<{ arenas: string[]; background_threads: number }> {
+  const text = await cli(port, 'MEMORY', 'MALLOC-STATS');
+  return { arenas: text.match(/^arenas\[\d+\]:$/gm) ?? [], background_threads: Number(/Background threads: (\d+)/.exec(text)?.[1]) };
 }
 
 const within = (measured: number, truth: number, share: number) => Math.abs(measured - truth) <= share * truth;
@@ -136,4 +156,27 @@ test('redis-server started plainly and filled, then attached by pid: the slab fr
   t.is((await cli(16381, 'DBSIZE')).trim(), String(KEYS / 5));
   await cli(16381, 'SET', 'after-attach', 'yes');
   t.is((await cli(16381, 'GET', 'after-attach')).trim(), 'yes');
+});
+
+test("the agent's own threads take nothing of redis's jemalloc but the one arena its statistics cost, against a twin without leakscope", async (t) => {
+  const plain = { port: 16382, ...(await startRedis(t, 16382, 'plain')) };
+  const traced = { port: 16383, ...(await startRedis(t, 16383, 'run')) };
+  // The agent's threads at work: its sampler's ticks and three snapshots answered by its server.
+  let snapshot: Snapshot | null = null;
+  for (let i = 0; i < 3; i++) snapshot = await snapshotOf(traced.pid);
+  const [before, after] = [await jemallocState(plain.port), await jemallocState(traced.port)];
+  t.true(before.arenas.length > 0 && before.background_threads > 0, JSON.stringify(before));
+  // One arena more: the sampler's, which its first mallctl gets (jemalloc gives one to any thread that
+  // calls it), named as the agent's and left out of the snapshot's arenas; at most one background thread for it.
+  const own = snapshot!.allocator.stats.agent_arena as number;
+  t.deepEqual(after.arenas, [...before.arenas, `arenas[${own}]:`].sort());
+  t.true(after.background_threads <= before.background_threads + 1, JSON.stringify(after));
+  t.false(snapshot!.allocator.arenas.some((a) => a.index === own));
+  t.true(snapshot!.agent.notes.some((n) => n.startsWith(`jemalloc arena ${own} is the agent's sampler thread's`)));
+  // The kernel's count: the agent's two threads, and the background thread of its arena if jemalloc started one.
+  const extra = threadNames(traced.pid);
+  for (const name of threadNames(plain.pid)) extra.splice(extra.indexOf(name), 1);
+  const expected = ['leakscope-smpl', 'leakscope-srv'];
+  if (after.background_threads > before.background_threads) expected.unshift('jemalloc_bg_thd');
+  t.deepEqual(extra, expected);
 });

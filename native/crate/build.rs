@@ -5,7 +5,7 @@ use std::path::PathBuf;
 fn main() {
     let native = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let core = [
-        "agent", "clock", "json", "ledger", "ownership", "probe_detect", "probe_glibc", "probe_jemalloc", "probe_mimalloc", "proc", "sampler",
+        "agent", "agent_heap", "clock", "json", "ledger", "ownership", "probe_detect", "probe_glibc", "probe_jemalloc", "probe_mimalloc", "proc", "sampler",
         "server", "stacks", "strings", "tasks", "tasks_json",
     ];
     let mut build = cc::Build::new();

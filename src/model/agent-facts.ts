@@ -184,8 +184,19 @@ function glibcArenas(raw: Record<string, unknown>): Arena[] {
   });
 }
 
-function jemallocArenas(raw: Record<string, unknown>, nowMs: number): Arena[] {
+/**
+ * The arena jemalloc gave the agent's sampler thread at its first mallctl,
+ * when that thread is its only one: nothing of the program's is in it.
+ */
+function agentOwnArena(raw: Record<string, unknown>): number | null {
   const arenas = Array.isArray(raw.arenas) ? (raw.arenas as JemallocArenaFacts[]) : [];
+  const own = typeof raw.agent_arena === 'number' ? arenas.find((a) => a.index === raw.agent_arena) : undefined;
+  return own && own.threads <= 1 ? own.index : null;
+}
+
+function jemallocArenas(raw: Record<string, unknown>, nowMs: number): Arena[] {
+  const own = agentOwnArena(raw);
+  const arenas = (Array.isArray(raw.arenas) ? (raw.arenas as JemallocArenaFacts[]) : []).filter((a) => a.index !== own);
   return arenas.map((a) => ({
     index: a.index,
     mapped_bytes: a.active_bytes + a.dirty_bytes + a.muzzy_bytes,
@@ -285,6 +296,11 @@ export function observationFromFacts(facts: AgentFacts): Observation {
       `allocation and free counts and bytes, and so live bytes (totals, per thread and per task), are estimates from the samples${facts.sample_interval_bytes === 0 ? ' (exact here: every block is sampled)' : ''}${facts.mode === 'inject' ? '' : '; leakscope run --counts exact counts every call'}`,
     );
   if (facts.dropped_events > 0) notes.push(`the agent dropped ${facts.dropped_events} events (ownership table full)`);
+  const ownArena = name === 'jemalloc' ? agentOwnArena(raw) : null;
+  if (ownArena !== null)
+    notes.push(
+      `jemalloc arena ${ownArena} is the agent's sampler thread's (jemalloc gives a thread an arena at its first call, and reading its statistics is one); it holds nothing of the program's and is not listed`,
+    );
   const tasks = tasksFromFacts(facts.tasks);
   if (tasks.dropped > 0) notes.push(`the agent's task table was full: ${tasks.dropped} spawned tasks are not tracked`);
   const node = nodeFromFacts(facts.node);

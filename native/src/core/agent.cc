@@ -11,7 +11,9 @@
 #include <cstring>
 #include <atomic>
 #include <memory>
+#include <new>
 
+#include "agent_heap.h"
 #include "json.h"
 #include "ledger.h"
 #include "proc.h"
@@ -77,15 +79,31 @@ struct InternalStart {
 
 std::atomic<int> g_agent_tids[4];
 
+// The start of an agent thread is handed over in the agent's heap: its
+// free, on the new thread, must not reach the program's allocator either
+// (glibc's free gives a thread a tcache, and with it an arena).
+void* new_start(const InternalStart& start) {
+  void* block = g_agent_heap.allocate(sizeof(InternalStart));
+  if (block == nullptr) return new InternalStart(start);
+  return new (block) InternalStart(start);
+}
+void release_start(void* block) {
+  if (g_agent_heap.owns(block)) g_agent_heap.release(block);
+  else delete static_cast<InternalStart*>(block);
+}
+
 void* internal_trampoline(void* raw) {
   t_state.internal = 1;
   forward_for_good(t_state);
+  // Every call of this thread takes the hooks' slow path, where an agent
+  // thread's blocks come from the agent's own heap (agent_heap.h).
+  t_state.bytes_until_sample = INT64_MIN / 2;
   for (auto& slot : g_agent_tids) {
     int expected = 0;
     if (slot.compare_exchange_strong(expected, current_tid())) break;
   }
   InternalStart start = *static_cast<InternalStart*>(raw);
-  delete static_cast<InternalStart*>(raw);
+  release_start(raw);
   return start.routine(start.arg);
 }
 
@@ -134,7 +152,7 @@ AgentConfig config_from_env() {
 
 bool start_internal_thread(void* (*routine)(void*), void* arg) {
   if (g_real_pthread_create == nullptr) return false;
-  auto* start = new InternalStart{routine, arg};
+  void* start = new_start(InternalStart{routine, arg});
   // The agent's threads block every signal (a new thread inherits the mask):
   // a signal sent to the process must reach one of the program's threads. A
   // program that blocks SIGUSR1 everywhere and waits for it in sigwait would
@@ -146,7 +164,7 @@ bool start_internal_thread(void* (*routine)(void*), void* arg) {
   const int rc = g_real_pthread_create(&thread, nullptr, internal_trampoline, start);
   pthread_sigmask(SIG_SETMASK, &before, nullptr);
   if (rc != 0) {
-    delete start;
+    release_start(start);
     return false;
   }
   pthread_detach(thread);

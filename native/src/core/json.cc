@@ -60,6 +60,13 @@ JsonWriter& JsonWriter::value(bool b) { separate(); out_ += b ? "true" : "false"
 JsonWriter& JsonWriter::null() { separate(); out_ += "null"; return *this; }
 JsonWriter& JsonWriter::raw(const std::string& json) { separate(); out_ += json.empty() ? "null" : json; return *this; }
 
+JsonWriter& JsonWriter::fields_raw(const std::string& fields) {
+  if (fields.empty()) return *this;
+  separate();
+  out_ += fields;
+  return *this;
+}
+
 JsonWriter& JsonWriter::value(double n) {
   separate();
   if (!std::isfinite(n)) { out_ += "null"; return *this; }

@@ -26,6 +26,8 @@ class JsonWriter {
   JsonWriter& null();
   // A value that is JSON already (a runtime's part of a snapshot).
   JsonWriter& raw(const std::string& json);
+  // Fields written by another writer (`"a":1,"b":2`, no braces) into the open object.
+  JsonWriter& fields_raw(const std::string& fields);
   template <typename T>
   JsonWriter& field(const char* name, const T& v) { return key(name).value(v); }
   const std::string& str() const { return out_; }

@@ -5,6 +5,8 @@
 // "how many dirty pages". See jemalloc's TUNING.md, "background_thread".
 #include <dlfcn.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <string>
@@ -18,19 +20,35 @@ namespace {
 
 constexpr unsigned kAllArenas = 4096;  // MALLCTL_ARENAS_ALL
 
+// Every mallctl runs on the agent's sampler thread, once a second (or on
+// the program's thread that starts the agent): jemalloc gives a thread an
+// arena (and, with background threads on, perhaps a background thread) at
+// its first call, and one agent thread is the least the probe can cost.
+// The server thread writes what the sampler gathered, at most a second old,
+// and hands reclaim over to it. The sampler's arena holds nothing of the
+// agent's (its blocks come from the agent's heap, agent_heap.h); it is
+// reported as `agent_arena`.
 class JemallocProbe : public AllocatorProbe {
  public:
-  explicit JemallocProbe(Mallctl mallctl) : mallctl_(mallctl) {}
+  explicit JemallocProbe(Mallctl mallctl) : mallctl_(mallctl) {
+    const char* v = nullptr;
+    if (read("version", &v) && v != nullptr) version_ = v;
+  }
   const char* name() const override { return "jemalloc"; }
 
-  std::string version() const override {
-    const char* v = nullptr;
-    return read("version", &v) && v != nullptr ? v : "";
-  }
+  std::string version() const override { return version_; }
 
   void tick(uint64_t now_ms) override {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (reclaim_wanted_) {
+      const std::string name = "arena." + std::to_string(kAllArenas) + ".purge";
+      reclaim_done_ = mallctl_ != nullptr && mallctl_(name.c_str(), nullptr, nullptr, nullptr, 0) == 0;
+      reclaim_wanted_ = false;
+      reclaimed_.notify_all();
+    }
     refresh_epoch();
+    unsigned arena = 0;
+    if (read("thread.arena", &arena)) agent_arena_ = int64_t(arena);
     unsigned narenas = 0;
     if (!read("arenas.narenas", &narenas)) return;
     for (unsigned i = 0; i < narenas; ++i) {
@@ -42,11 +60,35 @@ class JemallocProbe : public AllocatorProbe {
         a.last_change_ms = now_ms;
       }
     }
+    JsonWriter out;
+    out.begin_object();
+    gather(out);
+    out.end_object();
+    // The fields, without the braces, for the server's open object.
+    const std::string& json = out.str();
+    stats_json_ = json.size() > 2 ? json.substr(1, json.size() - 2) : std::string();
   }
 
   void write_stats(JsonWriter& out) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    refresh_epoch();
+    if (!stats_json_.empty()) out.fields_raw(stats_json_);
+  }
+
+  const char* reclaim_action() const override { return "mallctl(\"arena.<all>.purge\")"; }
+  // Runs on the server thread: the sampler purges at its next tick (within
+  // a second).
+  bool reclaim() override {
+    std::unique_lock<std::mutex> lock(mutex_);
+    reclaim_wanted_ = true;
+    reclaim_done_ = false;
+    reclaimed_.wait_for(lock, std::chrono::seconds(5), [this] { return !reclaim_wanted_; });
+    return reclaim_done_;
+  }
+
+ private:
+  // The allocator's statistics as fields of the open object (mutex held,
+  // sampler thread).
+  void gather(JsonWriter& out) {
     size_t page = 4096;
     read("arenas.page", &page);
     out.field("page_bytes", uint64_t(page));
@@ -58,6 +100,7 @@ class JemallocProbe : public AllocatorProbe {
     if (read("background_thread", &background)) out.field("background_thread", background);
     ssize_t decay = 0;
     if (read("opt.dirty_decay_ms", &decay)) out.field("dirty_decay_ms", int64_t(decay));
+    if (agent_arena_ >= 0) out.field("agent_arena", agent_arena_);
     unsigned narenas = 0;
     read("arenas.narenas", &narenas);
     out.key("arenas").begin_array();
@@ -93,14 +136,6 @@ class JemallocProbe : public AllocatorProbe {
     out.end_array();
   }
 
-  const char* reclaim_action() const override { return "mallctl(\"arena.<all>.purge\")"; }
-  bool reclaim() override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const std::string name = "arena." + std::to_string(kAllArenas) + ".purge";
-    return mallctl_ != nullptr && mallctl_(name.c_str(), nullptr, nullptr, nullptr, 0) == 0;
-  }
-
- private:
   struct Activity {
     uint64_t ops = 0;
     uint64_t last_change_ms = 0;
@@ -134,7 +169,13 @@ class JemallocProbe : public AllocatorProbe {
   }
 
   Mallctl mallctl_ = nullptr;
+  std::string version_;
   std::mutex mutex_;
+  std::condition_variable reclaimed_;
+  bool reclaim_wanted_ = false;
+  bool reclaim_done_ = false;
+  int64_t agent_arena_ = -1;
+  std::string stats_json_;
   std::map<unsigned, Activity> activity_;
 };
 

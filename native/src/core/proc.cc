@@ -1,6 +1,6 @@
 #include "proc.h"
 
-#include <dirent.h>
+#include <sys/syscall.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -39,15 +39,27 @@ uint64_t self_anon_bytes() {
   return uint64_t(kib) * 1024;
 }
 
+// Read with getdents64, not opendir: the C library would allocate the
+// directory's buffer with its own malloc on the agent's thread, and glibc
+// gives a thread that allocates an arena of its own (agent_heap.h).
 std::vector<int> self_task_ids() {
   std::vector<int> tids;
-  DIR* dir = opendir("/proc/self/task");
-  if (dir == nullptr) return tids;
-  while (dirent* entry = readdir(dir)) {
-    const int tid = atoi(entry->d_name);
-    if (tid > 0) tids.push_back(tid);
+  const int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return tids;
+  alignas(8) char buffer[16384];
+  for (;;) {
+    const long n = syscall(SYS_getdents64, fd, buffer, sizeof buffer);
+    if (n <= 0) break;
+    for (long at = 0; at < n;) {
+      // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name
+      unsigned short reclen;
+      memcpy(&reclen, buffer + at + 16, sizeof reclen);
+      const int tid = atoi(buffer + at + 19);
+      if (tid > 0) tids.push_back(tid);
+      at += reclen;
+    }
   }
-  closedir(dir);
+  close(fd);
   return tids;
 }
 

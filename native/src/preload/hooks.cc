@@ -14,6 +14,7 @@
 #include <atomic>
 
 #include "../core/agent.h"
+#include "../core/agent_heap.h"
 #include "../core/ledger.h"
 #include "../core/hook_exit.h"
 #include "../core/real_allocator.h"
@@ -190,11 +191,22 @@ void* allocate_with_header(ThreadState& ts, size_t requested, size_t alignment, 
   return block;
 }
 
+// An agent thread's allocation: from the agent's own heap, so that the
+// program's allocator never sees the agent's threads; from the program's
+// allocator only when the agent's heap is full.
+template <typename Allocate>
+__attribute__((noinline)) void* allocate_for_agent(size_t requested, size_t alignment, Allocate& allocate) {
+  void* block = g_agent_heap.allocate(requested, alignment < 16 ? 16 : alignment);
+  return block != nullptr ? block : allocate(requested);
+}
+
 // The slow path of an allocation: before the hooks are resolved, a thread's
-// first call, calls while the agent does not count, and samples.
+// first call, calls while the agent does not count, samples, and every call
+// of the agent's own threads.
 template <typename Allocate>
 __attribute__((noinline)) void* allocate_slow(ThreadState& ts, size_t requested, size_t alignment, Allocate& allocate) {
   if (resolving()) return alignment == 0 ? bootstrap_alloc(requested) : nullptr;
+  if (__builtin_expect(ts.internal, 0)) return allocate_for_agent(requested, alignment, allocate);
   if (!kCountEveryCall && ts.busy) {
     // The agent's own call, which the common call did not look for: not a
     // sample, and the countdown starts again, as after one.
@@ -241,7 +253,7 @@ template <typename Allocate>
 inline void* allocate_hooked(size_t requested, size_t alignment, Allocate&& allocate) {
   ThreadState& ts = t_state;
   if constexpr (kCountEveryCall) {
-    if (__builtin_expect(ts.busy, 0)) return allocate(requested);
+    if (__builtin_expect(ts.busy, 0)) return ts.internal ? allocate_for_agent(requested, alignment, allocate) : allocate(requested);
   }
   if (__builtin_expect(detail::count_down(ts, requested), 0)) return allocate_slow(ts, requested, alignment, allocate);
   void* block = allocate(requested);
@@ -257,6 +269,7 @@ size_t usable_with_header(void* block, const SampleHeader& header) {
 // The free of a block whose word before may be a marker.
 __attribute__((noinline)) void free_marked(void* block, size_t word_before) {
   if (in_bootstrap(block)) return;
+  if (g_agent_heap.owns(block)) return g_agent_heap.release(block);
   SampleHeader* header = markers.header_of(block, word_before);
   if (header == nullptr) return real.free(block);  // not ours: the allocator judges it
   ThreadState& ts = t_state;
@@ -293,6 +306,7 @@ __attribute__((noinline)) void free_table_sample(void* block) {
 // and slot as on glibc, the allocator's own size, and the table's filter.
 __attribute__((noinline)) void free_with_table(void* block) {
   if (in_bootstrap(block)) return;
+  if (__builtin_expect(g_agent_heap.owns(block), 0)) return g_agent_heap.release(block);
   if constexpr (!kCountEveryCall) {
     if (__builtin_expect(g_ownership.might_hold(uintptr_t(block)), 0)) free_table_sample(block);
     return real.free(block);
@@ -321,6 +335,22 @@ void* realloc_by_copy(void* block, size_t old_usable, size_t size) {
   if (moved == nullptr) return nullptr;
   memcpy(moved, block, old_usable < size ? old_usable : size);
   free(block);
+  return moved;
+}
+
+// realloc of a block of the agent's heap (from any thread): it stays there
+// while there is room.
+void* realloc_agent_block(void* block, size_t size) {
+  if (size == 0) {
+    g_agent_heap.release(block);
+    return nullptr;
+  }
+  if (void* moved = g_agent_heap.reallocate(block, size)) return moved;
+  void* moved = real.malloc(size);
+  if (moved == nullptr) return nullptr;
+  const size_t have = g_agent_heap.usable(block);
+  memcpy(moved, block, have < size ? have : size);
+  g_agent_heap.release(block);
   return moved;
 }
 
@@ -400,6 +430,7 @@ __attribute__((visibility("default"))) void* realloc(void* block, size_t size) {
   }
   if (resolving()) return bootstrap_alloc(size);
   if (block == nullptr) return malloc(size);
+  if (g_agent_heap.owns(block)) return realloc_agent_block(block, size);
   ThreadState& ts = t_state;
   const size_t word_before = sample_headers ? RealAllocator::size_field(block) : 0;
   if (sample_headers) {
@@ -495,6 +526,7 @@ __attribute__((visibility("default"))) void* pvalloc(size_t size) {
 __attribute__((visibility("default"))) size_t malloc_usable_size(void* block) {
   if (block == nullptr) return 0;
   if (in_bootstrap(block)) return bootstrap_size(block);
+  if (g_agent_heap.owns(block)) return g_agent_heap.usable(block);
   if (resolving()) return 0;
   if (sample_headers) {
     if (SampleHeader* header = markers.header_of(block, RealAllocator::size_field(block)))
