@@ -128,8 +128,11 @@ test('the Heap view lists allocation stacks; Enter opens the callers; from a fin
   await term.until(new RegExp(`pid ${pid} · agent preload`));
   await term.keys(['4']);
   let screen = await term.until(/Allocation stacks \(sampled every ~512\.0 KiB, dwarf unwinding/);
-  // The allocating function first, the largest; closed.
-  screen = await term.until(new RegExp(`^\\S+ \\S+\\s+\\+\\S+ \\S+\\s+▸ ${truth.leak_function} \\(alloc_sites\\.c:${truth.leak_line}\\)$`, 'm'));
+  // The leaking function becomes the first row, the largest (in the first seconds the sawtooth window may be); closed.
+  screen = await term.until(
+    new RegExp(`allocated at ← called from\\n\\S+ \\S+\\s+\\+\\S+ \\S+\\s+▸ ${truth.leak_function} \\(alloc_sites\\.c:${truth.leak_line}\\)$`, 'm'),
+    30_000,
+  );
   await term.keys(['Enter']);
   screen = await term.until(new RegExp(`^\\S+ \\S+\\s+\\+\\S+ \\S+\\s+ {2}▸ ← ${truth.leak_caller} \\(alloc_sites\\.c:\\d+\\)$`, 'm'));
   t.regex(screen, new RegExp(`▾ ${truth.leak_function} \\(`));

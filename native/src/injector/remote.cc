@@ -551,9 +551,13 @@ bool inject_library(const InjectPlan& plan, const std::function<std::vector<Cand
     thread = std::move(borrowed);
     return true;
   };
-  constexpr int kWaitingRounds = 25;  // 2 ms apart
-  for (int round = 0; round <= kWaitingRounds && !thread && now_us() < deadline && !process_gone(plan.pid); ++round) {
-    const bool last = round == kWaitingRounds;
+  // Rounds 2 ms apart until the deadline; every 26th also tries the busy
+  // threads (stopped again and again until one is in safe code). On a loaded
+  // machine every thread may be busy in libc for the first rounds: the
+  // deadline, not a count of rounds, ends the search.
+  constexpr int kWaitingRounds = 25;
+  for (int round = 0; !thread && now_us() < deadline && !process_gone(plan.pid); ++round) {
+    const bool last = round % (kWaitingRounds + 1) == kWaitingRounds;
     const std::vector<Candidate> listed = list_candidates();
     if (getenv("LEAKSCOPE_INJECT_DEBUG"))
       for (const Candidate& c : listed) fprintf(stderr, "round %d: %d %s rank %d\n", round, c.tid, c.where.c_str(), c.rank);
