@@ -147,10 +147,15 @@ void AgentHeap::release(void* block) {
   pthread_mutex_unlock(&lock);
 }
 
-void* AgentHeap::reallocate(void* block, size_t size) {
+void* AgentHeap::reallocate(void* block, size_t size, void* (*fallback_malloc)(size_t)) {
+  if (size == 0) {  // glibc's realloc(p, 0) frees p and returns NULL
+    release(block);
+    return nullptr;
+  }
   const size_t have = usable(block);
   if (size <= have && size > have / 2) return block;
   void* moved = allocate(size);
+  if (moved == nullptr) moved = fallback_malloc(size);
   if (moved == nullptr) return nullptr;
   memcpy(moved, block, have < size ? have : size);
   release(block);

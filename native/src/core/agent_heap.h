@@ -32,9 +32,10 @@ class AgentHeap {
   void* allocate(size_t size, size_t alignment = 16);
   void release(void* block);
   size_t usable(const void* block) const;
-  // realloc's contract on one of our blocks; null (and the block kept) when
-  // there is no room.
-  void* reallocate(void* block, size_t size);
+  // realloc's contract on one of our blocks: kept or moved within the
+  // agent's heap, or, when it has no room, moved to a block of
+  // `fallback_malloc` (null, and the block kept, when that fails too).
+  void* reallocate(void* block, size_t size, void* (*fallback_malloc)(size_t));
   // Bytes handed out and not released (the agent's own heap, for its notes).
   size_t in_use() const { return in_use_.load(std::memory_order_relaxed); }
 

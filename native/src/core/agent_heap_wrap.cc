@@ -5,9 +5,7 @@
 // libstdc++ inside it) comes here. An agent thread's blocks come from the
 // agent's heap; a program thread's (the agent at work on it) from the
 // program's allocator, as before; a block goes back where it came from.
-#include <errno.h>
 #include <stddef.h>
-#include <string.h>
 
 #include "agent_heap.h"
 #include "ledger.h"
@@ -47,17 +45,7 @@ void* __wrap_calloc(size_t count, size_t size) {
 void* __wrap_realloc(void* block, size_t size) {
   if (block == nullptr) return __wrap_malloc(size);
   if (!g_agent_heap.owns(block)) return __real_realloc(block, size);
-  if (size == 0) {
-    g_agent_heap.release(block);
-    return nullptr;
-  }
-  if (void* moved = g_agent_heap.reallocate(block, size)) return moved;
-  void* moved = __real_malloc(size);
-  if (moved == nullptr) return nullptr;
-  const size_t have = g_agent_heap.usable(block);
-  memcpy(moved, block, have < size ? have : size);
-  g_agent_heap.release(block);
-  return moved;
+  return g_agent_heap.reallocate(block, size, __real_malloc);
 }
 
 int __wrap_posix_memalign(void** out, size_t alignment, size_t size) {

@@ -338,22 +338,6 @@ void* realloc_by_copy(void* block, size_t old_usable, size_t size) {
   return moved;
 }
 
-// realloc of a block of the agent's heap (from any thread): it stays there
-// while there is room.
-void* realloc_agent_block(void* block, size_t size) {
-  if (size == 0) {
-    g_agent_heap.release(block);
-    return nullptr;
-  }
-  if (void* moved = g_agent_heap.reallocate(block, size)) return moved;
-  void* moved = real.malloc(size);
-  if (moved == nullptr) return nullptr;
-  const size_t have = g_agent_heap.usable(block);
-  memcpy(moved, block, have < size ? have : size);
-  g_agent_heap.release(block);
-  return moved;
-}
-
 pthread_key_t exit_key;
 std::atomic<bool> exit_key_ready{false};
 
@@ -430,7 +414,8 @@ __attribute__((visibility("default"))) void* realloc(void* block, size_t size) {
   }
   if (resolving()) return bootstrap_alloc(size);
   if (block == nullptr) return malloc(size);
-  if (g_agent_heap.owns(block)) return realloc_agent_block(block, size);
+  // A block of the agent's heap (from any thread) stays there while there is room.
+  if (g_agent_heap.owns(block)) return g_agent_heap.reallocate(block, size, [](size_t n) { return real.malloc(n); });
   ThreadState& ts = t_state;
   const size_t word_before = sample_headers ? RealAllocator::size_field(block) : 0;
   if (sample_headers) {
