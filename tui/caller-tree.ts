@@ -3,7 +3,7 @@
 // callers, so that one function reached from many places is one row whose
 // callers open beneath it. Pure: rows from the stacks and the open paths.
 import type { AllocationStack, HeapStacks } from '../src/model/snapshot.js';
-import { frameLabel, siteFrameIndex } from '../src/model/stacks.js';
+import { frameLabel, grownSinceOldest, siteFrameIndex } from '../src/model/stacks.js';
 
 export interface TreeRow {
   /** The labels from the allocating frame to this one, joined: the row's identity across snapshots. */
@@ -44,7 +44,7 @@ export function callerTree(heap: HeapStacks | undefined, open: ReadonlySet<strin
   if (!heap) return [];
   const roots = new Map<string, Node>();
   for (const stack of heap.stacks) {
-    const grown = stack.live_bytes - (stack.live_history[0]?.live_bytes ?? stack.live_bytes);
+    const grown = grownSinceOldest(stack);
     let level = roots;
     for (const label of callerChain(stack)) {
       let node = level.get(label);

@@ -192,6 +192,22 @@ function liveAt(stack: AllocationStack, tMs: number): number {
   return value;
 }
 
+/**
+ * A growth finding's stacks: those whose live bytes rose since the window
+ * began (at `nowMs - windowMs`), most first, and the ids a finding names:
+ * the first, and up to two more holding 5% of it or more.
+ */
+export function growthStacks(heap: HeapStacks | undefined, nowMs: number, windowMs: number): { growth: StackGrowth[]; named: string[] } {
+  const growth = heap ? growthByStack(heap, nowMs - windowMs) : [];
+  const named = growth.filter((s, k) => k === 0 || s.share >= 0.05).slice(0, 3).map((s) => s.stack.id);
+  return { growth, named };
+}
+
+/** Live bytes a stack added since the oldest point of its history (up to 16 minutes ago). */
+export function grownSinceOldest(stack: AllocationStack): number {
+  return stack.live_bytes - (stack.live_history[0]?.live_bytes ?? stack.live_bytes);
+}
+
 export interface StackGrowth {
   readonly stack: AllocationStack;
   /** Live bytes added since the window began. */
@@ -215,7 +231,7 @@ export function growthByStack(heap: HeapStacks, sinceMs: number): StackGrowth[] 
   return grown.map((g) => ({ ...g, share: total > 0 ? g.added / total : 0 }));
 }
 
-/** Live bytes added per stack between two snapshots' stacks, matched by where they allocate (their named frames). */
+/** What a stack is across snapshots (and processes): its named frames, or addresses where it has no names. */
 export function stackKey(stack: AllocationStack): string {
   return stack.frames.map((f) => (f.function ? `${f.function}@${f.file ?? ''}:${f.line ?? ''}` : f.address)).join('|');
 }

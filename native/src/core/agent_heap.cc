@@ -94,7 +94,6 @@ void* AgentHeap::allocate(size_t size, size_t alignment) {
       if (block != nullptr) {
         free_small_[k] = *static_cast<void**>(block);
         memset(block, 0, size);
-        in_use_.fetch_add(class_bytes(k), std::memory_order_relaxed);
       }
     } else {
       const size_t pages = 1 + (size + kPage - 1) / kPage;
@@ -115,7 +114,6 @@ void* AgentHeap::allocate(size_t size, size_t alignment) {
       if (run != nullptr) {
         block = run + kPage;  // zero: fresh, or given back to the kernel when freed
         *header_of(block) = Header{kRunKind, uint32_t(pages), kTag};
-        in_use_.fetch_add((pages - 1) * kPage, std::memory_order_relaxed);
       }
     }
   }
@@ -135,12 +133,10 @@ void AgentHeap::release(void* block) {
   if (h->kind == kRunKind) {
     const size_t pages = h->pages;
     char* run = static_cast<char*>(block) - kPage;
-    in_use_.fetch_sub((pages - 1) * kPage, std::memory_order_relaxed);
     madvise(run, pages * kPage, MADV_DONTNEED);  // back to the kernel; zero when touched again
     *reinterpret_cast<Run*>(run) = Run{free_runs_, pages};
     free_runs_ = reinterpret_cast<Run*>(run);
   } else if (h->kind < kClasses) {
-    in_use_.fetch_sub(class_bytes(h->kind), std::memory_order_relaxed);
     *static_cast<void**>(block) = free_small_[h->kind];
     free_small_[h->kind] = block;
   }

@@ -36,8 +36,6 @@ class AgentHeap {
   // agent's heap, or, when it has no room, moved to a block of
   // `fallback_malloc` (null, and the block kept, when that fails too).
   void* reallocate(void* block, size_t size, void* (*fallback_malloc)(size_t));
-  // Bytes handed out and not released (the agent's own heap, for its notes).
-  size_t in_use() const { return in_use_.load(std::memory_order_relaxed); }
 
  private:
   bool reserve();  // lock held
@@ -45,7 +43,6 @@ class AgentHeap {
 
   std::atomic<uintptr_t> base_;
   std::atomic<size_t> bytes_;
-  std::atomic<size_t> in_use_;
   uintptr_t next_;  // bump pointer
   void* free_small_[12];  // classes 16 B .. 32 KiB
   struct Run* free_runs_;

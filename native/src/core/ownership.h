@@ -20,7 +20,7 @@ struct OwnerRecord {
 
 class OwnershipTable {
  public:
-  static constexpr uint32_t kSlotBits = 19;   // 512 Ki entries, 12 MiB at most
+  static constexpr uint32_t kSlotBits = 19;   // 512 Ki entries of 32 bytes, 16 MiB at most
   static constexpr uint32_t kFilterBits = 15; // 32 Ki one-byte counters
   static constexpr uint32_t kMaxProbe = 16;
 

@@ -6,7 +6,7 @@
 import { formatBytes, formatDuration } from '../../format.js';
 import type { Cause, Observation, ThreadInfo } from '../../model/snapshot.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, threadLabel, undecided } from '../detector.js';
-import { growthByStack, type StackGrowth } from '../../model/stacks.js';
+import { growthStacks, type StackGrowth } from '../../model/stacks.js';
 import { limitSentence } from '../limit.js';
 import { type Growth, type GrowthRule, judgeGrowth, pendingReason } from '../growth.js';
 
@@ -66,8 +66,7 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
     .filter((t) => t.heap && !t.agent_thread)
     .sort((a, b) => (b.heap?.live_bytes ?? 0) - (a.heap?.live_bytes ?? 0))[0];
   const nowMs = o.history[o.history.length - 1]?.t_ms ?? Date.parse(o.taken_at);
-  const byStack = o.heap ? growthByStack(o.heap, nowMs - g.windowMs) : [];
-  const named = byStack.filter((s, k) => k === 0 || s.share >= 0.05).slice(0, 3);
+  const { growth: byStack, named } = growthStacks(o.heap, nowMs, g.windowMs);
   return found([
     {
       id,
@@ -78,7 +77,7 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
       value: Math.round(g.ratePerS),
       unit: 'bytes_per_s',
       remedy: remedyFor(byStack),
-      ...(named.length ? { stacks: named.map((s) => s.stack.id) } : {}),
+      ...(named.length ? { stacks: named } : {}),
     },
   ]);
 }

@@ -6,7 +6,7 @@
 // (growth.ts). Names the heap space that grew most.
 import { formatBytes, formatDuration } from '../../format.js';
 import type { Cause, Observation } from '../../model/snapshot.js';
-import { growthByStack } from '../../model/stacks.js';
+import { growthStacks } from '../../model/stacks.js';
 import { type CheckResult, found, OK, processSubject, type Thresholds, undecided } from '../detector.js';
 import { limitSentence } from '../limit.js';
 import { type Growth, type GrowthRule, judgeGrowth, median, pendingReason } from '../growth.js';
@@ -68,8 +68,7 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
   if (g.status === 'flat') return OK;
   const space = grownSpace(o, g);
   const nowMs = history[history.length - 1]?.t_ms ?? Date.parse(o.taken_at);
-  const byStack = o.heap?.source === 'v8-sampling' ? growthByStack(o.heap, nowMs - g.windowMs) : [];
-  const named = byStack.filter((s, k) => k === 0 || s.share >= 0.05).slice(0, 3);
+  const { growth: byStack, named } = growthStacks(o.heap?.source === 'v8-sampling' ? o.heap : undefined, nowMs, g.windowMs);
   return found([
     {
       id,
@@ -80,7 +79,7 @@ export function check(o: Observation, _thresholds: Thresholds): CheckResult {
       value: Math.round(g.ratePerS),
       unit: 'bytes_per_s',
       remedy: byStack.length ? remedyFor(byStack) : REMEDY,
-      ...(named.length ? { stacks: named.map((s) => s.stack.id) } : {}),
+      ...(named.length ? { stacks: named } : {}),
     },
   ]);
 }
