@@ -339,7 +339,7 @@ export interface NodeRuntime {
     readonly sparsest_sample_interval?: number;
     /** The init hook is on one window in n of the time (1: always); part of sample_interval. */
     readonly init_hook_interval?: number;
-    /** Time the bridge has spent capturing promise sites since it was loaded (its own cost). */
+    /** The thread's CPU time the bridge has spent capturing promise sites since it was loaded (its own cost). */
     readonly capture_ms?: number;
     readonly created: number;
     readonly captured: number;

@@ -1,6 +1,7 @@
 // How often the promise tracker captures a site. Capturing costs 10–40 µs (a
 // stack trace, deeper in a real server), and a busy service creates millions
-// of promises a second, so the time captures take is budgeted: a burst
+// of promises a second, so the time captures take (the thread's CPU time:
+// promises.cts times them) is budgeted: a burst
 // allowance of CAPTURE_BURST_MS, refilled at CAPTURE_TIME_SHARE of the wall
 // clock. While it lasts every promise is captured (exact counts). Once it is
 // spent, one promise in 2^shift is captured, the shift chosen from the

@@ -42,6 +42,8 @@ export interface NativeAgent {
   threadpoolTids(threads: number, timeoutMs: number): number[];
   /** The agent's gauges as JSON (native/src/core/agent.h, agent_copy_gauges); null before start. */
   gauges(idleThresholdMs: number): string | null;
+  /** The calling thread's CPU time in ms (CLOCK_THREAD_CPUTIME_ID); -1 if the clock is not there. */
+  threadCpuMs(): number;
 }
 
 /** dist/src/node-agent → the package root is three levels up. */

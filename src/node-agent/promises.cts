@@ -40,6 +40,8 @@ export class PromiseTracker {
   private readonly open = new Set<number>();
   private readonly collected: FinalizationRegistry<number>;
   private readonly budget = new CaptureBudget(performance.now());
+  /** The thread's CPU time, or the wall clock where that clock is missing. */
+  private readonly cpuMs: () => number;
   private countdown = 1;
   private created = 0;
   private captured = 0;
@@ -52,6 +54,7 @@ export class PromiseTracker {
     private readonly timers: OwnTimers,
     private readonly onCapture: () => void = () => undefined,
   ) {
+    this.cpuMs = agent.threadCpuMs() >= 0 ? () => agent.threadCpuMs() : () => performance.now();
     // A pending promise nobody can reach any more is gone, not leaked.
     this.collected = new FinalizationRegistry((id) => {
       if (this.open.delete(id)) {
@@ -187,9 +190,12 @@ export class PromiseTracker {
   }
 
   private sampleTaken(promise: Promise<unknown>): void {
-    const started = performance.now();
+    // A capture's cost is the thread's CPU time: on a loaded machine a
+    // capture preempted midway took milliseconds of wall clock and a few
+    // microseconds of the program's time.
+    const started = this.cpuMs();
     this.track(promise, captureSite(), this.budget.shift + this.windows.log2);
-    if (this.budget.captured(performance.now() - started, performance.now(), this.created))
+    if (this.budget.captured(this.cpuMs() - started, performance.now(), this.created))
       this.sparsestLog2 = Math.max(this.sparsestLog2, this.budget.shift + this.windows.log2);
     this.countdown = this.budget.gap();
     this.onCapture();
