@@ -16,6 +16,8 @@ interface Phase {
   readonly ms: number;
   /** What a capture costs, ms; a function to make some captures slow. */
   readonly costMs: number | ((n: number) => number);
+  /** A loaded machine: after each `runMs` the program waits `waitMs` for a CPU (wall time passes, nothing runs). */
+  readonly preempted?: { readonly runMs: number; readonly waitMs: number };
 }
 
 interface Outcome {
@@ -42,8 +44,15 @@ function simulate(budget: CaptureBudget, phases: readonly Phase[], markEvery = 8
   const shifts: number[] = [];
   for (const phase of phases) {
     const end = now + phase.ms;
+    let ranMs = 0;
     while (now < end) {
-      now += 1 / phase.perMs;
+      const step = 1 / phase.perMs;
+      now += step;
+      ranMs += step;
+      if (phase.preempted && ranMs >= phase.preempted.runMs) {
+        now += phase.preempted.waitMs;
+        ranMs = 0;
+      }
       ++created;
       const isMarked = created % markEvery === 0;
       if (isMarked) ++marked;
@@ -99,6 +108,17 @@ test('after the flood, sampling is dense again within a window or two', (t) => {
   t.is(budget.sparsest, out.shifts[0]!, 'the snapshot can still say the counts are estimates');
   budget.reset();
   t.is(budget.sparsest, 0, 'a new recording starts exact');
+});
+
+test('on a loaded machine (the program preempted often), a flood is still sampled to the share of the wall clock', (t) => {
+  const budget = new CaptureBudget(0);
+  // The program runs 3 ms, then waits 6 ms for a CPU: every wait refills the
+  // allowance by more than a capture costs, which must not keep the rate
+  // from being measured.
+  const out = simulate(budget, [{ perMs: 300, ms: 5000, costMs: 0.01, preempted: { runMs: 3, waitMs: 6 } }]);
+  const allowed = CAPTURE_BURST_MS + CAPTURE_TIME_SHARE * out.elapsedMs;
+  t.true(out.spentMs <= allowed * 1.25, `captures took ${out.spentMs.toFixed(0)} ms; the budget allows ${allowed.toFixed(0)} ms`);
+  t.true(budget.shift > 0, 'sampled');
 });
 
 test('one capture slowed by a pause (a GC) does not throw the sampling off', (t) => {

@@ -1,11 +1,12 @@
 // How often the promise tracker captures a site. Capturing costs 10–40 µs (a
 // stack trace, deeper in a real server), and a busy service creates millions
 // of promises a second, so the time captures take (the thread's CPU time:
-// promises.cts times them) is budgeted: a burst
-// allowance of CAPTURE_BURST_MS, refilled at CAPTURE_TIME_SHARE of the wall
-// clock. While it lasts every promise is captured (exact counts). Once it is
-// spent, one promise in 2^shift is captured, the shift chosen from the
-// measured promise rate and capture cost so that captures take the share.
+// promises.cts times them) is budgeted: a burst allowance of
+// CAPTURE_BURST_MS, refilled at CAPTURE_TIME_SHARE of the wall clock. While
+// it lasts every promise is captured (exact counts); once spent, it allows a
+// new burst only when it has refilled whole. Meanwhile one promise in
+// 2^shift is captured, the shift chosen from the measured promise rate and
+// capture cost so that captures take the share.
 // Pure arithmetic on the times it is given, so it is tested without a clock.
 
 /** The share of wall time that capturing sites may take, sustained. */
@@ -34,6 +35,14 @@ export class CaptureBudget {
   spentMs = 0;
   private costMs = INITIAL_COST_MS;
   private bucketMs = CAPTURE_BURST_MS;
+  /**
+   * Captures are spending the burst allowance: all of them are taken. Over
+   * once the allowance is spent, and back only when it has refilled whole:
+   * on a loaded machine every wait for a CPU refills it a little (the share
+   * is of the wall clock), and a burst that came back with each of those
+   * would keep the rate from ever being measured.
+   */
+  private bursting = true;
   private lastRefill: number;
   private stepStart: number;
   private stepCreated = 0;
@@ -58,7 +67,8 @@ export class CaptureBudget {
     this.bucketMs = Math.max(0, this.bucketMs - tookMs);
     this.spentMs += tookMs;
     this.costMs += (Math.min(tookMs, COST_OUTLIER * this.costMs) - this.costMs) * COST_SMOOTHING;
-    if (this.bucketMs > 0) {
+    if (this.bucketMs === 0) this.bursting = false;
+    if (this.bursting) {
       // Still within the burst: the rate that counts is the one after it.
       this.stepStart = now;
       this.stepCreated = created;
@@ -107,5 +117,6 @@ export class CaptureBudget {
   private refill(now: number): void {
     this.bucketMs = Math.min(CAPTURE_BURST_MS, this.bucketMs + Math.max(0, now - this.lastRefill) * CAPTURE_TIME_SHARE);
     this.lastRefill = now;
+    if (this.bucketMs === CAPTURE_BURST_MS) this.bursting = true;
   }
 }
