@@ -165,7 +165,9 @@ test('a stripped binary, and one replaced on disk since it started: addresses or
   // Another program where the second one's file was: a new build deployed under a running process.
   await run('cp', [join(FIXTURES, 'cpp_cache'), join(dir, 'replaced_sites.new')]);
   await run('mv', [join(dir, 'replaced_sites.new'), join(dir, 'replaced_sites')]);
-  const hasLeak = (x: Snapshot) => (x.heap?.stacks[0]?.live_bytes ?? 0) > 1024 * 1024;
+  // A stack sample stands for ~512 KiB, so the bounded session window (530 KiB
+  // true) reads 1 MiB with two samples live; 4 MiB is the leak (5 s of it).
+  const hasLeak = (x: Snapshot) => (x.heap?.stacks[0]?.live_bytes ?? 0) > 4 * 1024 * 1024;
 
   const s = await snapshotUntil(stripped.pid, hasLeak);
   const module = s.heap!.modules.find((m) => m.path.endsWith('/stripped_sites'));
